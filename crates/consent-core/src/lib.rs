@@ -1,0 +1,27 @@
+//! Host-free consent engine for the consent-enforcement filter.
+//!
+//! Nothing in this crate talks to a proxy: it reads a policy, a plugin
+//! configuration and a consent snapshot, and answers one question per request
+//! with [`decide`]: allow, allow with redactions, or block, and why.
+//! The proxy-wasm glue in the `consent-filter` crate only translates host calls
+//! into these types.
+
+pub mod categories;
+pub mod config;
+pub mod decision;
+pub mod error;
+pub mod header_plan;
+pub mod policy;
+pub mod query;
+pub mod reason;
+pub mod reply;
+pub mod request;
+pub mod snapshot;
+
+pub use config::{compile_config, CompiledConfig, Settings};
+pub use decision::{decide, Decision, Outcome, Redaction};
+pub use error::ConfigError;
+pub use policy::{CompiledPolicy, DEFAULT_POLICY_JSON};
+pub use reason::Reason;
+pub use request::{HeaderValue, RequestView};
+pub use snapshot::{ConsentIndex, ConsentRecord};

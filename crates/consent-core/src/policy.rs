@@ -1,0 +1,608 @@
+//! The privacy policy as data: purposes, data categories, parties, and where each
+//! category travels in a request (header names, query parameters).
+//!
+//! [`PolicyDoc`] is the JSON an operator writes; [`CompiledPolicy`] is the checked,
+//! indexed form the decision function reads.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::categories::{CategoryIdx, CategorySet};
+use crate::error::ConfigError;
+
+/// The shipped default policy: さいたま市みんなのアプリ's privacy policy (2024-07-29).
+pub const DEFAULT_POLICY_JSON: &str =
+    include_str!("../../../envoy-config/policy/saitama-minna-app.json");
+
+/// A label in the policy's own language and in English.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Label {
+    /// Japanese label, as the policy words it.
+    pub ja: String,
+    /// English label.
+    pub en: String,
+}
+
+/// The legal basis on which a purpose processes personal data.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    /// Opt-in: only with the person's consent for this purpose.
+    Consent,
+    /// Notified or published: allowed unless the person stopped use.
+    Notice,
+    /// Needed to perform a contract.
+    Contract,
+    /// Required by law or a public task; survives a stop-use request.
+    Legal,
+}
+
+impl Basis {
+    /// The basis as written in the policy file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Consent => "consent",
+            Basis::Notice => "notice",
+            Basis::Contract => "contract",
+            Basis::Legal => "legal",
+        }
+    }
+}
+
+/// What happens to a request for an opt-in purpose the person has not consented to.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WithoutConsent {
+    /// Reject the request with the block status.
+    #[default]
+    Block,
+    /// Let the request through with every personal-data category removed.
+    Strip,
+}
+
+/// Who a party is with respect to the policy (§6, §7, §8).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartyKind {
+    /// The operator that wrote the policy.
+    Operator,
+    /// A processor acting for the operator (委託先).
+    Processor,
+    /// A joint user under §8 (共同利用者).
+    JointUser,
+    /// Anyone else (第三者).
+    ThirdParty,
+}
+
+/// One data category as written in the policy file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryDoc {
+    /// Stable id, e.g. `location.gps`; consent records and metrics carry it.
+    pub id: String,
+    /// Human labels.
+    pub label: Label,
+    /// Group the category belongs to (attributes, usage, location, ...), for display.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Where the policy names it, e.g. `§8(2)①`.
+    #[serde(default)]
+    pub section: Option<String>,
+    /// Whether the category needs an explicit grant for the purpose at hand, whatever the
+    /// purpose's basis (location in the shipped policy).
+    #[serde(default)]
+    pub explicit_grant: bool,
+    /// Request and response header names that carry this category.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// Query parameter names that carry this category.
+    #[serde(default)]
+    pub query: Vec<String>,
+}
+
+/// One purpose of use as written in the policy file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeDoc {
+    /// Stable id sent by callers in the purpose header, e.g. `marketing.campaigns`.
+    pub id: String,
+    /// Human labels.
+    pub label: Label,
+    /// Where the policy states the purpose, e.g. `§3(1)ア①`.
+    #[serde(default)]
+    pub section: Option<String>,
+    /// Legal basis.
+    pub basis: Basis,
+    /// For `consent` purposes: block or strip when consent is missing (default block).
+    #[serde(default)]
+    pub without_consent: Option<WithoutConsent>,
+    /// Category ids this purpose may touch; everything else is removed.
+    pub categories: Vec<String>,
+    /// Policy version in which this purpose's terms last changed materially (§11).
+    #[serde(default = "first_version")]
+    pub changed_in: u32,
+    /// Whether this is a joint-use purpose (§8).
+    #[serde(default)]
+    pub joint_use: bool,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+/// One party as written in the policy file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyDoc {
+    /// Stable id.
+    pub id: String,
+    /// Human labels.
+    pub label: Label,
+    /// Role under the policy.
+    pub kind: PartyKind,
+    /// Peer identities (mTLS principals / SPIFFE IDs) that belong to this party.
+    #[serde(default)]
+    pub identities: Vec<String>,
+}
+
+/// A policy document as an operator writes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyDoc {
+    /// Stable policy id.
+    pub id: String,
+    /// Policy version, counting up from 1 with every published change.
+    pub version: u32,
+    /// Date the version took effect, for display.
+    #[serde(default)]
+    pub effective: Option<String>,
+    /// Title, for display.
+    #[serde(default)]
+    pub title: Option<Label>,
+    /// Where the policy text comes from, for display.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Data categories.
+    pub categories: Vec<CategoryDoc>,
+    /// Purposes of use; a request with a purpose outside this list is use beyond purpose (§4).
+    pub purposes: Vec<PurposeDoc>,
+    /// Parties that may receive data.
+    #[serde(default)]
+    pub parties: Vec<PartyDoc>,
+}
+
+/// Index of a purpose in the compiled policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PurposeIdx(pub u16);
+
+/// A checked data category.
+#[derive(Debug, Clone)]
+pub struct Category {
+    /// Stable id.
+    pub id: String,
+    /// Human labels.
+    pub label: Label,
+    /// Whether it needs an explicit grant per purpose.
+    pub explicit_grant: bool,
+}
+
+/// A checked purpose.
+#[derive(Debug, Clone)]
+pub struct Purpose {
+    /// Stable id.
+    pub id: String,
+    /// Human labels.
+    pub label: Label,
+    /// Legal basis.
+    pub basis: Basis,
+    /// Block or strip when an opt-in consent is missing.
+    pub without_consent: WithoutConsent,
+    /// Categories the purpose may touch.
+    pub categories: CategorySet,
+    /// Version of the last material change (§11).
+    pub changed_in: u32,
+    /// Joint-use purpose (§8).
+    pub joint_use: bool,
+}
+
+/// A policy checked and indexed for the request path.
+#[derive(Debug, Clone)]
+pub struct CompiledPolicy {
+    /// Stable policy id.
+    pub id: String,
+    /// Policy version.
+    pub version: u32,
+    /// Categories, indexed by [`CategoryIdx`].
+    pub categories: Vec<Category>,
+    /// Purposes, indexed by [`PurposeIdx`].
+    pub purposes: Vec<Purpose>,
+    /// Every declared category.
+    pub all_categories: CategorySet,
+    /// Categories that need an explicit grant.
+    pub explicit_grant: CategorySet,
+    purpose_ids: HashMap<String, PurposeIdx>,
+    category_ids: HashMap<String, CategoryIdx>,
+    header_categories: HashMap<String, CategorySet>,
+    query_categories: HashMap<String, CategorySet>,
+}
+
+impl CompiledPolicy {
+    /// Parses and compiles the shipped default policy.
+    pub fn default_policy() -> Result<Self, ConfigError> {
+        Self::from_json(DEFAULT_POLICY_JSON)
+    }
+
+    /// Parses and compiles a policy document given as JSON text.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        let doc: PolicyDoc = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::from_serde("policy", e))?;
+        de.end().map_err(|_| {
+            ConfigError::invalid("policy", "trailing characters after the JSON document")
+        })?;
+        Self::compile(&doc, "policy")
+    }
+
+    /// Checks a parsed policy document and builds its indexes; `path` prefixes error paths.
+    pub fn compile(doc: &PolicyDoc, path: &str) -> Result<Self, ConfigError> {
+        if doc.id.trim().is_empty() {
+            return Err(ConfigError::invalid(format!("{path}.id"), "must not be empty"));
+        }
+        if doc.version == 0 {
+            return Err(ConfigError::invalid(
+                format!("{path}.version"),
+                "must be 1 or more",
+            ));
+        }
+        let mut categories = Vec::with_capacity(doc.categories.len());
+        let mut category_ids = HashMap::new();
+        let mut header_categories: HashMap<String, CategorySet> = HashMap::new();
+        let mut query_categories: HashMap<String, CategorySet> = HashMap::new();
+        let mut explicit_grant = CategorySet::EMPTY;
+        for (i, c) in doc.categories.iter().enumerate() {
+            let at = format!("{path}.categories[{i}]");
+            check_id(&c.id, &format!("{at}.id"))?;
+            let idx = CategoryIdx::from_position(i)?;
+            if category_ids.insert(c.id.clone(), idx).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.id"),
+                    format!("duplicate category id `{}`", c.id),
+                ));
+            }
+            for (h, name) in c.headers.iter().enumerate() {
+                let name = normalise_header_name(name, &format!("{at}.headers[{h}]"))?;
+                header_categories.entry(name).or_default().insert(idx);
+            }
+            for (q, name) in c.query.iter().enumerate() {
+                if name.is_empty() {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.query[{q}]"),
+                        "must not be empty",
+                    ));
+                }
+                query_categories
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(idx);
+            }
+            if c.explicit_grant {
+                explicit_grant.insert(idx);
+            }
+            categories.push(Category {
+                id: c.id.clone(),
+                label: c.label.clone(),
+                explicit_grant: c.explicit_grant,
+            });
+        }
+        if doc.purposes.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{path}.purposes"),
+                "a policy needs at least one purpose",
+            ));
+        }
+        let mut purposes = Vec::with_capacity(doc.purposes.len());
+        let mut purpose_ids = HashMap::new();
+        for (i, p) in doc.purposes.iter().enumerate() {
+            let at = format!("{path}.purposes[{i}]");
+            check_id(&p.id, &format!("{at}.id"))?;
+            let idx = u16::try_from(i)
+                .map(PurposeIdx)
+                .map_err(|_| ConfigError::invalid(format!("{path}.purposes"), "too many purposes"))?;
+            if purpose_ids.insert(p.id.clone(), idx).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.id"),
+                    format!("duplicate purpose id `{}`", p.id),
+                ));
+            }
+            let mut set = CategorySet::EMPTY;
+            for (j, cid) in p.categories.iter().enumerate() {
+                let cat = category_ids.get(cid).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{at}.categories[{j}]"),
+                        format!("unknown category `{cid}`"),
+                    )
+                })?;
+                set.insert(*cat);
+            }
+            if p.changed_in == 0 || p.changed_in > doc.version {
+                return Err(ConfigError::invalid(
+                    format!("{at}.changed_in"),
+                    format!("must be between 1 and the policy version {}", doc.version),
+                ));
+            }
+            let without_consent = match (p.basis, p.without_consent) {
+                (Basis::Consent, choice) => choice.unwrap_or_default(),
+                (_, None) => WithoutConsent::Block,
+                (basis, Some(_)) => {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.without_consent"),
+                        format!(
+                            "only applies to purposes with basis `consent`, not `{}`",
+                            basis.as_str()
+                        ),
+                    ))
+                }
+            };
+            purposes.push(Purpose {
+                id: p.id.clone(),
+                label: p.label.clone(),
+                basis: p.basis,
+                without_consent,
+                categories: set,
+                changed_in: p.changed_in,
+                joint_use: p.joint_use,
+            });
+        }
+        let mut party_ids = HashMap::new();
+        for (i, party) in doc.parties.iter().enumerate() {
+            let at = format!("{path}.parties[{i}]");
+            check_id(&party.id, &format!("{at}.id"))?;
+            if party_ids.insert(party.id.clone(), i).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.id"),
+                    format!("duplicate party id `{}`", party.id),
+                ));
+            }
+        }
+        Ok(CompiledPolicy {
+            id: doc.id.clone(),
+            version: doc.version,
+            all_categories: CategorySet::all(categories.len()),
+            categories,
+            purposes,
+            explicit_grant,
+            purpose_ids,
+            category_ids,
+            header_categories,
+            query_categories,
+        })
+    }
+
+    /// Finds a purpose by id; `None` means use beyond purpose (§4).
+    pub fn purpose_idx(&self, id: &str) -> Option<PurposeIdx> {
+        self.purpose_ids.get(id).copied()
+    }
+
+    /// The purpose at `idx`.
+    pub fn purpose(&self, idx: PurposeIdx) -> Option<&Purpose> {
+        self.purposes.get(usize::from(idx.0))
+    }
+
+    /// Finds a category by id.
+    pub fn category_idx(&self, id: &str) -> Option<CategoryIdx> {
+        self.category_ids.get(id).copied()
+    }
+
+    /// The category at `idx`.
+    pub fn category(&self, idx: CategoryIdx) -> Option<&Category> {
+        self.categories.get(idx.position())
+    }
+
+    /// The stable id of the category at `idx` (empty if out of range).
+    pub fn category_id(&self, idx: CategoryIdx) -> &str {
+        self.category(idx).map(|c| c.id.as_str()).unwrap_or("")
+    }
+
+    /// Categories carried by a header (name in lowercase).
+    pub fn header_categories(&self, lowercase_name: &str) -> CategorySet {
+        self.header_categories
+            .get(lowercase_name)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether any header name is mapped to a category.
+    pub fn has_header_mappings(&self) -> bool {
+        !self.header_categories.is_empty()
+    }
+
+    /// Header names mapped to categories, for checks against reserved names.
+    pub fn mapped_header_names(&self) -> impl Iterator<Item = &str> {
+        self.header_categories.keys().map(String::as_str)
+    }
+
+    /// Categories carried by a query parameter (name in lowercase, already decoded).
+    pub fn query_categories(&self, lowercase_name: &str) -> CategorySet {
+        self.query_categories
+            .get(lowercase_name)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether any query parameter is mapped to a category.
+    pub fn has_query_mappings(&self) -> bool {
+        !self.query_categories.is_empty()
+    }
+}
+
+fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            path,
+            "ids use lowercase ascii letters, digits, '.', '_' and '-' (at most 128)",
+        ))
+    }
+}
+
+/// Checks an HTTP header name and returns it in lowercase, as Envoy presents it.
+pub fn normalise_header_name(name: &str, path: &str) -> Result<String, ConfigError> {
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(is_token) {
+        return Err(ConfigError::invalid(
+            path,
+            "not a valid HTTP header name (pseudo-headers such as :path cannot be mapped)",
+        ));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn minimal() -> serde_json::Value {
+        serde_json::json!({
+            "id": "p", "version": 2,
+            "categories": [
+                {"id": "email", "label": {"ja": "メール", "en": "Email"}, "headers": ["X-Email"]},
+                {"id": "location.gps", "label": {"ja": "GPS", "en": "GPS"}, "explicit_grant": true, "query": ["LAT"]}
+            ],
+            "purposes": [
+                {"id": "newsletters", "label": {"ja": "a", "en": "b"}, "basis": "consent", "categories": ["email"]}
+            ]
+        })
+    }
+
+    fn compile(v: serde_json::Value) -> Result<CompiledPolicy, ConfigError> {
+        CompiledPolicy::from_json(&v.to_string())
+    }
+
+    #[test]
+    fn shipped_policy_compiles_with_every_purpose_of_sections_3_and_8() {
+        let p = CompiledPolicy::default_policy().unwrap();
+        for id in [
+            "marketing.campaigns",
+            "marketing.newsletters",
+            "marketing.third_party_offers",
+            "surveys",
+            "business.partner_operations",
+            "support.inquiries",
+            "security.crime_prevention",
+            "marketing.analysis",
+            "partner.referrals",
+            "outsourced.operations",
+            "service.improvement",
+            "government.benefits",
+            "joint.administrative_services",
+            "joint.administrative_information",
+            "joint.ebpm",
+            "joint.troubleshooting",
+        ] {
+            assert!(p.purpose_idx(id).is_some(), "missing purpose {id}");
+        }
+        assert_eq!(p.purposes.len(), 16);
+    }
+
+    #[test]
+    fn shipped_policy_requires_explicit_grants_for_every_location_category() {
+        let p = CompiledPolicy::default_policy().unwrap();
+        for id in ["location.gps", "location.wifi", "location.bluetooth"] {
+            let idx = p.category_idx(id).unwrap();
+            assert!(p.explicit_grant.contains(idx), "{id}");
+        }
+        assert!(!p.explicit_grant.contains(p.category_idx("email").unwrap()));
+    }
+
+    #[test]
+    fn header_and_query_names_are_matched_in_lowercase() {
+        let p = compile(minimal()).unwrap();
+        let email = p.category_idx("email").unwrap();
+        assert!(p.header_categories("x-email").contains(email));
+        let gps = p.category_idx("location.gps").unwrap();
+        assert!(p.query_categories("lat").contains(gps));
+    }
+
+    #[test]
+    fn unknown_category_in_a_purpose_is_rejected_with_its_path() {
+        let mut v = minimal();
+        v["purposes"][0]["categories"] = serde_json::json!(["email", "emial"]);
+        let err = compile(v).unwrap_err();
+        assert_eq!(err.path(), "policy.purposes[0].categories[1]");
+        assert!(err.to_string().contains("unknown category `emial`"));
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_with_its_path() {
+        let mut v = minimal();
+        v["purposes"][0]["basiss"] = serde_json::json!("consent");
+        let err = compile(v).unwrap_err();
+        assert!(err.path().starts_with("policy.purposes[0]"), "{err}");
+        assert!(err.to_string().contains("unknown field `basiss`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_basis_is_rejected() {
+        let mut v = minimal();
+        v["purposes"][0]["basis"] = serde_json::json!("vibes");
+        let err = compile(v).unwrap_err();
+        assert_eq!(err.path(), "policy.purposes[0].basis");
+    }
+
+    #[test]
+    fn duplicate_purpose_ids_are_rejected() {
+        let mut v = minimal();
+        let first = v["purposes"][0].clone();
+        v["purposes"].as_array_mut().unwrap().push(first);
+        assert_eq!(compile(v).unwrap_err().path(), "policy.purposes[1].id");
+    }
+
+    #[test]
+    fn material_change_after_the_policy_version_is_rejected() {
+        let mut v = minimal();
+        v["purposes"][0]["changed_in"] = serde_json::json!(3);
+        assert_eq!(
+            compile(v).unwrap_err().path(),
+            "policy.purposes[0].changed_in"
+        );
+    }
+
+    #[test]
+    fn without_consent_on_a_notice_purpose_is_rejected() {
+        let mut v = minimal();
+        v["purposes"][0]["basis"] = serde_json::json!("notice");
+        v["purposes"][0]["without_consent"] = serde_json::json!("strip");
+        assert_eq!(
+            compile(v).unwrap_err().path(),
+            "policy.purposes[0].without_consent"
+        );
+    }
+
+    #[test]
+    fn pseudo_headers_cannot_be_mapped() {
+        let mut v = minimal();
+        v["categories"][0]["headers"] = serde_json::json!([":path"]);
+        assert_eq!(
+            compile(v).unwrap_err().path(),
+            "policy.categories[0].headers[0]"
+        );
+    }
+
+    #[test]
+    fn malformed_json_is_a_parse_error() {
+        assert!(matches!(
+            CompiledPolicy::from_json("{\"id\": "),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

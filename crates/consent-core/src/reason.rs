@@ -1,0 +1,136 @@
+//! Reason codes: the stable, machine-readable why of every decision and redaction.
+
+use serde::Serialize;
+
+/// Why a request was allowed, blocked, or had a category removed.
+///
+/// The string form ([`Reason::as_str`]) is part of the filter's interface: it appears
+/// in block replies, the decision header, logs and metrics. Never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// Allowed: the person consented to this opt-in purpose under current terms.
+    ConsentGranted,
+    /// Allowed: a notice-based purpose the person has not stopped.
+    NoticeBasis,
+    /// Allowed: a purpose needed to perform a contract.
+    ContractBasis,
+    /// Allowed: a purpose required by law or a public task.
+    LegalBasis,
+    /// Blocked: no purpose header (use beyond purpose, §4).
+    PurposeMissing,
+    /// Blocked: the purpose is not in the policy's catalogue (use beyond purpose, §4).
+    PurposeUnknown,
+    /// Blocked: several purpose headers, or several values in one.
+    PurposeAmbiguous,
+    /// Blocked: the purpose header is not valid text or is too long.
+    PurposeInvalid,
+    /// Blocked: no user-ID header where one is required.
+    UserMissing,
+    /// Blocked: several user-ID headers, or several values in one.
+    UserAmbiguous,
+    /// Blocked: the user-ID header is not valid text or is too long.
+    UserInvalid,
+    /// Blocked or stripped: no consent to this opt-in purpose.
+    ConsentMissing,
+    /// Blocked or stripped: consent was given under terms that changed materially since (§11).
+    ReconsentRequired,
+    /// Blocked: the person asked to stop use (利用停止, §10).
+    UseStopped,
+    /// Removed: the purpose may not touch this category.
+    CategoryNotInPurpose,
+    /// Removed: the category needs an explicit grant for this purpose, and there is none.
+    ExplicitGrantMissing,
+    /// Blocked: the filter could not evaluate the request (fail closed).
+    InternalError,
+}
+
+impl Reason {
+    /// The stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ConsentGranted => "consent_granted",
+            Reason::NoticeBasis => "notice_basis",
+            Reason::ContractBasis => "contract_basis",
+            Reason::LegalBasis => "legal_basis",
+            Reason::PurposeMissing => "purpose_missing",
+            Reason::PurposeUnknown => "purpose_unknown",
+            Reason::PurposeAmbiguous => "purpose_ambiguous",
+            Reason::PurposeInvalid => "purpose_invalid",
+            Reason::UserMissing => "user_missing",
+            Reason::UserAmbiguous => "user_ambiguous",
+            Reason::UserInvalid => "user_invalid",
+            Reason::ConsentMissing => "consent_missing",
+            Reason::ReconsentRequired => "reconsent_required",
+            Reason::UseStopped => "use_stopped",
+            Reason::CategoryNotInPurpose => "category_not_in_purpose",
+            Reason::ExplicitGrantMissing => "explicit_grant_missing",
+            Reason::InternalError => "internal_error",
+        }
+    }
+
+    /// A short human sentence for block replies; never holds request data.
+    pub fn message(self) -> &'static str {
+        match self {
+            Reason::ConsentGranted => "the person consented to this purpose",
+            Reason::NoticeBasis => "the purpose is notified and the person has not stopped it",
+            Reason::ContractBasis => "the purpose is needed to perform a contract",
+            Reason::LegalBasis => "the purpose is required by law",
+            Reason::PurposeMissing => "the request does not state a data purpose",
+            Reason::PurposeUnknown => "the data purpose is not one the privacy policy allows",
+            Reason::PurposeAmbiguous => "the request states more than one data purpose",
+            Reason::PurposeInvalid => "the data purpose header is malformed",
+            Reason::UserMissing => "the request does not identify the person the data is about",
+            Reason::UserAmbiguous => "the request identifies more than one person",
+            Reason::UserInvalid => "the user id header is malformed",
+            Reason::ConsentMissing => "the person has not consented to this purpose",
+            Reason::ReconsentRequired => {
+                "the person's consent predates a material change of the policy"
+            }
+            Reason::UseStopped => "the person asked to stop the use of their data",
+            Reason::CategoryNotInPurpose => "the purpose may not use this data category",
+            Reason::ExplicitGrantMissing => {
+                "the person has not explicitly granted this category for this purpose"
+            }
+            Reason::InternalError => "the consent filter could not evaluate the request",
+        }
+    }
+
+    /// Every reason, for documentation and metrics.
+    pub const ALL: [Reason; 17] = [
+        Reason::ConsentGranted,
+        Reason::NoticeBasis,
+        Reason::ContractBasis,
+        Reason::LegalBasis,
+        Reason::PurposeMissing,
+        Reason::PurposeUnknown,
+        Reason::PurposeAmbiguous,
+        Reason::PurposeInvalid,
+        Reason::UserMissing,
+        Reason::UserAmbiguous,
+        Reason::UserInvalid,
+        Reason::ConsentMissing,
+        Reason::ReconsentRequired,
+        Reason::UseStopped,
+        Reason::CategoryNotInPurpose,
+        Reason::ExplicitGrantMissing,
+        Reason::InternalError,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn codes_are_unique_and_match_serde() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.as_str()), "duplicate {}", r.as_str());
+            let json = serde_json::to_string(&r).unwrap();
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! What the filter tells clients and backends: the block reply body and the decision header.
+//! Neither ever holds a personal-data value or the user ID.
+
+use serde::Serialize;
+
+use crate::decision::{Decision, Outcome};
+use crate::policy::CompiledPolicy;
+
+#[derive(Serialize)]
+struct BlockBody<'a> {
+    error: &'a str,
+    reason: &'a str,
+    purpose: Option<&'a str>,
+    policy: &'a str,
+    policy_version: u32,
+}
+
+/// The JSON body of a block reply:
+/// `{"error": ..., "reason": <code>, "purpose": <id or null>, "policy": ..., "policy_version": n}`.
+///
+/// `purpose` is set only when it is a purpose of the policy, so nothing the client sent
+/// is echoed back.
+pub fn block_body(policy: &CompiledPolicy, decision: &Decision) -> String {
+    let body = BlockBody {
+        error: decision.reason.message(),
+        reason: decision.reason.as_str(),
+        purpose: purpose_id(policy, decision),
+        policy: &policy.id,
+        policy_version: policy.version,
+    };
+    serde_json::to_string(&body).unwrap_or_else(|_| {
+        String::from("{\"error\":\"blocked\",\"reason\":\"internal_error\",\"purpose\":null}")
+    })
+}
+
+/// The value of the decision header, e.g.
+/// `outcome=redact; reason=consent_granted; purpose=marketing.newsletters; policy=saitama-minna-app; policy_version=1; redacted=device_id,location.gps`.
+pub fn decision_header_value(policy: &CompiledPolicy, decision: &Decision) -> String {
+    let mut out = format!(
+        "outcome={}; reason={}; purpose={}; policy={}; policy_version={}",
+        decision.outcome.as_str(),
+        decision.reason.as_str(),
+        purpose_id(policy, decision).unwrap_or("-"),
+        policy.id,
+        policy.version,
+    );
+    if decision.outcome == Outcome::Redact {
+        out.push_str("; redacted=");
+        let mut first = true;
+        for category in decision.redacted.iter() {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(policy.category_id(category));
+        }
+    }
+    out
+}
+
+fn purpose_id<'p>(policy: &'p CompiledPolicy, decision: &Decision) -> Option<&'p str> {
+    decision
+        .purpose
+        .and_then(|idx| policy.purpose(idx))
+        .map(|p| p.id.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile_config;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn block_body_names_reason_and_purpose_but_not_the_user() {
+        let c = compile_config(b"").unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-secret-42"), ("x-data-purpose", b"surveys")];
+        let d = c.evaluate(h);
+        let body = block_body(&c.policy, &d);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["reason"], "consent_missing");
+        assert_eq!(v["purpose"], "surveys");
+        assert_eq!(v["policy_version"], 1);
+        assert!(!body.contains("u-secret-42"));
+    }
+
+    #[test]
+    fn an_unknown_purpose_is_not_echoed_back() {
+        let c = compile_config(b"").unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"<script>")];
+        let body = block_body(&c.policy, &c.evaluate(h));
+        assert!(!body.contains("script"));
+        assert!(body.contains("\"purpose\":null"));
+    }
+
+    #[test]
+    fn decision_header_lists_redacted_categories() {
+        let c = compile_config(
+            br#"{"consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
+        )
+        .unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"marketing.newsletters")];
+        let value = decision_header_value(&c.policy, &c.evaluate(h));
+        assert!(value.starts_with("outcome=redact; reason=consent_granted; purpose=marketing.newsletters; policy=saitama-minna-app; policy_version=1; redacted="), "{value}");
+        assert!(value.contains("location.gps"));
+        assert!(!value.contains("email"));
+    }
+}

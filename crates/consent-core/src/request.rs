@@ -1,0 +1,158 @@
+//! The request as the decision sees it: who the data is about and why it is used.
+
+/// Longest accepted user-ID or purpose value, in bytes.
+pub const MAX_IDENTITY_LEN: usize = 256;
+
+/// What one identity header held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderValue<'a> {
+    /// Not sent, or sent empty.
+    Absent,
+    /// Exactly one well-formed value.
+    One(&'a str),
+    /// Sent more than once, or one value holding a comma-separated list.
+    Repeated,
+    /// Not valid UTF-8, holds control characters, or longer than [`MAX_IDENTITY_LEN`].
+    Invalid,
+}
+
+fn classify(raw: &[u8]) -> HeaderValue<'_> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return HeaderValue::Invalid;
+    };
+    let text = text.trim_matches(|c| c == ' ' || c == '\t');
+    if text.is_empty() {
+        return HeaderValue::Absent;
+    }
+    if text.len() > MAX_IDENTITY_LEN || text.chars().any(char::is_control) {
+        return HeaderValue::Invalid;
+    }
+    if text.contains(',') {
+        return HeaderValue::Repeated;
+    }
+    HeaderValue::One(text)
+}
+
+/// The facts of one request that the decision reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestView<'a> {
+    /// Who the data is about.
+    pub user: HeaderValue<'a>,
+    /// Why it is being used.
+    pub purpose: HeaderValue<'a>,
+}
+
+impl<'a> RequestView<'a> {
+    /// Reads the identity headers out of a request's header list (names in lowercase,
+    /// as Envoy gives them). Every occurrence counts, so a repeated header is seen.
+    pub fn from_headers<I>(user_header: &str, purpose_header: &str, headers: I) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut user = Occurrences::default();
+        let mut purpose = Occurrences::default();
+        for (name, value) in headers {
+            if name == user_header {
+                user.add(value);
+            } else if name == purpose_header {
+                purpose.add(value);
+            }
+        }
+        RequestView {
+            user: user.value(),
+            purpose: purpose.value(),
+        }
+    }
+}
+
+/// Every occurrence of one header, folded as they arrive.
+#[derive(Default)]
+struct Occurrences<'a> {
+    count: usize,
+    first: Option<HeaderValue<'a>>,
+    any_invalid: bool,
+}
+
+impl<'a> Occurrences<'a> {
+    fn add(&mut self, raw: &'a [u8]) {
+        let value = classify(raw);
+        self.count += 1;
+        self.any_invalid |= value == HeaderValue::Invalid;
+        self.first.get_or_insert(value);
+    }
+
+    fn value(self) -> HeaderValue<'a> {
+        match (self.count, self.any_invalid) {
+            (0, _) => HeaderValue::Absent,
+            (_, true) => HeaderValue::Invalid,
+            (1, false) => self.first.unwrap_or(HeaderValue::Absent),
+            _ => HeaderValue::Repeated,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn view(headers: &[(&'static str, &'static [u8])]) -> RequestView<'static> {
+        RequestView::from_headers("x-user-id", "x-data-purpose", headers.iter().copied())
+    }
+
+    #[test]
+    fn single_headers_are_read_and_trimmed() {
+        let v = view(&[("x-user-id", b" u-1 "), ("x-data-purpose", b"surveys")]);
+        assert_eq!(v.user, HeaderValue::One("u-1"));
+        assert_eq!(v.purpose, HeaderValue::One("surveys"));
+    }
+
+    #[test]
+    fn a_repeated_header_is_not_taken_as_its_first_value() {
+        let v = view(&[("x-user-id", b"u-1"), ("x-user-id", b"u-2")]);
+        assert_eq!(v.user, HeaderValue::Repeated);
+    }
+
+    #[test]
+    fn a_comma_separated_value_counts_as_several_values() {
+        let v = view(&[("x-data-purpose", b"surveys, marketing.campaigns")]);
+        assert_eq!(v.purpose, HeaderValue::Repeated);
+    }
+
+    #[test]
+    fn invalid_utf8_and_control_characters_are_invalid() {
+        assert_eq!(view(&[("x-user-id", b"\xff\xfe")]).user, HeaderValue::Invalid);
+        assert_eq!(view(&[("x-user-id", b"a\x01b")]).user, HeaderValue::Invalid);
+    }
+
+    #[test]
+    fn an_invalid_value_stays_invalid_when_repeated() {
+        let v = view(&[("x-user-id", b"\xff"), ("x-user-id", b"u-1")]);
+        assert_eq!(v.user, HeaderValue::Invalid);
+    }
+
+    #[test]
+    fn overlong_values_are_invalid() {
+        let long = vec![b'a'; MAX_IDENTITY_LEN + 1];
+        let v = RequestView::from_headers(
+            "x-user-id",
+            "x-data-purpose",
+            [("x-user-id", long.as_slice())],
+        );
+        assert_eq!(v.user, HeaderValue::Invalid);
+    }
+
+    #[test]
+    fn an_empty_header_next_to_a_value_still_counts_as_repeated() {
+        let v = view(&[("x-user-id", b""), ("x-user-id", b"u-1")]);
+        assert_eq!(v.user, HeaderValue::Repeated);
+    }
+
+    #[test]
+    fn empty_and_missing_headers_are_absent() {
+        let v = view(&[("x-user-id", b"  ")]);
+        assert_eq!(v.user, HeaderValue::Absent);
+        assert_eq!(v.purpose, HeaderValue::Absent);
+    }
+}

@@ -1,0 +1,247 @@
+//! Consent records and the index the filter looks them up in.
+//!
+//! A snapshot is a list of records, one per person. It is compiled against a policy:
+//! purpose and category ids become indexes, unknown ids are errors, and records are
+//! keyed by subject for a lookup that never scans.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::categories::CategorySet;
+use crate::error::ConfigError;
+use crate::policy::{CompiledPolicy, PurposeIdx};
+use crate::request::MAX_IDENTITY_LEN;
+
+/// One grant in a record: consent to a purpose, under a policy version, with the
+/// explicit-grant categories (e.g. location) the person allowed for it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantDoc {
+    /// Policy version the person saw when granting (§11).
+    pub policy_version: u32,
+    /// Categories that need an explicit grant (location) allowed for this purpose.
+    #[serde(default)]
+    pub explicit: Vec<String>,
+}
+
+/// One person's consent state as written in a snapshot.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDoc {
+    /// Who the record is about: the value the user-ID header carries.
+    pub subject: String,
+    /// Grants by purpose id.
+    #[serde(default)]
+    pub grants: BTreeMap<String, GrantDoc>,
+    /// The person asked to stop use (利用停止, §10).
+    #[serde(default)]
+    pub stop_use: bool,
+    /// The person asked to stop third-party provision (第三者提供の停止, §10).
+    #[serde(default)]
+    pub stop_third_party: bool,
+}
+
+/// A consent snapshot as written: a version and the records.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotDoc {
+    /// Snapshot version, counting up at the source.
+    #[serde(default)]
+    pub version: u64,
+    /// One record per person.
+    #[serde(default)]
+    pub records: Vec<RecordDoc>,
+}
+
+/// A compiled grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// The purpose granted.
+    pub purpose: PurposeIdx,
+    /// Policy version at consent.
+    pub policy_version: u32,
+    /// Explicitly granted categories.
+    pub explicit: CategorySet,
+}
+
+/// A compiled consent record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsentRecord {
+    /// Grants, at most one per purpose.
+    pub grants: Vec<Grant>,
+    /// Stop-use request (§10).
+    pub stop_use: bool,
+    /// Stop third-party provision request (§10).
+    pub stop_third_party: bool,
+}
+
+impl ConsentRecord {
+    /// The grant for `purpose`, if any.
+    pub fn grant(&self, purpose: PurposeIdx) -> Option<&Grant> {
+        self.grants.iter().find(|g| g.purpose == purpose)
+    }
+
+    /// Compiles one record against a policy; `path` names it in errors (never by subject).
+    pub fn compile(doc: &RecordDoc, policy: &CompiledPolicy, path: &str) -> Result<Self, ConfigError> {
+        let mut grants = Vec::with_capacity(doc.grants.len());
+        for (purpose_id, grant) in &doc.grants {
+            let at = format!("{path}.grants.{purpose_id}");
+            let purpose = policy.purpose_idx(purpose_id).ok_or_else(|| {
+                ConfigError::invalid(&at, format!("unknown purpose `{purpose_id}`"))
+            })?;
+            if grant.policy_version == 0 || grant.policy_version > policy.version {
+                return Err(ConfigError::invalid(
+                    format!("{at}.policy_version"),
+                    format!("must be between 1 and the policy version {}", policy.version),
+                ));
+            }
+            let mut explicit = CategorySet::EMPTY;
+            for (i, cid) in grant.explicit.iter().enumerate() {
+                let cat = policy.category_idx(cid).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("{at}.explicit[{i}]"),
+                        format!("unknown category `{cid}`"),
+                    )
+                })?;
+                if !policy.explicit_grant.contains(cat) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.explicit[{i}]"),
+                        format!("category `{cid}` does not take an explicit grant"),
+                    ));
+                }
+                explicit.insert(cat);
+            }
+            grants.push(Grant {
+                purpose,
+                policy_version: grant.policy_version,
+                explicit,
+            });
+        }
+        Ok(ConsentRecord {
+            grants,
+            stop_use: doc.stop_use,
+            stop_third_party: doc.stop_third_party,
+        })
+    }
+}
+
+/// Consent records keyed by subject.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentIndex {
+    /// Snapshot version.
+    pub version: u64,
+    records: HashMap<String, ConsentRecord>,
+}
+
+impl ConsentIndex {
+    /// Compiles a snapshot against a policy. Duplicate subjects are an error, since either
+    /// record could be the wrong one; errors name records by position, never by subject.
+    pub fn compile(doc: &SnapshotDoc, policy: &CompiledPolicy, path: &str) -> Result<Self, ConfigError> {
+        let mut records = HashMap::with_capacity(doc.records.len());
+        for (i, record) in doc.records.iter().enumerate() {
+            let at = format!("{path}.records[{i}]");
+            let subject = record.subject.trim();
+            if subject.is_empty() || subject.len() > MAX_IDENTITY_LEN || subject.contains(',') {
+                return Err(ConfigError::invalid(
+                    format!("{at}.subject"),
+                    format!("must be 1 to {MAX_IDENTITY_LEN} bytes without commas"),
+                ));
+            }
+            let compiled = ConsentRecord::compile(record, policy, &at)?;
+            if records.insert(subject.to_string(), compiled).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.subject"),
+                    "the same subject appears in an earlier record",
+                ));
+            }
+        }
+        Ok(ConsentIndex {
+            version: doc.version,
+            records,
+        })
+    }
+
+    /// The record of `subject`, if the snapshot has one.
+    pub fn lookup(&self, subject: &str) -> Option<&ConsentRecord> {
+        self.records.get(subject)
+    }
+
+    /// Number of people in the snapshot.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the snapshot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::default_policy().unwrap()
+    }
+
+    fn snapshot(v: serde_json::Value) -> Result<ConsentIndex, ConfigError> {
+        let doc: SnapshotDoc = serde_json::from_value(v).unwrap();
+        ConsentIndex::compile(&doc, &policy(), "consents")
+    }
+
+    #[test]
+    fn records_are_found_by_subject() {
+        let idx = snapshot(serde_json::json!({"records": [
+            {"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}},
+            {"subject": "u-2", "stop_use": true}
+        ]}))
+        .unwrap();
+        let p = policy();
+        let r1 = idx.lookup("u-1").unwrap();
+        assert!(r1.grant(p.purpose_idx("surveys").unwrap()).is_some());
+        assert!(idx.lookup("u-2").unwrap().stop_use);
+        assert!(idx.lookup("u-3").is_none());
+        assert_eq!(idx.len(), 2);
+    }
+
+    #[test]
+    fn unknown_purpose_in_a_grant_names_the_record_by_position() {
+        let err = snapshot(serde_json::json!({"records": [
+            {"subject": "secret-user", "grants": {"survey": {"policy_version": 1}}}
+        ]}))
+        .unwrap_err();
+        assert_eq!(err.path(), "consents.records[0].grants.survey");
+        assert!(!err.to_string().contains("secret-user"));
+    }
+
+    #[test]
+    fn explicit_grant_of_a_category_that_takes_none_is_rejected() {
+        let err = snapshot(serde_json::json!({"records": [
+            {"subject": "u", "grants": {"surveys": {"policy_version": 1, "explicit": ["email"]}}}
+        ]}))
+        .unwrap_err();
+        assert_eq!(err.path(), "consents.records[0].grants.surveys.explicit[0]");
+    }
+
+    #[test]
+    fn consent_under_a_future_policy_version_is_rejected() {
+        let err = snapshot(serde_json::json!({"records": [
+            {"subject": "u", "grants": {"surveys": {"policy_version": 9}}}
+        ]}))
+        .unwrap_err();
+        assert_eq!(err.path(), "consents.records[0].grants.surveys.policy_version");
+    }
+
+    #[test]
+    fn duplicate_subjects_are_rejected() {
+        let err = snapshot(serde_json::json!({"records": [
+            {"subject": "u"}, {"subject": "u"}
+        ]}))
+        .unwrap_err();
+        assert_eq!(err.path(), "consents.records[1].subject");
+    }
+}
