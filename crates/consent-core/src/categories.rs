@@ -114,7 +114,10 @@ mod tests {
         let mut b = CategorySet::EMPTY;
         b.insert(CategoryIdx(1));
         b.insert(CategoryIdx(5));
-        assert_eq!(a.intersection(b).iter().collect::<Vec<_>>(), vec![CategoryIdx(1)]);
+        assert_eq!(
+            a.intersection(b).iter().collect::<Vec<_>>(),
+            vec![CategoryIdx(1)]
+        );
         assert_eq!(a.union(b).len(), 3);
         assert_eq!(
             a.difference(b).iter().collect::<Vec<_>>(),

@@ -133,7 +133,10 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
     let user_header = normalise_header_name(&doc.user_header, "user_header")?;
     let purpose_header = normalise_header_name(&doc.purpose_header, "purpose_header")?;
     let decision_header = normalise_header_name(&doc.decision_header, "decision_header")?;
-    if user_header == purpose_header || decision_header == user_header || decision_header == purpose_header {
+    if user_header == purpose_header
+        || decision_header == user_header
+        || decision_header == purpose_header
+    {
         return Err(ConfigError::invalid(
             "decision_header",
             "user_header, purpose_header and decision_header must be three different headers",
@@ -193,7 +196,10 @@ mod tests {
     #[test]
     fn a_typo_in_a_key_is_rejected_not_ignored() {
         let err = compile_config(br#"{"require_usr": false}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field `require_usr`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `require_usr`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -251,7 +257,10 @@ mod tests {
         .unwrap();
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-1"), ("x-data-purpose", b"surveys")];
         let d = c.evaluate(h);
-        assert_eq!((d.outcome, d.reason), (Outcome::Redact, Reason::ConsentGranted));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Redact, Reason::ConsentGranted)
+        );
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-2"), ("x-data-purpose", b"surveys")];
         assert_eq!(c.evaluate(h).reason, Reason::ConsentMissing);
     }

@@ -202,7 +202,12 @@ mod tests {
         ConsentIndex::compile(&doc, p, "consents").unwrap()
     }
 
-    fn run(p: &CompiledPolicy, idx: &ConsentIndex, user: Option<&str>, purpose: Option<&str>) -> Decision {
+    fn run(
+        p: &CompiledPolicy,
+        idx: &ConsentIndex,
+        user: Option<&str>,
+        purpose: Option<&str>,
+    ) -> Decision {
         let view = RequestView {
             user: user.map_or(HeaderValue::Absent, HeaderValue::One),
             purpose: purpose.map_or(HeaderValue::Absent, HeaderValue::One),
@@ -212,7 +217,10 @@ mod tests {
     }
 
     fn redacted_ids(p: &CompiledPolicy, d: &Decision) -> Vec<String> {
-        d.redacted.iter().map(|c| p.category_id(c).to_string()).collect()
+        d.redacted
+            .iter()
+            .map(|c| p.category_id(c).to_string())
+            .collect()
     }
 
     fn users(p: &CompiledPolicy) -> ConsentIndex {
@@ -232,14 +240,20 @@ mod tests {
     fn a_request_without_purpose_is_use_beyond_purpose() {
         let p = policy();
         let d = run(&p, &users(&p), Some("alice"), None);
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::PurposeMissing));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::PurposeMissing)
+        );
     }
 
     #[test]
     fn a_purpose_outside_the_catalogue_is_blocked() {
         let p = policy();
         let d = run(&p, &users(&p), Some("alice"), Some("ads.resale"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::PurposeUnknown));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::PurposeUnknown)
+        );
         assert_eq!(d.purpose, None);
     }
 
@@ -258,7 +272,10 @@ mod tests {
             purpose: HeaderValue::One("marketing.newsletters"),
         };
         let d = decide(&view, &p, None, false);
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::ConsentMissing));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::ConsentMissing)
+        );
     }
 
     #[test]
@@ -273,7 +290,10 @@ mod tests {
             user: HeaderValue::One("alice"),
             purpose: HeaderValue::Repeated,
         };
-        assert_eq!(decide(&view, &p, None, true).reason, Reason::PurposeAmbiguous);
+        assert_eq!(
+            decide(&view, &p, None, true).reason,
+            Reason::PurposeAmbiguous
+        );
         let view = RequestView {
             user: HeaderValue::Invalid,
             purpose: HeaderValue::One("surveys"),
@@ -285,7 +305,10 @@ mod tests {
     fn opt_in_purpose_with_consent_passes_only_its_categories() {
         let p = policy();
         let d = run(&p, &users(&p), Some("alice"), Some("marketing.newsletters"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Redact, Reason::ConsentGranted));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Redact, Reason::ConsentGranted)
+        );
         let removed = redacted_ids(&p, &d);
         assert!(removed.contains(&"location.gps".to_string()));
         assert!(removed.contains(&"device_id".to_string()));
@@ -299,7 +322,10 @@ mod tests {
     fn opt_in_purpose_without_consent_is_blocked_when_the_policy_says_block() {
         let p = policy();
         let d = run(&p, &users(&p), Some("alice"), Some("surveys"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::ConsentMissing));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::ConsentMissing)
+        );
         assert_eq!(d.purpose, p.purpose_idx("surveys"));
     }
 
@@ -307,7 +333,10 @@ mod tests {
     fn opt_in_purpose_without_consent_is_stripped_when_the_policy_says_strip() {
         let p = policy();
         let d = run(&p, &users(&p), Some("alice"), Some("marketing.campaigns"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Redact, Reason::ConsentMissing));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Redact, Reason::ConsentMissing)
+        );
         assert_eq!(d.redacted, p.all_categories);
         assert!(d.redactions().all(|r| r.reason == Reason::ConsentMissing));
     }
@@ -315,17 +344,34 @@ mod tests {
     #[test]
     fn an_unknown_user_has_no_consent() {
         let p = policy();
-        let d = run(&p, &users(&p), Some("nobody"), Some("marketing.newsletters"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::ConsentMissing));
+        let d = run(
+            &p,
+            &users(&p),
+            Some("nobody"),
+            Some("marketing.newsletters"),
+        );
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::ConsentMissing)
+        );
     }
 
     #[test]
     fn stop_use_blocks_every_purpose_but_legal_ones() {
         let p = policy();
         let idx = users(&p);
-        for purpose in ["marketing.newsletters", "support.inquiries", "joint.ebpm", "business.partner_operations"] {
+        for purpose in [
+            "marketing.newsletters",
+            "support.inquiries",
+            "joint.ebpm",
+            "business.partner_operations",
+        ] {
             let d = run(&p, &idx, Some("stopped"), Some(purpose));
-            assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::UseStopped), "{purpose}");
+            assert_eq!(
+                (d.outcome, d.reason),
+                (Outcome::Block, Reason::UseStopped),
+                "{purpose}"
+            );
         }
         let d = run(&p, &idx, Some("stopped"), Some("government.benefits"));
         assert_ne!(d.outcome, Outcome::Block);
@@ -338,7 +384,10 @@ mod tests {
         let idx = users(&p);
         let d = run(&p, &idx, Some("alice"), Some("service.improvement"));
         let removed = redacted_ids(&p, &d);
-        assert!(!removed.contains(&"location.gps".to_string()), "gps was granted");
+        assert!(
+            !removed.contains(&"location.gps".to_string()),
+            "gps was granted"
+        );
         assert!(removed.contains(&"location.wifi".to_string()));
         let wifi = p.category_idx("location.wifi").unwrap();
         assert_eq!(
@@ -354,7 +403,10 @@ mod tests {
     fn notice_purpose_is_allowed_without_a_record() {
         let p = policy();
         let d = run(&p, &users(&p), Some("nobody"), Some("support.inquiries"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Redact, Reason::NoticeBasis));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Redact, Reason::NoticeBasis)
+        );
         assert!(redacted_ids(&p, &d).contains(&"location.gps".to_string()));
         assert!(!redacted_ids(&p, &d).contains(&"email".to_string()));
     }
@@ -378,9 +430,21 @@ mod tests {
             }}]}),
         );
         let d = run(&p, &idx, Some("alice"), Some("marketing.newsletters"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Block, Reason::ReconsentRequired));
-        let d = run(&p, &idx, Some("alice"), Some("marketing.third_party_offers"));
-        assert_eq!(d.reason, Reason::ConsentGranted, "unchanged purposes keep working");
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::ReconsentRequired)
+        );
+        let d = run(
+            &p,
+            &idx,
+            Some("alice"),
+            Some("marketing.third_party_offers"),
+        );
+        assert_eq!(
+            d.reason,
+            Reason::ConsentGranted,
+            "unchanged purposes keep working"
+        );
     }
 
     #[test]
@@ -392,7 +456,10 @@ mod tests {
         });
         let p = CompiledPolicy::from_json(&doc.to_string()).unwrap();
         let d = run(&p, &ConsentIndex::default(), Some("u"), Some("all"));
-        assert_eq!((d.outcome, d.reason), (Outcome::Allow, Reason::ContractBasis));
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Allow, Reason::ContractBasis)
+        );
         assert!(!d.redacts());
     }
 }

@@ -66,7 +66,10 @@ fn without_values(message: &str) -> String {
             let rest = message.get(after..).unwrap_or("");
             let kind = rest.split_whitespace().next().unwrap_or("value");
             let kind = kind.trim_end_matches(',');
-            let tail = rest.find(", expected").and_then(|i| rest.get(i..)).unwrap_or("");
+            let tail = rest
+                .find(", expected")
+                .and_then(|i| rest.get(i..))
+                .unwrap_or("");
             let head = message.get(..after).unwrap_or("");
             return format!("{head}{kind}{tail}");
         }

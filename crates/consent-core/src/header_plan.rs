@@ -41,7 +41,12 @@ where
     plan(policy, decision, headers, false)
 }
 
-fn plan<'a, I>(policy: &CompiledPolicy, decision: &Decision, headers: I, with_path: bool) -> HeaderEdits
+fn plan<'a, I>(
+    policy: &CompiledPolicy,
+    decision: &Decision,
+    headers: I,
+    with_path: bool,
+) -> HeaderEdits
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
@@ -124,8 +129,11 @@ mod tests {
             "purposes": [{"id": "all", "label": {"ja": "a", "en": "b"}, "basis": "contract", "categories": ["email"]}]
         }});
         let c = compile_config(doc.to_string().as_bytes()).unwrap();
-        let headers: Vec<(&str, &[u8])> =
-            vec![("x-user-id", b"u"), ("x-data-purpose", b"all"), ("x-email", b"e")];
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"all"),
+            ("x-email", b"e"),
+        ];
         let d = c.evaluate(headers.iter().copied());
         assert!(plan_request(&c.policy, &d, headers.iter().copied()).is_empty());
     }

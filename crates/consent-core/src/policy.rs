@@ -248,7 +248,10 @@ impl CompiledPolicy {
     /// Checks a parsed policy document and builds its indexes; `path` prefixes error paths.
     pub fn compile(doc: &PolicyDoc, path: &str) -> Result<Self, ConfigError> {
         if doc.id.trim().is_empty() {
-            return Err(ConfigError::invalid(format!("{path}.id"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                format!("{path}.id"),
+                "must not be empty",
+            ));
         }
         if doc.version == 0 {
             return Err(ConfigError::invalid(
@@ -307,9 +310,9 @@ impl CompiledPolicy {
         for (i, p) in doc.purposes.iter().enumerate() {
             let at = format!("{path}.purposes[{i}]");
             check_id(&p.id, &format!("{at}.id"))?;
-            let idx = u16::try_from(i)
-                .map(PurposeIdx)
-                .map_err(|_| ConfigError::invalid(format!("{path}.purposes"), "too many purposes"))?;
+            let idx = u16::try_from(i).map(PurposeIdx).map_err(|_| {
+                ConfigError::invalid(format!("{path}.purposes"), "too many purposes")
+            })?;
             if purpose_ids.insert(p.id.clone(), idx).is_some() {
                 return Err(ConfigError::invalid(
                     format!("{at}.id"),
@@ -440,9 +443,9 @@ impl CompiledPolicy {
 fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
     let ok = !id.is_empty()
         && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(())
     } else {

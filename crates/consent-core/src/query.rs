@@ -43,7 +43,9 @@ pub fn decode_name(raw: &str) -> String {
                 i += 1;
             }
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(decoded) => {
                         out.push(decoded);
@@ -76,7 +78,10 @@ mod tests {
 
     #[test]
     fn forbidden_params_go_and_the_rest_stay_byte_for_byte() {
-        let out = strip_params("/a/b?x=1&lat=35.86&q=caf%C3%A9+x&lng=139.6&empty=", is_location);
+        let out = strip_params(
+            "/a/b?x=1&lat=35.86&q=caf%C3%A9+x&lng=139.6&empty=",
+            is_location,
+        );
         assert_eq!(out.as_deref(), Some("/a/b?x=1&q=caf%C3%A9+x&empty="));
     }
 
@@ -88,7 +93,10 @@ mod tests {
 
     #[test]
     fn removing_every_param_drops_the_question_mark() {
-        assert_eq!(strip_params("/a?lat=1&lng=2", is_location).as_deref(), Some("/a"));
+        assert_eq!(
+            strip_params("/a?lat=1&lng=2", is_location).as_deref(),
+            Some("/a")
+        );
     }
 
     #[test]
@@ -99,7 +107,10 @@ mod tests {
 
     #[test]
     fn a_name_without_value_is_matched_too() {
-        assert_eq!(strip_params("/a?lat&b=1", is_location).as_deref(), Some("/a?b=1"));
+        assert_eq!(
+            strip_params("/a?lat&b=1", is_location).as_deref(),
+            Some("/a?b=1")
+        );
     }
 
     #[test]

@@ -75,7 +75,10 @@ mod tests {
     #[test]
     fn block_body_names_reason_and_purpose_but_not_the_user() {
         let c = compile_config(b"").unwrap();
-        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-secret-42"), ("x-data-purpose", b"surveys")];
+        let h: [(&str, &[u8]); 2] = [
+            ("x-user-id", b"u-secret-42"),
+            ("x-data-purpose", b"surveys"),
+        ];
         let d = c.evaluate(h);
         let body = block_body(&c.policy, &d);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -100,7 +103,10 @@ mod tests {
             br#"{"consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
         )
         .unwrap();
-        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"marketing.newsletters")];
+        let h: [(&str, &[u8]); 2] = [
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"marketing.newsletters"),
+        ];
         let value = decision_header_value(&c.policy, &c.evaluate(h));
         assert!(value.starts_with("outcome=redact; reason=consent_granted; purpose=marketing.newsletters; policy=saitama-minna-app; policy_version=1; redacted="), "{value}");
         assert!(value.contains("location.gps"));

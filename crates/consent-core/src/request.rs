@@ -122,7 +122,10 @@ mod tests {
 
     #[test]
     fn invalid_utf8_and_control_characters_are_invalid() {
-        assert_eq!(view(&[("x-user-id", b"\xff\xfe")]).user, HeaderValue::Invalid);
+        assert_eq!(
+            view(&[("x-user-id", b"\xff\xfe")]).user,
+            HeaderValue::Invalid
+        );
         assert_eq!(view(&[("x-user-id", b"a\x01b")]).user, HeaderValue::Invalid);
     }
 

@@ -83,7 +83,11 @@ impl ConsentRecord {
     }
 
     /// Compiles one record against a policy; `path` names it in errors (never by subject).
-    pub fn compile(doc: &RecordDoc, policy: &CompiledPolicy, path: &str) -> Result<Self, ConfigError> {
+    pub fn compile(
+        doc: &RecordDoc,
+        policy: &CompiledPolicy,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         let mut grants = Vec::with_capacity(doc.grants.len());
         for (purpose_id, grant) in &doc.grants {
             let at = format!("{path}.grants.{purpose_id}");
@@ -93,7 +97,10 @@ impl ConsentRecord {
             if grant.policy_version == 0 || grant.policy_version > policy.version {
                 return Err(ConfigError::invalid(
                     format!("{at}.policy_version"),
-                    format!("must be between 1 and the policy version {}", policy.version),
+                    format!(
+                        "must be between 1 and the policy version {}",
+                        policy.version
+                    ),
                 ));
             }
             let mut explicit = CategorySet::EMPTY;
@@ -137,7 +144,11 @@ pub struct ConsentIndex {
 impl ConsentIndex {
     /// Compiles a snapshot against a policy. Duplicate subjects are an error, since either
     /// record could be the wrong one; errors name records by position, never by subject.
-    pub fn compile(doc: &SnapshotDoc, policy: &CompiledPolicy, path: &str) -> Result<Self, ConfigError> {
+    pub fn compile(
+        doc: &SnapshotDoc,
+        policy: &CompiledPolicy,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
         let mut records = HashMap::with_capacity(doc.records.len());
         for (i, record) in doc.records.iter().enumerate() {
             let at = format!("{path}.records[{i}]");
@@ -233,7 +244,10 @@ mod tests {
             {"subject": "u", "grants": {"surveys": {"policy_version": 9}}}
         ]}))
         .unwrap_err();
-        assert_eq!(err.path(), "consents.records[0].grants.surveys.policy_version");
+        assert_eq!(
+            err.path(),
+            "consents.records[0].grants.surveys.policy_version"
+        );
     }
 
     #[test]

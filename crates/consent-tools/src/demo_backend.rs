@@ -1,0 +1,256 @@
+//! A demo backend: echoes back as JSON what reached it, and serves a user profile that
+//! holds personal data of every category of the shipped policy.
+//!
+//! Endpoints:
+//! - `GET /users/{id}/profile`: a profile with every category, plus headers
+//!   `x-device-id`, `x-geo-position` and `x-user-email` on the response;
+//! - anything else: `{"method", "path", "query", "headers", "body"}` of the request as seen.
+//!
+//! Every request is also recorded, so tests can assert what the backend saw.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use serde_json::{json, Map, Value};
+use tiny_http::{Header, Request, Response, Server};
+
+/// One request as the backend received it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path with query string.
+    pub path: String,
+    /// Headers with lowercase names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    /// Every value of a header (name in lowercase).
+    pub fn header_values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name).into_iter().next()
+    }
+}
+
+/// A running demo backend.
+pub struct DemoBackend {
+    server: Arc<Server>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Why the backend could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "demo backend cannot start: {}", self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl DemoBackend {
+    /// Starts serving on `addr` (port 0 picks a free port) with a few worker threads.
+    pub fn start(addr: &str) -> Result<Self, StartError> {
+        let server = Server::http(addr).map_err(|e| StartError(e.to_string()))?;
+        let server = Arc::new(server);
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let workers = (0..4)
+            .map(|_| {
+                let server = Arc::clone(&server);
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || {
+                    for request in server.incoming_requests() {
+                        handle(request, &seen);
+                    }
+                })
+            })
+            .collect();
+        Ok(DemoBackend {
+            server,
+            seen,
+            workers,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.server.server_addr().to_ip()
+    }
+
+    /// Every request received so far.
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        lock(&self.seen).clone()
+    }
+
+    /// The last request whose `x-request-tag` header equals `tag`.
+    pub fn seen_with_tag(&self, tag: &str) -> Option<SeenRequest> {
+        lock(&self.seen)
+            .iter()
+            .rev()
+            .find(|r| r.header("x-request-tag") == Some(tag))
+            .cloned()
+    }
+
+    /// Serves until the process ends.
+    pub fn wait(mut self) {
+        for worker in std::mem::take(&mut self.workers) {
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Drop for DemoBackend {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
+
+fn lock(seen: &Mutex<Vec<SeenRequest>>) -> MutexGuard<'_, Vec<SeenRequest>> {
+    seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>) {
+    let mut body = Vec::new();
+    if request.as_reader().read_to_end(&mut body).is_err() {
+        let _ = request.respond(Response::from_string("cannot read body").with_status_code(400));
+        return;
+    }
+    let record = SeenRequest {
+        method: request.method().as_str().to_string(),
+        path: request.url().to_string(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_ascii_lowercase(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    let (payload, extra_headers) = match profile_user(&record.path) {
+        Some(user) => (profile(user), profile_headers()),
+        None => (echo(&record), Vec::new()),
+    };
+    lock(seen).push(record);
+    let mut response = Response::from_string(payload.to_string());
+    for (name, value) in [("content-type", "application/json")]
+        .into_iter()
+        .chain(extra_headers)
+    {
+        if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    let _ = request.respond(response);
+}
+
+fn profile_user(path: &str) -> Option<&str> {
+    let path = path.split('?').next().unwrap_or(path);
+    let rest = path.strip_prefix("/users/")?;
+    let user = rest.strip_suffix("/profile")?;
+    (!user.is_empty() && !user.contains('/')).then_some(user)
+}
+
+fn profile_headers() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("x-device-id", "dev-7f3a9c"),
+        ("x-geo-position", "35.8617,139.6455"),
+        ("x-user-email", "hanako@example.jp"),
+    ]
+}
+
+/// The demo profile: invented personal data of every category of the shipped policy.
+pub fn profile(user: &str) -> Value {
+    json!({
+        "user_id": user,
+        "name": "埼玉 花子",
+        "birth_date": "1990-04-01",
+        "gender": "female",
+        "address": "埼玉県さいたま市浦和区高砂3-1-1",
+        "phone": "048-000-0000",
+        "email": "hanako@example.jp",
+        "device": {"device_id": "dev-7f3a9c", "os_info": "iOS 18.1", "model": "iPhone15,2"},
+        "location": {
+            "gps": {"lat": 35.8617, "lng": 139.6455},
+            "wifi": {"bssid": "00:11:22:33:44:55"},
+            "bluetooth": {"beacon_id": "beacon-0042"}
+        },
+        "transactions": [
+            {"date": "2026-11-01", "amount": 1200, "merchant": "浦和ベーカリー"},
+            {"date": "2026-11-03", "amount": 560, "merchant": "大宮書店"}
+        ]
+    })
+}
+
+fn echo(request: &SeenRequest) -> Value {
+    let (path, query) = match request.path.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (request.path.as_str(), ""),
+    };
+    let mut headers = Map::new();
+    for (name, value) in &request.headers {
+        let entry = headers
+            .entry(name.clone())
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(values) = entry {
+            values.push(Value::String(value.clone()));
+        }
+    }
+    let body = match serde_json::from_slice::<Value>(&request.body) {
+        Ok(v) => v,
+        Err(_) => Value::String(String::from_utf8_lossy(&request.body).into_owned()),
+    };
+    json!({
+        "method": request.method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "body": body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_paths_are_recognised() {
+        assert_eq!(profile_user("/users/u-1/profile"), Some("u-1"));
+        assert_eq!(profile_user("/users/u-1/profile?x=1"), Some("u-1"));
+        assert_eq!(profile_user("/users//profile"), None);
+        assert_eq!(profile_user("/echo"), None);
+    }
+
+    #[test]
+    fn echo_reports_path_query_headers_and_json_body() {
+        let seen = SeenRequest {
+            method: "POST".into(),
+            path: "/a?x=1".into(),
+            headers: vec![("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+            body: br#"{"k": 1}"#.to_vec(),
+        };
+        let v = echo(&seen);
+        assert_eq!(v["path"], "/a");
+        assert_eq!(v["query"], "x=1");
+        assert_eq!(v["headers"]["x-a"], json!(["1", "2"]));
+        assert_eq!(v["body"]["k"], 1);
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Starts the demo backend and real Envoy with the consent filter, in the foreground.
+# Ctrl-C stops both. Used by `make run`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY="${ENVOY:-.venv/bin/envoy}"
+
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+target/debug/demo-backend 127.0.0.1:8081 &
+pids+=($!)
+
+cat <<'MSG'
+---------------------------------------------------------------------------
+Envoy with the consent filter: http://127.0.0.1:10000   admin: http://127.0.0.1:9901
+Demo users: u-alice (newsletters, service improvement + GPS), u-bob (nothing),
+            u-carol (asked to stop use). Try the curl lines in README.md.
+Ctrl-C stops everything.
+---------------------------------------------------------------------------
+MSG
+
+"$ENVOY" -c envoy-config/envoy-demo.yaml --concurrency 2 --disable-hot-restart \
+  --log-level warning --component-log-level wasm:info &
+pids+=($!)
+wait -n "${pids[@]}"

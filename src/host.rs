@@ -1,0 +1,44 @@
+//! Thin wrappers over proxy-wasm host calls that return `Result` instead of panicking,
+//! so that a failed call is a fail-closed decision rather than a trapped VM.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+/// Header list as the host gives it: lowercase names, raw value bytes.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// The plugin configuration bytes (empty when Envoy has none).
+pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .map(Option::unwrap_or_default)
+}
+
+/// All request headers, every occurrence of a repeated header included.
+pub fn request_headers() -> Result<Headers, Status> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+}
+
+/// All response headers.
+pub fn response_headers() -> Result<Headers, Status> {
+    hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+}
+
+/// Removes every occurrence of a request header.
+pub fn remove_request_header(name: &str) -> Result<(), Status> {
+    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+}
+
+/// Removes every occurrence of a response header.
+pub fn remove_response_header(name: &str) -> Result<(), Status> {
+    hostcalls::remove_map_value(MapType::HttpResponseHeaders, name)
+}
+
+/// Sets a request header, replacing any value the client sent.
+pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+}
+
+/// Answers the request locally.
+pub fn send_reply(status: u16, headers: Vec<(&str, &str)>, body: &[u8]) -> Result<(), Status> {
+    hostcalls::send_http_response(u32::from(status), headers, Some(body))
+}

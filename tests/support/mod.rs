@@ -1,0 +1,330 @@
+//! End-to-end harness: real Envoy (from the project venv) with the built `.wasm`,
+//! the demo backend in-process as the real upstream, and curl as the client.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Marker after the block scalar that holds the plugin configuration in the shipped YAML.
+const PLUGIN_CONFIG_MARKER: &str = "# consent-filter plugin configuration";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Envoy binary: `$ENVOY_BIN`, else the project venv's.
+pub fn envoy_bin() -> PathBuf {
+    let path = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        path.exists(),
+        "Envoy not found at {} — run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// The built filter.
+pub fn wasm_path() -> PathBuf {
+    let path = repo_root().join("target/wasm32-wasip1/release/consent_filter.wasm");
+    assert!(
+        path.exists(),
+        "{} is missing — run `make test`, which builds it first",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Reads a shipped Envoy config.
+pub fn shipped_config(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("envoy-config").join(name)).expect("config file")
+}
+
+/// Points a shipped config at test ports and the built `.wasm`.
+pub fn localise(yaml: &str, listen: u16, admin: u16, backend: u16) -> String {
+    let wasm = wasm_path();
+    let out = yaml
+        .replace("port_value: 10000", &format!("port_value: {listen}"))
+        .replace("port_value: 9901", &format!("port_value: {admin}"))
+        .replace("port_value: 8081", &format!("port_value: {backend}"))
+        .replace(
+            "filename: target/wasm32-wasip1/release/consent_filter.wasm",
+            &format!("filename: {}", wasm.display()),
+        );
+    assert_ne!(out, yaml, "ports or wasm path not found in the config");
+    out
+}
+
+/// Replaces the plugin configuration block (the JSON after the marker) with `json`.
+pub fn with_plugin_config(yaml: &str, json: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.contains(PLUGIN_CONFIG_MARKER))
+        .expect("plugin configuration marker");
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let body_indent = indent(lines[start + 1]);
+    let end = (start + 1..lines.len())
+        .find(|&i| !lines[i].trim().is_empty() && indent(lines[i]) < body_indent)
+        .unwrap_or(lines.len());
+    let mut out: Vec<String> = lines[..=start].iter().map(|s| s.to_string()).collect();
+    for l in json.lines() {
+        out.push(format!("{}{}", " ".repeat(body_indent), l));
+    }
+    out.extend(lines[end..].iter().map(|s| s.to_string()));
+    out.join("\n") + "\n"
+}
+
+/// Removes the consent filter from the HTTP filter chain (for control experiments).
+pub fn without_filter(yaml: &str) -> String {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "- name: consent")
+        .unwrap();
+    let end = lines
+        .iter()
+        .position(|l| l.trim() == "- name: envoy.filters.http.router")
+        .unwrap();
+    let mut out: Vec<&str> = lines[..start].to_vec();
+    out.extend(&lines[end..]);
+    out.join("\n") + "\n"
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique tag to find one request at the backend.
+pub fn tag(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A running Envoy, killed on drop.
+pub struct Envoy {
+    child: Child,
+    /// Listener port.
+    pub port: u16,
+    /// Admin port.
+    pub admin: u16,
+    /// Envoy's log file.
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Envoy {
+    /// Writes `yaml` to a temp dir and starts Envoy with it; waits until it is ready.
+    pub fn start(yaml: &str, port: u16, admin: u16) -> Result<Envoy, String> {
+        let dir = std::env::temp_dir().join(tag("consent-e2e"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.join("envoy.log");
+        let child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start envoy: {e}"))?;
+        let mut envoy = Envoy {
+            child,
+            port,
+            admin,
+            log,
+            dir,
+        };
+        envoy.wait_ready()?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("envoy exited with {status}:\n{}", self.log_text()));
+            }
+            let r = curl(&[&format!("http://127.0.0.1:{}/ready", self.admin)]);
+            if r.status == 200 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("envoy not ready in time:\n{}", self.log_text()))
+    }
+
+    /// Waits for Envoy to exit by itself (for configs it must reject).
+    pub fn wait_exit(yaml: &str, admin: u16) -> (Option<i32>, String) {
+        let dir = std::env::temp_dir().join(tag("consent-e2e-bad"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            if curl(&[&format!("http://127.0.0.1:{admin}/ready")]).status == 200 {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Some(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        (code, err)
+    }
+
+    /// Envoy's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A URL on the listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A response as curl saw it.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code (0 when the connection failed).
+    pub status: u16,
+    /// Headers, lowercase names.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Runs curl with `args` (plus `-s -i`) and parses the final response.
+pub fn curl(args: &[&str]) -> Response {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "20", "-H", "Expect:"])
+        .args(args)
+        .output()
+        .expect("curl must be installed (make test installs it)");
+    parse_response(&out.stdout)
+}
+
+fn parse_response(raw: &[u8]) -> Response {
+    let mut rest = raw;
+    loop {
+        let Some(split) = find(rest, b"\r\n\r\n") else {
+            return Response {
+                status: 0,
+                headers: Vec::new(),
+                body: Vec::new(),
+            };
+        };
+        let head = String::from_utf8_lossy(&rest[..split]).into_owned();
+        let body = &rest[split + 4..];
+        let mut lines = head.lines();
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if (100..200).contains(&status) {
+            rest = body;
+            continue;
+        }
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        return Response {
+            status,
+            headers,
+            body: body.to_vec(),
+        };
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Shorthand for a header argument pair.
+pub fn h(name: &str, value: &str) -> [String; 2] {
+    ["-H".to_string(), format!("{name}: {value}")]
+}
+
+/// Whether a path exists relative to the repo.
+pub fn repo_has(rel: &str) -> bool {
+    Path::new(&repo_root().join(rel)).exists()
+}
