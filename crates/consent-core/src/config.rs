@@ -2,9 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decision::{decide, Decision};
+use crate::body::matcher::Matcher;
+use crate::body::redactor::ElementVerdict;
+use crate::body::selector::{parse_selector, Segment};
+use crate::body::{EncodedBody, UnparsedBody};
+use crate::categories::CategoryIdx;
+use crate::decision::{decide, Decision, Outcome};
 use crate::error::ConfigError;
+use crate::policy::PurposeIdx;
 use crate::policy::{normalise_header_name, CompiledPolicy, PolicyDoc};
+use crate::request::HeaderValue;
 use crate::request::RequestView;
 use crate::snapshot::{ConsentIndex, SnapshotDoc};
 
@@ -32,6 +39,75 @@ fn default_require_user() -> bool {
 fn default_block_status() -> u16 {
     DEFAULT_BLOCK_STATUS
 }
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// Default largest body the filter buffers (Envoy's default buffer limit is 1 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Shortest accepted pseudonymisation key, in bytes.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// Where the subjects of a multi-subject body are.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectsDoc {
+    /// Selector of the elements, each about one person (e.g. `$.items[*]`).
+    pub elements: String,
+    /// Path from an element to its subject id (e.g. `$.user_id`); exact keys only.
+    pub subject: String,
+}
+
+/// Body handling settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyDoc {
+    /// Largest body buffered; larger ones get 413 (request) or an error reply (response).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_bytes: usize,
+    /// Bodies with an unreadable `content-encoding`: `block` (default) or `strip`.
+    #[serde(default)]
+    pub encoded: EncodedBody,
+    /// Bodies that are not JSON when data must be checked: `pass` (default) or `block`.
+    #[serde(default)]
+    pub unparsed: UnparsedBody,
+    /// Multi-subject bodies: each element is decided with its own subject's consent.
+    #[serde(default)]
+    pub subjects: Vec<SubjectsDoc>,
+}
+
+impl Default for BodyDoc {
+    fn default() -> Self {
+        BodyDoc {
+            max_bytes: DEFAULT_MAX_BODY_BYTES,
+            encoded: EncodedBody::default(),
+            unparsed: UnparsedBody::default(),
+            subjects: Vec::new(),
+        }
+    }
+}
+
+/// Checked body settings.
+#[derive(Debug, Clone)]
+pub struct BodySettings {
+    /// Largest body buffered.
+    pub max_bytes: usize,
+    /// What to do with encoded bodies.
+    pub encoded: EncodedBody,
+    /// What to do with non-JSON bodies.
+    pub unparsed: UnparsedBody,
+    /// Element selectors (the match id is the index into `subject_paths`).
+    pub elements: Matcher,
+    /// Key paths from an element to its subject.
+    pub subject_paths: Vec<Vec<String>>,
+}
+
+impl BodySettings {
+    /// Whether multi-subject elements are configured.
+    pub fn has_elements(&self) -> bool {
+        !self.subject_paths.is_empty()
+    }
+}
 
 /// The plugin configuration as an operator writes it (Envoy's `configuration` value).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -58,6 +134,13 @@ pub struct ConfigDoc {
     /// Inline consent snapshot.
     #[serde(default)]
     pub consents: SnapshotDoc,
+    /// Body handling.
+    #[serde(default)]
+    pub body: BodyDoc,
+    /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes. Without it, `pseudonymise`
+    /// transforms remove the value instead. Never logged.
+    #[serde(default)]
+    pub pseudonymisation_key: Option<String>,
 }
 
 /// Checked settings the request path reads.
@@ -84,6 +167,10 @@ pub struct CompiledConfig {
     pub policy: CompiledPolicy,
     /// Consent snapshot.
     pub consents: ConsentIndex,
+    /// Body handling.
+    pub body: BodySettings,
+    /// Pseudonymisation key.
+    pub key: Option<Vec<u8>>,
 }
 
 impl CompiledConfig {
@@ -103,10 +190,36 @@ impl CompiledConfig {
     /// Looks up the request's user and decides.
     pub fn decide(&self, view: &RequestView<'_>) -> Decision {
         let record = match view.user {
-            crate::request::HeaderValue::One(user) => self.consents.lookup(user),
+            HeaderValue::One(user) => self.consents.lookup(user),
             _ => None,
         };
         decide(view, &self.policy, record, self.settings.require_user)
+    }
+
+    /// Decides one element of a multi-subject body: the same purpose, the element's own
+    /// subject. A blocked subject (or a missing one, where users are required) drops it.
+    pub fn element_verdict(&self, purpose: PurposeIdx, subject: Option<&str>) -> ElementVerdict {
+        let Some(p) = self.policy.purpose(purpose) else {
+            return ElementVerdict::Drop;
+        };
+        let view = RequestView {
+            user: subject.map_or(HeaderValue::Absent, HeaderValue::One),
+            purpose: HeaderValue::One(&p.id),
+        };
+        let decision = self.decide(&view);
+        match decision.outcome {
+            Outcome::Block => ElementVerdict::Drop,
+            Outcome::Allow => ElementVerdict::Forbid(crate::categories::CategorySet::EMPTY),
+            Outcome::Redact => ElementVerdict::Forbid(decision.redacted),
+        }
+    }
+
+    /// Whether a decision needs the body read: it forbids a category some selector finds,
+    /// or multi-subject elements must be decided one by one.
+    pub fn body_needed(&self, decision: &Decision) -> bool {
+        decision.outcome != Outcome::Block
+            && (self.body.has_elements()
+                || decision.redacted.intersects(self.policy.matcher.categories))
     }
 }
 
@@ -161,6 +274,17 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         ));
     }
     let consents = ConsentIndex::compile(&doc.consents, &policy, "consents")?;
+    let body = compile_body(&doc.body)?;
+    let key = match &doc.pseudonymisation_key {
+        Some(k) if k.len() < MIN_KEY_BYTES => {
+            return Err(ConfigError::invalid(
+                "pseudonymisation_key",
+                format!("must be at least {MIN_KEY_BYTES} bytes"),
+            ))
+        }
+        Some(k) => Some(k.as_bytes().to_vec()),
+        None => None,
+    };
     Ok(CompiledConfig {
         settings: Settings {
             user_header,
@@ -171,6 +295,50 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         },
         policy,
         consents,
+        body,
+        key,
+    })
+}
+
+fn compile_body(doc: &BodyDoc) -> Result<BodySettings, ConfigError> {
+    if doc.max_bytes == 0 || doc.max_bytes > 64 * 1024 * 1024 {
+        return Err(ConfigError::invalid(
+            "body.max_bytes",
+            "must be between 1 and 67108864",
+        ));
+    }
+    let mut elements = Matcher::default();
+    let mut subject_paths = Vec::new();
+    for (i, s) in doc.subjects.iter().enumerate() {
+        let at = format!("body.subjects[{i}]");
+        let selector = parse_selector(&s.elements)
+            .map_err(|m| ConfigError::invalid(format!("{at}.elements"), m))?;
+        let id = CategoryIdx::from_position(i)
+            .map_err(|_| ConfigError::invalid(&at, "too many subject rules"))?;
+        elements
+            .add(&selector, id)
+            .map_err(|m| ConfigError::invalid(format!("{at}.elements"), m))?;
+        let subject = parse_selector(&s.subject)
+            .map_err(|m| ConfigError::invalid(format!("{at}.subject"), m))?;
+        let path: Option<Vec<String>> = subject
+            .segments
+            .iter()
+            .map(|seg| match seg {
+                Segment::Key(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect();
+        let path = path.ok_or_else(|| {
+            ConfigError::invalid(format!("{at}.subject"), "only exact keys, e.g. `$.user_id`")
+        })?;
+        subject_paths.push(path);
+    }
+    Ok(BodySettings {
+        max_bytes: doc.max_bytes,
+        encoded: doc.encoded,
+        unparsed: doc.unparsed,
+        elements,
+        subject_paths,
     })
 }
 

@@ -6,6 +6,7 @@
 //! The proxy-wasm glue in the `consent-filter` crate only translates host calls
 //! into these types.
 
+pub mod body;
 pub mod categories;
 pub mod config;
 pub mod decision;

@@ -8,6 +8,12 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use crate::body::matcher::Matcher;
+use crate::body::redactor::FieldAction;
+use crate::body::selector::parse_selector;
+use crate::body::transform::CoarsenSpec;
 use crate::categories::{CategoryIdx, CategorySet};
 use crate::error::ConfigError;
 
@@ -100,6 +106,12 @@ pub struct CategoryDoc {
     /// Query parameter names that carry this category.
     #[serde(default)]
     pub query: Vec<String>,
+    /// JSON field selectors that find this category in bodies (`$..gps`, `$.a[*].b`).
+    #[serde(default)]
+    pub json: Vec<String>,
+    /// How to coarsen this category where a purpose's transform says `coarsen`.
+    #[serde(default)]
+    pub coarsen: Option<CoarsenSpec>,
 }
 
 /// One purpose of use as written in the policy file.
@@ -126,6 +138,10 @@ pub struct PurposeDoc {
     /// Whether this is a joint-use purpose (§8).
     #[serde(default)]
     pub joint_use: bool,
+    /// What happens in bodies to forbidden categories, by category id (default `remove`):
+    /// `coarsen` or `pseudonymise` for anonymised use (§9), or `block`.
+    #[serde(default)]
+    pub transforms: BTreeMap<String, FieldAction>,
 }
 
 fn first_version() -> u32 {
@@ -205,6 +221,18 @@ pub struct Purpose {
     pub changed_in: u32,
     /// Joint-use purpose (§8).
     pub joint_use: bool,
+    /// Actions for forbidden categories other than `remove`.
+    pub actions: Vec<(CategoryIdx, FieldAction)>,
+}
+
+impl Purpose {
+    /// Whether any category of `present` has the action `block` for this purpose.
+    pub fn blocks_any(&self, present: CategorySet) -> Option<CategoryIdx> {
+        self.actions
+            .iter()
+            .find(|(c, a)| *a == FieldAction::Block && present.contains(*c))
+            .map(|(c, _)| *c)
+    }
 }
 
 /// A policy checked and indexed for the request path.
@@ -222,6 +250,10 @@ pub struct CompiledPolicy {
     pub all_categories: CategorySet,
     /// Categories that need an explicit grant.
     pub explicit_grant: CategorySet,
+    /// JSON selectors of every category.
+    pub matcher: Matcher,
+    /// Coarsening per category (by position).
+    pub coarsen: Vec<Option<CoarsenSpec>>,
     purpose_ids: HashMap<String, PurposeIdx>,
     category_ids: HashMap<String, CategoryIdx>,
     header_categories: HashMap<String, CategorySet>,
@@ -264,6 +296,8 @@ impl CompiledPolicy {
         let mut header_categories: HashMap<String, CategorySet> = HashMap::new();
         let mut query_categories: HashMap<String, CategorySet> = HashMap::new();
         let mut explicit_grant = CategorySet::EMPTY;
+        let mut matcher = Matcher::default();
+        let mut coarsen = Vec::with_capacity(doc.categories.len());
         for (i, c) in doc.categories.iter().enumerate() {
             let at = format!("{path}.categories[{i}]");
             check_id(&c.id, &format!("{at}.id"))?;
@@ -293,6 +327,18 @@ impl CompiledPolicy {
             if c.explicit_grant {
                 explicit_grant.insert(idx);
             }
+            for (j, text) in c.json.iter().enumerate() {
+                let selector = parse_selector(text)
+                    .map_err(|m| ConfigError::invalid(format!("{at}.json[{j}]"), m))?;
+                matcher
+                    .add(&selector, idx)
+                    .map_err(|m| ConfigError::invalid(format!("{at}.json[{j}]"), m))?;
+            }
+            if let Some(spec) = &c.coarsen {
+                spec.check()
+                    .map_err(|m| ConfigError::invalid(format!("{at}.coarsen"), m))?;
+            }
+            coarsen.push(c.coarsen.clone());
             categories.push(Category {
                 id: c.id.clone(),
                 label: c.label.clone(),
@@ -348,6 +394,23 @@ impl CompiledPolicy {
                     ))
                 }
             };
+            let mut actions = Vec::new();
+            for (cid, action) in &p.transforms {
+                let at_t = format!("{at}.transforms.{cid}");
+                let cat = category_ids.get(cid).copied().ok_or_else(|| {
+                    ConfigError::invalid(&at_t, format!("unknown category `{cid}`"))
+                })?;
+                let has_coarsen = coarsen.get(cat.position()).is_some_and(Option::is_some);
+                if *action == FieldAction::Coarsen && !has_coarsen {
+                    return Err(ConfigError::invalid(
+                        at_t,
+                        format!("category `{cid}` declares no `coarsen` rule"),
+                    ));
+                }
+                if *action != FieldAction::Remove {
+                    actions.push((cat, action.clone()));
+                }
+            }
             purposes.push(Purpose {
                 id: p.id.clone(),
                 label: p.label.clone(),
@@ -356,6 +419,7 @@ impl CompiledPolicy {
                 categories: set,
                 changed_in: p.changed_in,
                 joint_use: p.joint_use,
+                actions,
             });
         }
         let mut party_ids = HashMap::new();
@@ -376,10 +440,23 @@ impl CompiledPolicy {
             categories,
             purposes,
             explicit_grant,
+            matcher,
+            coarsen,
             purpose_ids,
             category_ids,
             header_categories,
             query_categories,
+        })
+    }
+
+    /// Whether some purpose pseudonymises (and so the configuration needs a key); returns
+    /// the path of the first such transform.
+    pub fn first_pseudonymising_purpose(&self) -> Option<String> {
+        self.purposes.iter().find_map(|p| {
+            p.actions
+                .iter()
+                .find(|(_, a)| *a == FieldAction::Pseudonymise)
+                .map(|(c, _)| format!("{}.transforms.{}", p.id, self.category_id(*c)))
         })
     }
 

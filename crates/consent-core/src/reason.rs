@@ -41,6 +41,16 @@ pub enum Reason {
     CategoryNotInPurpose,
     /// Removed: the category needs an explicit grant for this purpose, and there is none.
     ExplicitGrantMissing,
+    /// Blocked: the body holds a category whose action for this purpose is `block`.
+    ForbiddenDataPresent,
+    /// Blocked: the body was declared JSON but is not valid JSON.
+    BodyInvalidJson,
+    /// Blocked: the body is larger than the configured limit.
+    BodyTooLarge,
+    /// Blocked: the body has a content encoding the filter cannot read.
+    BodyEncodingUnsupported,
+    /// Blocked: the body is not JSON and the configuration refuses unparsed bodies.
+    BodyNotJson,
     /// Blocked: the filter could not evaluate the request (fail closed).
     InternalError,
 }
@@ -65,6 +75,11 @@ impl Reason {
             Reason::UseStopped => "use_stopped",
             Reason::CategoryNotInPurpose => "category_not_in_purpose",
             Reason::ExplicitGrantMissing => "explicit_grant_missing",
+            Reason::ForbiddenDataPresent => "forbidden_data_present",
+            Reason::BodyInvalidJson => "body_invalid_json",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::BodyEncodingUnsupported => "body_encoding_unsupported",
+            Reason::BodyNotJson => "body_not_json",
             Reason::InternalError => "internal_error",
         }
     }
@@ -92,12 +107,19 @@ impl Reason {
             Reason::ExplicitGrantMissing => {
                 "the person has not explicitly granted this category for this purpose"
             }
+            Reason::ForbiddenDataPresent => "the body holds data this purpose may not receive",
+            Reason::BodyInvalidJson => "the body is declared as JSON but is not valid JSON",
+            Reason::BodyTooLarge => "the body is larger than the consent filter accepts",
+            Reason::BodyEncodingUnsupported => {
+                "the body is compressed in a way the consent filter cannot inspect"
+            }
+            Reason::BodyNotJson => "the body is not JSON and cannot be inspected",
             Reason::InternalError => "the consent filter could not evaluate the request",
         }
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 22] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -114,6 +136,11 @@ impl Reason {
         Reason::UseStopped,
         Reason::CategoryNotInPurpose,
         Reason::ExplicitGrantMissing,
+        Reason::ForbiddenDataPresent,
+        Reason::BodyInvalidJson,
+        Reason::BodyTooLarge,
+        Reason::BodyEncodingUnsupported,
+        Reason::BodyNotJson,
         Reason::InternalError,
     ];
 }

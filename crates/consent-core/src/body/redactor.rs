@@ -1,0 +1,719 @@
+//! The streaming JSON redactor: one validating pass over the body that copies every
+//! untouched byte as it was and cuts or replaces only the values a decision forbids.
+//!
+//! Memory: the output buffer (at most the input plus replacements) and one small state
+//! vector per nesting level. Duplicate keys are each matched, and keys are matched after
+//! decoding escapes, so neither can carry a forbidden field through.
+
+use std::borrow::Cow;
+
+use crate::categories::{CategoryIdx, CategorySet};
+
+use super::matcher::{ChildKey, Matcher, State};
+use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
+use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
+
+/// What to do with a value of a forbidden category.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldAction {
+    /// Remove the member or element.
+    Remove,
+    /// Replace by its coarse form (the category's [`CoarsenSpec`]).
+    Coarsen,
+    /// Replace by a keyed hash.
+    Pseudonymise,
+    /// Refuse the whole body.
+    Block,
+}
+
+/// Everything the redactor needs besides the body and the forbidden set.
+pub struct BodyRules<'a> {
+    /// Compiled selectors of every category.
+    pub matcher: &'a Matcher,
+    /// Action per forbidden category for the purpose at hand (default: remove).
+    pub actions: &'a [(CategoryIdx, FieldAction)],
+    /// Coarsening per category (indexed by category position).
+    pub coarsen: &'a [Option<CoarsenSpec>],
+    /// Key for pseudonyms; without one, pseudonymise falls back to remove.
+    pub key: Option<&'a [u8]>,
+    /// Today's date, for age bands.
+    pub today: CivilDate,
+}
+
+/// How the elements of a multi-subject body are found and identified.
+pub struct ElementRules<'a> {
+    /// Matches the element values (e.g. `$.items[*]`); the "category" of a match is the
+    /// index of its entry in `subject_paths`.
+    pub elements: &'a Matcher,
+    /// Per element selector: the key path from an element to its subject id (e.g. `["user_id"]`).
+    pub subject_paths: &'a [Vec<String>],
+}
+
+/// What to do with one element of a multi-subject body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementVerdict {
+    /// Remove the element (its subject's decision blocks).
+    Drop,
+    /// Keep it with these categories forbidden inside.
+    Forbid(CategorySet),
+}
+
+/// The result of a redaction pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Nothing forbidden was present: forward the body as it was.
+    Unchanged,
+    /// The new body.
+    Rewritten(Vec<u8>),
+    /// A category whose action is `block` was present.
+    Blocked(CategoryIdx),
+}
+
+/// Counts of what a pass did, for logs and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BodyReport {
+    /// Members or elements removed.
+    pub removed: usize,
+    /// Values coarsened or pseudonymised.
+    pub transformed: usize,
+    /// Multi-subject elements dropped because their subject's decision blocks.
+    pub dropped_elements: usize,
+    /// Categories found and acted on.
+    pub categories: CategorySet,
+}
+
+enum Stop {
+    Json(JsonError),
+    Block(CategoryIdx),
+}
+
+impl From<JsonError> for Stop {
+    fn from(e: JsonError) -> Self {
+        Stop::Json(e)
+    }
+}
+
+enum Resolved {
+    Remove,
+    Block(CategoryIdx),
+    Transform(CategoryIdx, FieldAction),
+}
+
+/// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
+/// multi-subject body get theirs from `verdict`.
+pub fn redact(
+    input: &[u8],
+    rules: &BodyRules<'_>,
+    forbidden: CategorySet,
+    elements: Option<(
+        &ElementRules<'_>,
+        &mut dyn FnMut(Option<&str>) -> ElementVerdict,
+    )>,
+) -> Result<(BodyOutcome, BodyReport), JsonError> {
+    if let Err(e) = std::str::from_utf8(input) {
+        return Err(JsonError::Syntax(e.valid_up_to()));
+    }
+    let (element_rules, verdict) = match elements {
+        Some((r, v)) => (Some(r), Some(v)),
+        None => (None, None),
+    };
+    let mut r = Redactor {
+        sc: Scanner::new(input),
+        rules,
+        element_rules,
+        verdict,
+        out: Vec::new(),
+        copied: 0,
+        changed: false,
+        report: BodyReport::default(),
+    };
+    let mut states = Vec::new();
+    rules.matcher.root_states(&mut states);
+    let mut elem_states = Vec::new();
+    if let Some(er) = r.element_rules {
+        er.elements.root_states(&mut elem_states);
+    }
+    r.sc.skip_ws();
+    let result = r.value(&states, &elem_states, forbidden, 0);
+    match result {
+        Ok(()) => {}
+        Err(Stop::Json(e)) => return Err(e),
+        Err(Stop::Block(c)) => return Ok((BodyOutcome::Blocked(c), r.report)),
+    }
+    r.sc.skip_ws();
+    if r.sc.pos != input.len() {
+        return Err(r.sc.err());
+    }
+    if !r.changed {
+        return Ok((BodyOutcome::Unchanged, r.report));
+    }
+    let rest = input.get(r.copied..).unwrap_or_default();
+    r.out.extend_from_slice(rest);
+    Ok((BodyOutcome::Rewritten(r.out), r.report))
+}
+
+struct Redactor<'a, 'r, 'v> {
+    sc: Scanner<'a>,
+    rules: &'r BodyRules<'r>,
+    element_rules: Option<&'r ElementRules<'r>>,
+    verdict: Option<&'v mut dyn FnMut(Option<&str>) -> ElementVerdict>,
+    out: Vec<u8>,
+    copied: usize,
+    changed: bool,
+    report: BodyReport,
+}
+
+impl<'a> Redactor<'a, '_, '_> {
+    fn value(
+        &mut self,
+        states: &[State],
+        elem_states: &[State],
+        forbidden: CategorySet,
+        depth: usize,
+    ) -> Result<(), Stop> {
+        if depth > MAX_DEPTH {
+            return Err(Stop::Json(JsonError::TooDeep));
+        }
+        match self.sc.peek() {
+            Some(b'{') => self.container(states, elem_states, forbidden, depth, true),
+            Some(b'[') => self.container(states, elem_states, forbidden, depth, false),
+            _ => Ok(self.sc.skip_value(depth)?),
+        }
+    }
+
+    fn container(
+        &mut self,
+        states: &[State],
+        elem_states: &[State],
+        forbidden: CategorySet,
+        depth: usize,
+        is_object: bool,
+    ) -> Result<(), Stop> {
+        let close = if is_object { b'}' } else { b']' };
+        self.sc.pos += 1;
+        self.sc.skip_ws();
+        if self.sc.peek() == Some(close) {
+            self.sc.pos += 1;
+            return Ok(());
+        }
+        let input = self.sc.input;
+        let mut child_states = Vec::new();
+        let mut child_elems = Vec::new();
+        let mut kept_any = false;
+        let mut drop_next_comma = false;
+        let mut comma_at = 0;
+        let mut index = 0;
+        loop {
+            self.sc.skip_ws();
+            let member_start = self.sc.pos;
+            let key_bytes: Cow<'a, [u8]>;
+            let key = if is_object {
+                let (s, e, escaped) = self.sc.string()?;
+                key_bytes = decode_string(input.get(s..e).unwrap_or_default(), escaped);
+                self.sc.skip_ws();
+                self.sc.expect(b':')?;
+                self.sc.skip_ws();
+                ChildKey::Key(&key_bytes)
+            } else {
+                ChildKey::Index(index)
+            };
+            let value_start = self.sc.pos;
+            child_states.clear();
+            let matched = self.rules.matcher.step(states, key, &mut child_states);
+            let mut element_spec = None;
+            child_elems.clear();
+            if let Some(er) = self.element_rules {
+                element_spec = er
+                    .elements
+                    .step(elem_states, key, &mut child_elems)
+                    .iter()
+                    .next();
+            }
+            let hit = matched.intersection(forbidden);
+            let mut removed = false;
+            if !hit.is_empty() {
+                match self.resolve(hit) {
+                    Resolved::Block(c) => return Err(Stop::Block(c)),
+                    Resolved::Remove => {
+                        self.sc.skip_value(depth + 1)?;
+                        self.report.removed += 1;
+                        self.report.categories = self.report.categories.union(hit);
+                        removed = true;
+                    }
+                    Resolved::Transform(category, action) => {
+                        self.sc.skip_value(depth + 1)?;
+                        let raw = input.get(value_start..self.sc.pos).unwrap_or_default();
+                        self.report.categories = self.report.categories.union(hit);
+                        match self.transform(category, &action, raw) {
+                            Some(bytes) => {
+                                self.replace(value_start, self.sc.pos, &bytes);
+                                self.report.transformed += 1;
+                            }
+                            None => {
+                                self.report.removed += 1;
+                                removed = true;
+                            }
+                        }
+                    }
+                }
+            } else if let Some(spec) = element_spec {
+                match self.element_verdict(value_start, spec) {
+                    ElementVerdict::Drop => {
+                        self.sc.skip_value(depth + 1)?;
+                        self.report.dropped_elements += 1;
+                        removed = true;
+                    }
+                    ElementVerdict::Forbid(element_forbidden) => {
+                        self.value(&child_states, &[], element_forbidden, depth + 1)?;
+                    }
+                }
+            } else {
+                self.value(&child_states, &child_elems, forbidden, depth + 1)?;
+            }
+            let value_end = self.sc.pos;
+            if removed {
+                if kept_any {
+                    self.cut(comma_at, value_end);
+                } else {
+                    self.cut(member_start, value_end);
+                    drop_next_comma = true;
+                }
+            } else {
+                kept_any = true;
+                drop_next_comma = false;
+            }
+            self.sc.skip_ws();
+            match self.sc.peek() {
+                Some(b',') => {
+                    comma_at = self.sc.pos;
+                    if drop_next_comma {
+                        self.cut(comma_at, comma_at + 1);
+                        drop_next_comma = false;
+                    }
+                    self.sc.pos += 1;
+                    index += 1;
+                }
+                Some(b) if b == close => {
+                    self.sc.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(Stop::Json(self.sc.err())),
+            }
+        }
+    }
+
+    fn resolve(&self, hit: CategorySet) -> Resolved {
+        let mut transform = None;
+        for category in hit.iter() {
+            let action = self
+                .rules
+                .actions
+                .iter()
+                .find(|(c, _)| *c == category)
+                .map(|(_, a)| a);
+            match action {
+                Some(FieldAction::Block) => return Resolved::Block(category),
+                None | Some(FieldAction::Remove) => return Resolved::Remove,
+                Some(a) => match transform {
+                    None => transform = Some((category, a)),
+                    // Two categories asking for different transforms: remove, to be safe.
+                    Some((_, prev)) if prev != a => return Resolved::Remove,
+                    Some(_) => {}
+                },
+            }
+        }
+        match transform {
+            Some((c, a)) => Resolved::Transform(c, a.clone()),
+            None => Resolved::Remove,
+        }
+    }
+
+    fn transform(
+        &self,
+        category: CategoryIdx,
+        action: &FieldAction,
+        raw: &[u8],
+    ) -> Option<Vec<u8>> {
+        match action {
+            FieldAction::Coarsen => {
+                let spec = self.rules.coarsen.get(category.position())?.as_ref()?;
+                coarsen(spec, raw, self.rules.today)
+            }
+            FieldAction::Pseudonymise => pseudonymise(self.rules.key?, raw),
+            FieldAction::Remove | FieldAction::Block => None,
+        }
+    }
+
+    fn element_verdict(&mut self, start: usize, spec: CategoryIdx) -> ElementVerdict {
+        let subject = self
+            .element_rules
+            .and_then(|er| er.subject_paths.get(spec.position()))
+            .and_then(|path| find_subject(self.sc.input, start, path));
+        match self.verdict.as_mut() {
+            Some(verdict) => verdict(subject.as_deref()),
+            None => ElementVerdict::Drop,
+        }
+    }
+
+    fn cut(&mut self, from: usize, to: usize) {
+        if !self.changed {
+            self.out.reserve(self.sc.input.len());
+            self.changed = true;
+        }
+        let kept = self.sc.input.get(self.copied..from).unwrap_or_default();
+        self.out.extend_from_slice(kept);
+        self.copied = to;
+    }
+
+    fn replace(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        self.cut(from, to);
+        self.out.extend_from_slice(bytes);
+    }
+}
+
+/// Reads the subject id of an element: the string (or number) at `path` inside the object
+/// starting at `start`. `None` when absent or not a scalar id.
+fn find_subject(input: &[u8], start: usize, path: &[String]) -> Option<String> {
+    let (first, rest) = path.split_first()?;
+    let mut sc = Scanner { input, pos: start };
+    sc.expect(b'{').ok()?;
+    loop {
+        sc.skip_ws();
+        if sc.peek() == Some(b'}') {
+            return None;
+        }
+        let (s, e, escaped) = sc.string().ok()?;
+        let key = decode_string(input.get(s..e)?, escaped);
+        sc.skip_ws();
+        sc.expect(b':').ok()?;
+        sc.skip_ws();
+        if key.as_ref().eq_ignore_ascii_case(first.as_bytes()) {
+            if !rest.is_empty() {
+                return find_subject(input, sc.pos, rest);
+            }
+            let value_start = sc.pos;
+            return match sc.peek()? {
+                b'"' => {
+                    let (s, e, escaped) = sc.string().ok()?;
+                    String::from_utf8(decode_string(input.get(s..e)?, escaped).into_owned()).ok()
+                }
+                b'-' | b'0'..=b'9' => {
+                    sc.number().ok()?;
+                    std::str::from_utf8(input.get(value_start..sc.pos)?)
+                        .ok()
+                        .map(str::to_string)
+                }
+                _ => None,
+            };
+        }
+        sc.skip_value(1).ok()?;
+        sc.skip_ws();
+        match sc.peek()? {
+            b',' => sc.pos += 1,
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::selector::parse_selector;
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const TODAY: CivilDate = CivilDate {
+        year: 2026,
+        month: 11,
+        day: 27,
+    };
+    const EMAIL: CategoryIdx = CategoryIdx(0);
+    const GPS: CategoryIdx = CategoryIdx(1);
+    const MERCHANT: CategoryIdx = CategoryIdx(2);
+    const DEVICE: CategoryIdx = CategoryIdx(3);
+    const BIRTH: CategoryIdx = CategoryIdx(4);
+
+    fn matcher() -> Matcher {
+        let mut m = Matcher::default();
+        for (s, c) in [
+            ("$..email", EMAIL),
+            ("$..gps", GPS),
+            ("$.transactions[*].merchant", MERCHANT),
+            ("$..device_id", DEVICE),
+            ("$.profile.birth_date", BIRTH),
+        ] {
+            m.add(&parse_selector(s).unwrap(), c).unwrap();
+        }
+        m
+    }
+
+    fn set(cats: &[CategoryIdx]) -> CategorySet {
+        let mut s = CategorySet::EMPTY;
+        for c in cats {
+            s.insert(*c);
+        }
+        s
+    }
+
+    fn run_with(
+        input: &str,
+        forbidden: &[CategoryIdx],
+        actions: &[(CategoryIdx, FieldAction)],
+    ) -> Result<(BodyOutcome, BodyReport), JsonError> {
+        let m = matcher();
+        let coarsen = vec![
+            None,
+            Some(CoarsenSpec::GridDegrees(0.01)),
+            None,
+            None,
+            Some(CoarsenSpec::AgeBandYears(10)),
+        ];
+        let rules = BodyRules {
+            matcher: &m,
+            actions,
+            coarsen: &coarsen,
+            key: Some(b"test-key-0123456789"),
+            today: TODAY,
+        };
+        redact(input.as_bytes(), &rules, set(forbidden), None)
+    }
+
+    fn out(input: &str, forbidden: &[CategoryIdx]) -> String {
+        match run_with(input, forbidden, &[]).unwrap().0 {
+            BodyOutcome::Rewritten(b) => String::from_utf8(b).unwrap(),
+            BodyOutcome::Unchanged => input.to_string(),
+            BodyOutcome::Blocked(c) => panic!("blocked on {c:?}"),
+        }
+    }
+
+    fn same_json(a: &str, b: &str) {
+        let a: serde_json::Value =
+            serde_json::from_str(a).unwrap_or_else(|e| panic!("invalid output {a}: {e}"));
+        let b: serde_json::Value = serde_json::from_str(b).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn a_forbidden_member_goes_and_every_other_byte_stays() {
+        let input = "{ \"id\" : 1,\n  \"email\": \"a@b\",\n  \"note\": \"x\" }";
+        assert_eq!(out(input, &[EMAIL]), "{ \"id\" : 1,\n  \"note\": \"x\" }");
+    }
+
+    #[test]
+    fn first_middle_last_and_only_members_leave_valid_json() {
+        same_json(
+            &out(r#"{"email":1,"a":2,"b":3}"#, &[EMAIL]),
+            r#"{"a":2,"b":3}"#,
+        );
+        same_json(
+            &out(r#"{"a":2,"email":1,"b":3}"#, &[EMAIL]),
+            r#"{"a":2,"b":3}"#,
+        );
+        same_json(
+            &out(r#"{"a":2,"b":3,"email":1}"#, &[EMAIL]),
+            r#"{"a":2,"b":3}"#,
+        );
+        same_json(&out(r#"{"email":1}"#, &[EMAIL]), r#"{}"#);
+        same_json(
+            &out(
+                r#"{"email":1,"email":2,"a":[{"email":3},{"email":4,"b":1}]}"#,
+                &[EMAIL],
+            ),
+            r#"{"a":[{},{"b":1}]}"#,
+        );
+    }
+
+    #[test]
+    fn nothing_forbidden_present_leaves_the_body_unchanged() {
+        let (outcome, report) = run_with(r#"{"a":{"email":1}}"#, &[GPS], &[]).unwrap();
+        assert_eq!(outcome, BodyOutcome::Unchanged);
+        assert_eq!(report, BodyReport::default());
+        let (outcome, _) = run_with(r#"{"a":{"email":1}}"#, &[], &[]).unwrap();
+        assert_eq!(outcome, BodyOutcome::Unchanged, "allowed categories pass");
+    }
+
+    #[test]
+    fn array_wildcards_reach_every_element() {
+        let input = r#"{"transactions":[{"amount":1,"merchant":"A"},{"merchant":"B","amount":2}],"merchant":"top"}"#;
+        same_json(
+            &out(input, &[MERCHANT]),
+            r#"{"transactions":[{"amount":1},{"amount":2}],"merchant":"top"}"#,
+        );
+    }
+
+    #[test]
+    fn recursive_names_match_at_any_depth() {
+        let input = r#"{"a":[{"b":{"gps":{"lat":1}}}],"gps":[1,2]}"#;
+        same_json(&out(input, &[GPS]), r#"{"a":[{"b":{}}]}"#);
+    }
+
+    #[test]
+    fn escaped_or_uppercased_keys_do_not_escape_a_selector() {
+        same_json(
+            &out(
+                r#"{"\u0067ps":{"lat":1},"GPS":2,"Em\u0061il":"x","ok":1}"#,
+                &[GPS, EMAIL],
+            ),
+            r#"{"ok":1}"#,
+        );
+    }
+
+    #[test]
+    fn whole_array_elements_can_be_removed() {
+        let mut m = Matcher::default();
+        m.add(&parse_selector("$.places[*]").unwrap(), GPS).unwrap();
+        let rules = BodyRules {
+            matcher: &m,
+            actions: &[],
+            coarsen: &[],
+            key: None,
+            today: TODAY,
+        };
+        let (outcome, report) =
+            redact(br#"{"places":[1,2,3],"n":1}"#, &rules, set(&[GPS]), None).unwrap();
+        let BodyOutcome::Rewritten(b) = outcome else {
+            panic!("expected a rewrite")
+        };
+        same_json(std::str::from_utf8(&b).unwrap(), r#"{"places":[],"n":1}"#);
+        assert_eq!(report.removed, 3);
+    }
+
+    #[test]
+    fn coarsen_and_pseudonymise_replace_values_in_place() {
+        let actions = [
+            (GPS, FieldAction::Coarsen),
+            (DEVICE, FieldAction::Pseudonymise),
+            (BIRTH, FieldAction::Coarsen),
+        ];
+        let input = r#"{"gps":{"lat":35.8617,"lng":139.6455},"device_id":"dev-1","profile":{"birth_date":"1990-04-01"}}"#;
+        let (outcome, report) = run_with(input, &[GPS, DEVICE, BIRTH], &actions).unwrap();
+        let BodyOutcome::Rewritten(b) = outcome else {
+            panic!("expected a rewrite")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["gps"], serde_json::json!({"lat": 35.86, "lng": 139.65}));
+        assert!(v["device_id"].as_str().unwrap().starts_with("ps_"));
+        assert_eq!(v["profile"]["birth_date"], "30-39");
+        assert_eq!(report.transformed, 3);
+    }
+
+    #[test]
+    fn a_value_that_cannot_be_coarsened_is_removed() {
+        let actions = [(GPS, FieldAction::Coarsen)];
+        let (outcome, _) = run_with(r#"{"gps":"somewhere","a":1}"#, &[GPS], &actions).unwrap();
+        let BodyOutcome::Rewritten(b) = outcome else {
+            panic!("expected a rewrite")
+        };
+        same_json(std::str::from_utf8(&b).unwrap(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn pseudonymise_without_a_key_removes() {
+        let m = matcher();
+        let actions = [(DEVICE, FieldAction::Pseudonymise)];
+        let rules = BodyRules {
+            matcher: &m,
+            actions: &actions,
+            coarsen: &[],
+            key: None,
+            today: TODAY,
+        };
+        let (outcome, _) =
+            redact(br#"{"device_id":"d","a":1}"#, &rules, set(&[DEVICE]), None).unwrap();
+        let BodyOutcome::Rewritten(b) = outcome else {
+            panic!("expected a rewrite")
+        };
+        same_json(std::str::from_utf8(&b).unwrap(), r#"{"a":1}"#);
+    }
+
+    #[test]
+    fn a_block_category_blocks_the_whole_body() {
+        let actions = [(MERCHANT, FieldAction::Block)];
+        let (outcome, _) = run_with(
+            r#"{"transactions":[{"merchant":"A"}]}"#,
+            &[MERCHANT],
+            &actions,
+        )
+        .unwrap();
+        assert_eq!(outcome, BodyOutcome::Blocked(MERCHANT));
+        let (outcome, _) = run_with(r#"{"transactions":[]}"#, &[MERCHANT], &actions).unwrap();
+        assert_eq!(
+            outcome,
+            BodyOutcome::Unchanged,
+            "absent, so nothing to block"
+        );
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_not_a_pass() {
+        for bad in [
+            r#"{"email":1"#,
+            r#"{"a":1} x"#,
+            r#"{"a":01}"#,
+            "",
+            r#"{"email":[1,}"#,
+        ] {
+            assert!(run_with(bad, &[EMAIL], &[]).is_err(), "{bad}");
+        }
+        let m = matcher();
+        let rules = BodyRules {
+            matcher: &m,
+            actions: &[],
+            coarsen: &[],
+            key: None,
+            today: TODAY,
+        };
+        assert!(
+            redact(b"{\"a\":\"\xff\"}", &rules, set(&[EMAIL]), None).is_err(),
+            "invalid UTF-8"
+        );
+    }
+
+    #[test]
+    fn removed_values_are_still_validated() {
+        assert!(run_with(r#"{"email":{"x":tru},"a":1}"#, &[EMAIL], &[]).is_err());
+    }
+
+    #[test]
+    fn multi_subject_elements_follow_their_own_subject() {
+        let m = matcher();
+        let mut elements = Matcher::default();
+        elements
+            .add(&parse_selector("$.items[*]").unwrap(), CategoryIdx(0))
+            .unwrap();
+        let paths = vec![vec!["user_id".to_string()]];
+        let er = ElementRules {
+            elements: &elements,
+            subject_paths: &paths,
+        };
+        let rules = BodyRules {
+            matcher: &m,
+            actions: &[],
+            coarsen: &[],
+            key: None,
+            today: TODAY,
+        };
+        let mut verdict = |subject: Option<&str>| match subject {
+            Some("alice") => ElementVerdict::Forbid(CategorySet::EMPTY),
+            Some("bob") => ElementVerdict::Forbid(set(&[EMAIL])),
+            _ => ElementVerdict::Drop,
+        };
+        let input = r#"{"items":[{"email":"a@x","user_id":"alice"},{"user_id":"bob","email":"b@x","n":1},{"user_id":"carol","email":"c@x"},{"email":"anon"}],"email":"top"}"#;
+        let (outcome, report) = redact(
+            input.as_bytes(),
+            &rules,
+            set(&[EMAIL]),
+            Some((&er, &mut verdict)),
+        )
+        .unwrap();
+        let BodyOutcome::Rewritten(b) = outcome else {
+            panic!("expected a rewrite")
+        };
+        same_json(
+            std::str::from_utf8(&b).unwrap(),
+            r#"{"items":[{"email":"a@x","user_id":"alice"},{"user_id":"bob","n":1}]}"#,
+        );
+        assert_eq!(report.dropped_elements, 2);
+    }
+}
