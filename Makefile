@@ -84,7 +84,7 @@ lint: rust-targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
-	$(CARGO) clippy -p consent-core --all-targets --target wasm32-unknown-unknown -- -D warnings
+	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
 test-unit:
 	$(CARGO) test -p consent-core -p consent-tools

@@ -42,3 +42,52 @@ pub fn set_request_header(name: &str, value: &str) -> Result<(), Status> {
 pub fn send_reply(status: u16, headers: Vec<(&str, &str)>, body: &[u8]) -> Result<(), Status> {
     hostcalls::send_http_response(u32::from(status), headers, Some(body))
 }
+
+/// Which body a call is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// The request body (downstream to upstream).
+    Request,
+    /// The response body.
+    Response,
+}
+
+impl Direction {
+    fn buffer(self) -> BufferType {
+        match self {
+            Direction::Request => BufferType::HttpRequestBody,
+            Direction::Response => BufferType::HttpResponseBody,
+        }
+    }
+
+    fn headers(self) -> MapType {
+        match self {
+            Direction::Request => MapType::HttpRequestHeaders,
+            Direction::Response => MapType::HttpResponseHeaders,
+        }
+    }
+}
+
+/// The buffered body, `size` bytes.
+pub fn body(direction: Direction, size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(direction.buffer(), 0, size).map(Option::unwrap_or_default)
+}
+
+/// Replaces the whole buffered body (`size` bytes) by `value`.
+pub fn replace_body(direction: Direction, size: usize, value: &[u8]) -> Result<(), Status> {
+    hostcalls::set_buffer(direction.buffer(), 0, size, value)
+}
+
+/// Removes a header in either direction.
+pub fn remove_header(direction: Direction, name: &str) -> Result<(), Status> {
+    hostcalls::remove_map_value(direction.headers(), name)
+}
+
+/// Seconds since the Unix epoch, from the host clock.
+pub fn unix_seconds() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}

@@ -1,16 +1,19 @@
-//! The per-request context: decide on request headers, apply the plan on the way in and
-//! on the way out. Any host failure blocks the request (fail closed).
+//! The per-request context: decide on request headers, apply the plan to headers, query
+//! and JSON bodies on the way in and on the way out. Any host failure blocks (fail closed).
 
 use std::rc::Rc;
 
+use consent_core::body::redactor::{redact, BodyOutcome, BodyReport, BodyRules, ElementRules};
+use consent_core::body::transform::CivilDate;
+use consent_core::body::{body_mode, BodyHeaders, BodyMode};
 use consent_core::decision::{Decision, Outcome};
 use consent_core::header_plan::{plan_request, plan_response, HeaderEdits};
 use consent_core::reply::{block_body, decision_header_value};
 use consent_core::{CompiledConfig, Reason};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, Status};
 
-use crate::host;
+use crate::host::{self, Direction};
 
 /// Status of the reply when the filter itself cannot evaluate a request.
 const INTERNAL_ERROR_STATUS: u16 = 500;
@@ -19,6 +22,8 @@ const INTERNAL_ERROR_STATUS: u16 = 500;
 pub struct ConsentHttp {
     config: Option<Rc<CompiledConfig>>,
     decision: Option<Decision>,
+    request_body: BodyMode,
+    response_body: BodyMode,
 }
 
 impl ConsentHttp {
@@ -27,10 +32,15 @@ impl ConsentHttp {
         ConsentHttp {
             config,
             decision: None,
+            request_body: BodyMode::Skip,
+            response_body: BodyMode::Skip,
         }
     }
 
-    fn block(&self, config: &CompiledConfig, decision: &Decision, status: u16) -> Action {
+    /// Answers locally with a JSON reason; the stream goes no further.
+    fn reply(&mut self, config: &CompiledConfig, decision: &Decision, status: u16) -> Action {
+        self.request_body = BodyMode::Skip;
+        self.response_body = BodyMode::Skip;
         let body = block_body(&config.policy, decision);
         let header = decision_header_value(&config.policy, decision);
         let headers = vec![
@@ -39,7 +49,7 @@ impl ConsentHttp {
             (config.settings.decision_header.as_str(), header.as_str()),
         ];
         log::debug!(
-            "consent decision: outcome=block reason={} purpose={}",
+            "consent decision: outcome=block reason={} purpose={} status={status}",
             decision.reason.as_str(),
             purpose_label(config, decision)
         );
@@ -49,10 +59,203 @@ impl ConsentHttp {
         Action::Pause
     }
 
-    fn fail_closed(&self, config: &CompiledConfig, what: &str) -> Action {
+    /// Blocks with `reason`, keeping the purpose of the request's decision.
+    fn refuse(&mut self, config: &CompiledConfig, reason: Reason, direction: Direction) -> Action {
+        let purpose = self.decision.as_ref().and_then(|d| d.purpose);
+        let decision = Decision::block(reason, purpose);
+        let status = refusal_status(config, reason, direction);
+        self.reply(config, &decision, status)
+    }
+
+    fn fail_closed(&mut self, config: &CompiledConfig, what: &str) -> Action {
         log::error!("consent filter: {what}; blocking the request");
         let decision = Decision::block(Reason::InternalError, None);
-        self.block(config, &decision, INTERNAL_ERROR_STATUS)
+        self.reply(config, &decision, INTERNAL_ERROR_STATUS)
+    }
+
+    /// Chooses the body mode from the headers of one direction; pauses when the body must
+    /// be read (content-length goes, as the body may change).
+    fn start_body(
+        &mut self,
+        config: &CompiledConfig,
+        direction: Direction,
+        headers: &host::Headers,
+    ) -> Action {
+        let Some(decision) = self.decision.as_ref() else {
+            return Action::Continue;
+        };
+        let facts =
+            BodyHeaders::from_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        let mode = body_mode(
+            config.body_needed(decision),
+            &facts,
+            config.body.max_bytes,
+            config.body.encoded,
+            config.body.unparsed,
+        );
+        match mode {
+            BodyMode::Skip => Action::Continue,
+            BodyMode::Refuse(reason) => self.refuse(config, reason, direction),
+            BodyMode::Redact | BodyMode::Strip => {
+                let mut result = host::remove_header(direction, "content-length");
+                if mode == BodyMode::Strip {
+                    result =
+                        result.and_then(|()| host::remove_header(direction, "content-encoding"));
+                }
+                if result.is_err() {
+                    return self.fail_closed(config, "cannot prepare the body for rewriting");
+                }
+                match direction {
+                    Direction::Request => self.request_body = mode,
+                    Direction::Response => self.response_body = mode,
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    /// Buffers a body until its end, then rewrites or refuses it.
+    fn on_body(&mut self, direction: Direction, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.reading(direction) {
+            return Action::Continue;
+        }
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if body_size > config.body.max_bytes {
+            return self.refuse(&config, Reason::BodyTooLarge, direction);
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.finish_body(&config, direction, body_size)
+    }
+
+    /// Whether the body of `direction` is being buffered for a rewrite.
+    fn reading(&self, direction: Direction) -> bool {
+        let mode = match direction {
+            Direction::Request => self.request_body,
+            Direction::Response => self.response_body,
+        };
+        matches!(mode, BodyMode::Redact | BodyMode::Strip)
+    }
+
+    /// Trailers end the body: finish it now (Envoy's decompressor, for one, adds trailers).
+    fn on_trailers(&mut self, direction: Direction) -> Action {
+        if !self.reading(direction) {
+            return Action::Continue;
+        }
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        self.finish_body(&config, direction, usize::MAX)
+    }
+
+    /// Reads the whole buffered body (at most `size` bytes) and rewrites, strips or refuses it.
+    fn finish_body(
+        &mut self,
+        config: &CompiledConfig,
+        direction: Direction,
+        size: usize,
+    ) -> Action {
+        let mode = match direction {
+            Direction::Request => std::mem::replace(&mut self.request_body, BodyMode::Skip),
+            Direction::Response => std::mem::replace(&mut self.response_body, BodyMode::Skip),
+        };
+        let body = match host::body(direction, size) {
+            Ok(body) => body,
+            Err(_) => return self.fail_closed(config, "cannot read the body"),
+        };
+        if body.len() > config.body.max_bytes {
+            return self.refuse(config, Reason::BodyTooLarge, direction);
+        }
+        if mode == BodyMode::Strip {
+            return match host::replace_body(direction, body.len(), b"") {
+                Ok(()) => Action::Continue,
+                Err(_) => self.fail_closed(config, "cannot strip the body"),
+            };
+        }
+        match self.redact_body(config, &body) {
+            Ok((BodyOutcome::Unchanged, _)) => Action::Continue,
+            Ok((BodyOutcome::Rewritten(new_body), report)) => {
+                log::debug!(
+                    "consent body: direction={direction:?} removed={} transformed={} dropped_elements={} bytes_in={} bytes_out={}",
+                    report.removed,
+                    report.transformed,
+                    report.dropped_elements,
+                    body.len(),
+                    new_body.len()
+                );
+                match host::replace_body(direction, body.len(), &new_body) {
+                    Ok(()) => Action::Continue,
+                    Err(_) => self.fail_closed(config, "cannot replace the body"),
+                }
+            }
+            Ok((BodyOutcome::Blocked(category), _)) => {
+                log::debug!(
+                    "consent body: direction={direction:?} blocked on category {}",
+                    config.policy.category_id(category)
+                );
+                self.refuse(config, Reason::ForbiddenDataPresent, direction)
+            }
+            Err(_) => self.refuse(config, Reason::BodyInvalidJson, direction),
+        }
+    }
+
+    fn redact_body(
+        &self,
+        config: &CompiledConfig,
+        body: &[u8],
+    ) -> Result<(BodyOutcome, BodyReport), consent_core::body::scan::JsonError> {
+        let Some(decision) = self.decision.as_ref() else {
+            return Ok((BodyOutcome::Unchanged, BodyReport::default()));
+        };
+        let actions = decision
+            .purpose
+            .and_then(|p| config.policy.purpose(p))
+            .map_or(&[][..], |p| p.actions.as_slice());
+        let rules = BodyRules {
+            matcher: &config.policy.matcher,
+            actions,
+            coarsen: &config.policy.coarsen,
+            key: config.key.as_deref(),
+            today: CivilDate::from_unix_seconds(host::unix_seconds()),
+        };
+        let forbidden = if decision.outcome == Outcome::Redact {
+            decision.redacted
+        } else {
+            consent_core::categories::CategorySet::EMPTY
+        };
+        let purpose = decision.purpose;
+        match (config.body.has_elements(), purpose) {
+            (true, Some(purpose)) => {
+                let element_rules = ElementRules {
+                    elements: &config.body.elements,
+                    subject_paths: &config.body.subject_paths,
+                };
+                let mut verdict = |subject: Option<&str>| config.element_verdict(purpose, subject);
+                redact(
+                    body,
+                    &rules,
+                    forbidden,
+                    Some((&element_rules, &mut verdict)),
+                )
+            }
+            _ => redact(body, &rules, forbidden, None),
+        }
+    }
+}
+
+/// The status of a refusal: 413 for size, 415 for unreadable bodies, 400 for a request
+/// that is not the JSON it says, 502 for a response the filter cannot vouch for.
+fn refusal_status(config: &CompiledConfig, reason: Reason, direction: Direction) -> u16 {
+    match (reason, direction) {
+        (Reason::ForbiddenDataPresent, _) => config.settings.block_status,
+        (_, Direction::Response) => 502,
+        (Reason::BodyTooLarge, Direction::Request) => 413,
+        (Reason::BodyEncodingUnsupported | Reason::BodyNotJson, Direction::Request) => 415,
+        (Reason::BodyInvalidJson, Direction::Request) => 400,
+        _ => config.settings.block_status,
     }
 }
 
@@ -63,7 +266,7 @@ fn purpose_label<'c>(config: &'c CompiledConfig, decision: &Decision) -> &'c str
         .map_or("-", |p| p.id.as_str())
 }
 
-fn apply_request_edits(edits: &HeaderEdits) -> Result<(), proxy_wasm::types::Status> {
+fn apply_request_edits(edits: &HeaderEdits) -> Result<(), Status> {
     for name in &edits.remove {
         host::remove_request_header(name)?;
     }
@@ -76,7 +279,7 @@ fn apply_request_edits(edits: &HeaderEdits) -> Result<(), proxy_wasm::types::Sta
 impl Context for ConsentHttp {}
 
 impl HttpContext for ConsentHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
             log::error!("consent filter: no configuration; blocking the request");
             let _ = host::send_reply(
@@ -93,9 +296,14 @@ impl HttpContext for ConsentHttp {
         let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
         let decision = config.evaluate(pairs());
         if decision.outcome == Outcome::Block {
-            return self.block(&config, &decision, config.settings.block_status);
+            return self.reply(&config, &decision, config.settings.block_status);
         }
         let edits = plan_request(&config.policy, &decision, pairs());
+        let purpose = decision.purpose.and_then(|p| config.policy.purpose(p));
+        if purpose.and_then(|p| p.blocks_any(edits.removed)).is_some() {
+            self.decision = Some(decision);
+            return self.refuse(&config, Reason::ForbiddenDataPresent, Direction::Request);
+        }
         if apply_request_edits(&edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
@@ -111,32 +319,55 @@ impl HttpContext for ConsentHttp {
             edits.removed_count
         );
         self.decision = Some(decision);
-        Action::Continue
+        if end_of_stream {
+            return Action::Continue;
+        }
+        self.start_body(&config, Direction::Request, &headers)
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_body(Direction::Request, body_size, end_of_stream)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Request)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(config), Some(decision)) = (self.config.clone(), self.decision.as_ref()) else {
             return Action::Continue;
         };
-        if !decision.redacts() {
+        if !decision.redacts() && !config.body.has_elements() {
             return Action::Continue;
         }
-        let removal = host::response_headers().and_then(|headers| {
-            let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-            let edits = plan_response(&config.policy, decision, pairs);
-            for name in &edits.remove {
-                host::remove_response_header(name)?;
+        let headers = match host::response_headers() {
+            Ok(headers) => headers,
+            Err(_) => return self.fail_closed(&config, "cannot read response headers"),
+        };
+        let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+        let edits = plan_response(&config.policy, decision, pairs);
+        for name in &edits.remove {
+            if host::remove_response_header(name).is_err() {
+                return self.fail_closed(&config, "cannot remove forbidden response headers");
             }
-            Ok(edits.removed_count)
-        });
-        match removal {
-            Ok(count) => {
-                if count > 0 {
-                    log::debug!("consent decision: removed_from_response={count}");
-                }
-                Action::Continue
-            }
-            Err(_) => self.fail_closed(&config, "cannot remove forbidden response headers"),
         }
+        if edits.removed_count > 0 {
+            log::debug!(
+                "consent decision: removed_from_response={}",
+                edits.removed_count
+            );
+        }
+        if end_of_stream {
+            return Action::Continue;
+        }
+        self.start_body(&config, Direction::Response, &headers)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.on_body(Direction::Response, body_size, end_of_stream)
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.on_trailers(Direction::Response)
     }
 }

@@ -36,6 +36,13 @@ impl RootContext for ConsentRoot {
                     config.policy.categories.len(),
                     config.consents.len()
                 );
+                if config.key.is_none() {
+                    if let Some(path) = config.policy.first_pseudonymising_purpose() {
+                        log::warn!(
+                            "consent filter: no pseudonymisation_key, so {path} and other pseudonymise transforms remove the value instead"
+                        );
+                    }
+                }
                 self.config = Some(Rc::new(config));
                 true
             }

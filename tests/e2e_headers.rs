@@ -12,47 +12,19 @@ mod support;
 
 use std::sync::OnceLock;
 
-use consent_tools::demo_backend::{DemoBackend, SeenRequest};
-use support::{curl, free_port, localise, shipped_config, tag, without_filter, Envoy, Response};
-
-struct Fixture {
-    backend: DemoBackend,
-    envoy: Envoy,
-}
-
-fn start(yaml_of: impl Fn(&str) -> String) -> Fixture {
-    let backend = DemoBackend::start("127.0.0.1:0").expect("backend");
-    let backend_port = backend.addr().expect("backend addr").port();
-    let (port, admin) = (free_port(), free_port());
-    let yaml = localise(
-        &yaml_of(&shipped_config("envoy-demo.yaml")),
-        port,
-        admin,
-        backend_port,
-    );
-    let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
-    Fixture { backend, envoy }
-}
+use consent_tools::demo_backend::SeenRequest;
+use support::{start_demo, without_filter, Fixture, Req, Response};
 
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| start(|yaml| yaml.to_string()))
+    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
 }
 
-/// Sends a GET through Envoy with the given headers; returns the response and what the
-/// backend saw of it (None when it never reached the backend).
 fn send_via(f: &Fixture, path: &str, headers: &[(&str, &str)]) -> (Response, Option<SeenRequest>) {
-    let t = tag("req");
-    let mut args: Vec<String> = vec!["-H".into(), format!("x-request-tag: {t}")];
-    for (n, v) in headers {
-        args.push("-H".into());
-        args.push(format!("{n}: {v}"));
-    }
-    let url = f.envoy.url(path);
-    args.push(url);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let response = curl(&refs);
-    (response, f.backend.seen_with_tag(&t))
+    let req = headers
+        .iter()
+        .fold(Req::get(path), |r, (n, v)| r.header(n, v));
+    support::send(f, req)
 }
 
 fn send(path: &str, headers: &[(&str, &str)]) -> (Response, Option<SeenRequest>) {
@@ -281,7 +253,7 @@ fn a_client_cannot_forge_the_decision_header() {
 
 #[test]
 fn without_the_filter_the_same_request_leaks_which_proves_the_tests_can_fail() {
-    let bare = start(without_filter);
+    let bare = start_demo(without_filter);
     let headers = with(
         &[("x-user-id", "u-bob"), ("x-data-purpose", "surveys")],
         &LOCATION_AND_DEVICE,

@@ -104,7 +104,9 @@ pub fn without_filter(yaml: &str) -> String {
         .unwrap();
     let end = lines
         .iter()
-        .position(|l| l.trim() == "- name: envoy.filters.http.router")
+        .skip(start + 1)
+        .position(|l| l.trim_start().starts_with("- name: "))
+        .map(|i| i + start + 1)
         .unwrap();
     let mut out: Vec<&str> = lines[..start].to_vec();
     out.extend(&lines[end..]);
@@ -327,4 +329,117 @@ pub fn h(name: &str, value: &str) -> [String; 2] {
 /// Whether a path exists relative to the repo.
 pub fn repo_has(rel: &str) -> bool {
     Path::new(&repo_root().join(rel)).exists()
+}
+
+/// The demo backend and an Envoy in front of it.
+pub struct Fixture {
+    /// The real upstream.
+    pub backend: consent_tools::demo_backend::DemoBackend,
+    /// Envoy with the filter.
+    pub envoy: Envoy,
+}
+
+/// Starts the demo backend and Envoy with the shipped demo config, edited by `edit`.
+pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
+    let backend = consent_tools::demo_backend::DemoBackend::start("127.0.0.1:0").expect("backend");
+    let backend_port = backend.addr().expect("backend addr").port();
+    let (port, admin) = (free_port(), free_port());
+    let yaml = localise(
+        &edit(&shipped_config("envoy-demo.yaml")),
+        port,
+        admin,
+        backend_port,
+    );
+    let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
+    Fixture { backend, envoy }
+}
+
+/// A request to send through Envoy with curl.
+#[derive(Debug, Clone, Default)]
+pub struct Req {
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    http2: bool,
+    chunked: bool,
+}
+
+impl Req {
+    /// A GET of `path`.
+    pub fn get(path: &str) -> Req {
+        Req {
+            path: path.to_string(),
+            ..Req::default()
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Req {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// Adds the identity headers.
+    pub fn who(self, user: &str, purpose: &str) -> Req {
+        self.header("x-user-id", user)
+            .header("x-data-purpose", purpose)
+    }
+
+    /// Makes it a POST of `body` (no content type is added).
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Req {
+        self.body = Some(body.into());
+        self
+    }
+
+    /// Makes it a POST of a JSON body.
+    pub fn json(self, body: impl Into<Vec<u8>>) -> Req {
+        self.header("content-type", "application/json").body(body)
+    }
+
+    /// Uses HTTP/2 (cleartext, prior knowledge).
+    pub fn http2(mut self) -> Req {
+        self.http2 = true;
+        self
+    }
+
+    /// Sends the body with chunked transfer encoding (HTTP/1.1).
+    pub fn chunked(mut self) -> Req {
+        self.chunked = true;
+        self
+    }
+}
+
+/// Sends `req` through the fixture's Envoy; returns the response and what the backend saw
+/// of it (None when it never reached the backend).
+pub fn send(f: &Fixture, req: Req) -> (Response, Option<consent_tools::demo_backend::SeenRequest>) {
+    let t = tag("req");
+    let mut args: Vec<String> = vec!["-H".into(), format!("x-request-tag: {t}")];
+    for (n, v) in &req.headers {
+        args.push("-H".into());
+        args.push(format!("{n}: {v}"));
+    }
+    let mut body_file = None;
+    if let Some(body) = &req.body {
+        let path = std::env::temp_dir().join(format!("{t}.body"));
+        std::fs::write(&path, body).unwrap();
+        args.push("--data-binary".into());
+        args.push(format!("@{}", path.display()));
+        body_file = Some(path);
+    }
+    if req.chunked {
+        args.push("-H".into());
+        args.push("transfer-encoding: chunked".into());
+    }
+    args.push(if req.http2 {
+        "--http2-prior-knowledge".into()
+    } else {
+        "--http1.1".into()
+    });
+    args.push(f.envoy.url(&req.path));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let response = curl(&refs);
+    if let Some(path) = body_file {
+        let _ = std::fs::remove_file(path);
+    }
+    (response, f.backend.seen_with_tag(&t))
 }

@@ -4,6 +4,9 @@
 //! Endpoints:
 //! - `GET /users/{id}/profile`: a profile with every category, plus headers
 //!   `x-device-id`, `x-geo-position` and `x-user-email` on the response;
+//! - `GET /users`: `{"items": [profile, ...]}` for the three demo users (multi-subject);
+//! - `GET /history?n=N`: a profile with N transactions (large bodies);
+//! - `GET /broken-json`: a truncated JSON body labelled `application/json`;
 //! - anything else: `{"method", "path", "query", "headers", "body"}` of the request as seen.
 //!
 //! Every request is also recorded, so tests can assert what the backend saw.
@@ -145,12 +148,22 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>) {
             .collect(),
         body,
     };
+    let path_only = record.path.split('?').next().unwrap_or("").to_string();
+    let path_only = path_only.as_str();
     let (payload, extra_headers) = match profile_user(&record.path) {
         Some(user) => (profile(user), profile_headers()),
+        None if path_only == "/users" => (user_list(), Vec::new()),
+        None if path_only == "/history" => (history(&record.path), Vec::new()),
+        None if path_only == "/broken-json" => (Value::Null, Vec::new()),
         None => (echo(&record), Vec::new()),
     };
     lock(seen).push(record);
-    let mut response = Response::from_string(payload.to_string());
+    let text = if path_only == "/broken-json" {
+        "{\"email\": \"hanako@example.jp\", ".to_string()
+    } else {
+        payload.to_string()
+    };
+    let mut response = Response::from_string(text);
     for (name, value) in [("content-type", "application/json")]
         .into_iter()
         .chain(extra_headers)
@@ -175,6 +188,47 @@ fn profile_headers() -> Vec<(&'static str, &'static str)> {
         ("x-geo-position", "35.8617,139.6455"),
         ("x-user-email", "hanako@example.jp"),
     ]
+}
+
+/// `GET /history?n=N`: a profile with N transactions, each with a merchant and a GPS
+/// position: a large, realistic body for size and HTTP/2 tests.
+fn history(path: &str) -> Value {
+    let n: usize = path
+        .split_once("n=")
+        .and_then(|(_, rest)| rest.split('&').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10)
+        .min(200_000);
+    let mut body = profile("u-history");
+    if let Some(fields) = body.as_object_mut() {
+        fields.insert(
+            "transactions".into(),
+            Value::Array((0..n).map(transaction).collect()),
+        );
+    }
+    body
+}
+
+/// One invented transaction.
+pub fn transaction(i: usize) -> Value {
+    json!({
+        "id": format!("tx-{i:06}"),
+        "date": format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
+        "amount": 100 + (i * 37) % 9000,
+        "merchant": format!("merchant-{}", i % 97),
+        "category": "food",
+        "gps": {"lat": 35.8 + (i % 100) as f64 * 0.0011, "lng": 139.6 + (i % 50) as f64 * 0.0013},
+        "points": i % 5
+    })
+}
+
+/// A list of profiles, one per demo user: a multi-subject body.
+pub fn user_list() -> Value {
+    let items: Vec<Value> = ["u-alice", "u-bob", "u-carol"]
+        .iter()
+        .map(|u| profile(u))
+        .collect();
+    json!({ "items": items })
 }
 
 /// The demo profile: invented personal data of every category of the shipped policy.

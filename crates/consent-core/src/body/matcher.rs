@@ -24,8 +24,44 @@ pub enum ChildKey<'k> {
 }
 
 #[derive(Debug, Clone)]
+struct NameEntry {
+    name: Box<[u8]>,
+    signature: u64,
+    categories: CategorySet,
+    key_step: bool,
+}
+
+/// The first eight bytes of a key with bit 5 set in each (so `A`-`Z` fold onto `a`-`z`),
+/// as one word: a cheap hash input and filter; a hit is confirmed by a real compare.
+#[inline]
+fn signature(key: &[u8]) -> u64 {
+    let word = match key.get(..8) {
+        Some(head) => {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(head);
+            u64::from_le_bytes(w)
+        }
+        None => {
+            let mut w = [0u8; 8];
+            if let Some(dst) = w.get_mut(..key.len()) {
+                dst.copy_from_slice(key);
+            }
+            u64::from_le_bytes(w)
+        }
+    };
+    word | 0x2020_2020_2020_2020
+}
+
+#[inline]
+fn slot_of(signature: u64, len: usize, slots: usize) -> usize {
+    let h = (signature ^ (len as u64).rotate_left(56)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> 40) as usize & (slots - 1)
+}
+
+#[derive(Debug, Clone)]
 enum Step {
-    Key(Box<[u8]>),
+    /// A member whose name is `names[id]`.
+    Key(u16),
     AnyKey,
     AnyIndex,
     Index(usize),
@@ -42,8 +78,12 @@ struct General {
 /// Selectors of every category, compiled for matching.
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    /// `$..name` selectors by name length: (lowercase name, categories).
-    by_len: Vec<Vec<(Box<[u8]>, CategorySet)>>,
+    /// Names worth comparing: each with the categories of its `$..name` selectors and
+    /// whether some general selector has it as a `Key` step. A key absent from this table
+    /// can only move positional steps (`*`, `[*]`, `[n]`).
+    names: Vec<NameEntry>,
+    /// Open-addressing index over `names` (entry index + 1; 0 is empty).
+    slots: Vec<u16>,
     general: Vec<General>,
     /// Every category that has at least one selector.
     pub categories: CategorySet,
@@ -54,35 +94,26 @@ impl Matcher {
     pub fn add(&mut self, selector: &Selector, category: CategoryIdx) -> Result<(), String> {
         self.categories.insert(category);
         if let [Segment::Descend(name)] = selector.segments.as_slice() {
-            let len = name.len();
-            if self.by_len.len() <= len {
-                self.by_len.resize(len + 1, Vec::new());
-            }
-            if let Some(bucket) = self.by_len.get_mut(len) {
-                match bucket
-                    .iter_mut()
-                    .find(|(n, _)| n.as_ref() == name.as_bytes())
-                {
-                    Some((_, cats)) => cats.insert(category),
-                    None => {
-                        let mut cats = CategorySet::EMPTY;
-                        cats.insert(category);
-                        bucket.push((name.as_bytes().into(), cats));
-                    }
-                }
-            }
+            let id = self.name_id(name.as_bytes())?;
+            self.entry_mut(id)?.categories.insert(category);
             return Ok(());
         }
         let mut steps = Vec::new();
         for seg in &selector.segments {
             match seg {
-                Segment::Key(n) => steps.push(Step::Key(n.as_bytes().into())),
+                Segment::Key(n) => {
+                    let id = self.name_id(n.as_bytes())?;
+                    self.entry_mut(id)?.key_step = true;
+                    steps.push(Step::Key(id))
+                }
                 Segment::AnyKey => steps.push(Step::AnyKey),
                 Segment::AnyIndex => steps.push(Step::AnyIndex),
                 Segment::Index(i) => steps.push(Step::Index(*i)),
                 Segment::Descend(n) => {
+                    let id = self.name_id(n.as_bytes())?;
+                    self.entry_mut(id)?.key_step = true;
                     steps.push(Step::AnyDepth);
-                    steps.push(Step::Key(n.as_bytes().into()));
+                    steps.push(Step::Key(id));
                 }
                 Segment::DescendAny => steps.push(Step::AnyDepth),
             }
@@ -92,6 +123,55 @@ impl Matcher {
         }
         self.general.push(General { steps, category });
         Ok(())
+    }
+
+    /// The id of a (lowercase) name, adding it to the table if new.
+    fn name_id(&mut self, name: &[u8]) -> Result<u16, String> {
+        if let Some((id, _)) = self.name(name) {
+            return Ok(id);
+        }
+        let id =
+            u16::try_from(self.names.len()).map_err(|_| "too many selector names".to_string())?;
+        self.names.push(NameEntry {
+            name: name.into(),
+            signature: signature(name),
+            categories: CategorySet::EMPTY,
+            key_step: false,
+        });
+        self.rebuild_slots();
+        Ok(id)
+    }
+
+    fn entry_mut(&mut self, id: u16) -> Result<&mut NameEntry, String> {
+        self.names
+            .get_mut(usize::from(id))
+            .ok_or_else(|| "selector name table out of step".to_string())
+    }
+
+    fn rebuild_slots(&mut self) {
+        let size = (self.names.len() * 4).next_power_of_two().max(64);
+        let mut slots = vec![0u16; size];
+        for (i, entry) in self.names.iter().enumerate() {
+            let mut at = slot_of(entry.signature, entry.name.len(), size);
+            while slots.get(at).is_some_and(|s| *s != 0) {
+                at = (at + 1) & (size - 1);
+            }
+            if let Some(slot) = slots.get_mut(at) {
+                *slot = u16::try_from(i + 1).unwrap_or(u16::MAX);
+            }
+        }
+        self.slots = slots;
+    }
+
+    /// Whether any state of `parent` moves on a key or index whatever its name
+    /// (`*`, `[*]`, `[n]`). Compute once per container for [`Matcher::advance`].
+    pub fn has_positional(&self, parent: &[State]) -> bool {
+        parent.iter().any(|&s| {
+            matches!(
+                self.step_at(s),
+                Some(Step::AnyKey | Step::AnyIndex | Step::Index(_))
+            )
+        })
     }
 
     /// Whether any selector exists.
@@ -110,29 +190,65 @@ impl Matcher {
     }
 
     /// Moves `parent` states to a child; pushes the child's states to `out` and returns the
-    /// categories the child itself belongs to.
+    /// categories the child itself belongs to. Equal to [`Matcher::carry`] plus
+    /// [`Matcher::advance`].
     pub fn step(&self, parent: &[State], key: ChildKey<'_>, out: &mut Vec<State>) -> CategorySet {
-        let mut matched = match key {
-            ChildKey::Key(k) => self.name_categories(k),
-            ChildKey::Index(_) => CategorySet::EMPTY,
-        };
+        self.carry(parent, out);
+        let mut extra = Vec::new();
+        let matched = self.advance(parent, key, &mut extra);
+        for state in extra {
+            push_unique(out, state);
+        }
+        matched
+    }
+
+    /// The states every child of a container inherits whatever its key: the `..` loops
+    /// and what they reach without consuming a level. Compute once per container.
+    pub fn carry(&self, parent: &[State], out: &mut Vec<State>) {
+        let mut ignored = CategorySet::EMPTY;
         for &state in parent {
-            let Some(general) = self.general.get(usize::from(state.sel)) else {
-                continue;
-            };
-            let Some(step) = general.steps.get(usize::from(state.pos)) else {
-                continue;
-            };
-            let advance = match (step, key) {
-                (Step::Key(name), ChildKey::Key(k)) => name.as_ref().eq_ignore_ascii_case(k),
-                (Step::AnyKey, ChildKey::Key(_)) | (Step::AnyIndex, ChildKey::Index(_)) => true,
-                (Step::Index(n), ChildKey::Index(i)) => *n == i,
-                (Step::AnyDepth, _) => {
-                    // Stay at this step one level deeper, with its epsilon closure; the step
-                    // after it was already tried on this level when the state was entered.
-                    self.enter(state, out, &mut matched);
-                    false
-                }
+            if let Some(Step::AnyDepth) = self.step_at(state) {
+                self.enter(state, out, &mut ignored);
+            }
+        }
+    }
+
+    /// The states one child gets beyond the carry (pushed to `out`), and the categories
+    /// the child belongs to.
+    pub fn advance(
+        &self,
+        parent: &[State],
+        key: ChildKey<'_>,
+        out: &mut Vec<State>,
+    ) -> CategorySet {
+        self.advance_with(parent, self.has_positional(parent), key, out)
+    }
+
+    /// [`Matcher::advance`] with `positional` precomputed by [`Matcher::has_positional`].
+    #[inline]
+    pub fn advance_with(
+        &self,
+        parent: &[State],
+        positional: bool,
+        key: ChildKey<'_>,
+        out: &mut Vec<State>,
+    ) -> CategorySet {
+        let (mut matched, key_step, name_id) = match key {
+            ChildKey::Key(k) => match self.name(k) {
+                Some((id, entry)) => (entry.categories, entry.key_step, Some(id)),
+                None => (CategorySet::EMPTY, false, None),
+            },
+            ChildKey::Index(_) => (CategorySet::EMPTY, false, None),
+        };
+        if !key_step && !positional {
+            return matched;
+        }
+        for &state in parent {
+            let advance = match (self.step_at(state), key) {
+                (Some(Step::Key(id)), ChildKey::Key(_)) => name_id == Some(*id),
+                (Some(Step::AnyKey), ChildKey::Key(_))
+                | (Some(Step::AnyIndex), ChildKey::Index(_)) => true,
+                (Some(Step::Index(n)), ChildKey::Index(i)) => *n == i,
                 _ => false,
             };
             if advance {
@@ -147,6 +263,12 @@ impl Matcher {
             }
         }
         matched
+    }
+
+    fn step_at(&self, state: State) -> Option<&Step> {
+        self.general
+            .get(usize::from(state.sel))
+            .and_then(|g| g.steps.get(usize::from(state.pos)))
     }
 
     /// Adds `state` (and what it reaches without consuming a level) to `out`, or records a
@@ -172,21 +294,35 @@ impl Matcher {
         }
     }
 
-    fn name_categories(&self, key: &[u8]) -> CategorySet {
-        let Some(bucket) = self.by_len.get(key.len()) else {
-            return CategorySet::EMPTY;
-        };
-        let mut cats = CategorySet::EMPTY;
-        for (name, c) in bucket {
-            if name.as_ref().eq_ignore_ascii_case(key) {
-                cats = cats.union(*c);
-            }
+    /// Finds a key in the name table (ASCII case-insensitively).
+    #[inline]
+    fn name(&self, key: &[u8]) -> Option<(u16, &NameEntry)> {
+        if self.slots.is_empty() {
+            return None;
         }
-        cats
+        let sig = signature(key);
+        let size = self.slots.len();
+        let mut at = slot_of(sig, key.len(), size);
+        loop {
+            let slot = *self.slots.get(at)?;
+            if slot == 0 {
+                return None;
+            }
+            let id = slot - 1;
+            let entry = self.names.get(usize::from(id))?;
+            if entry.signature == sig
+                && entry.name.len() == key.len()
+                && entry.name.as_ref().eq_ignore_ascii_case(key)
+            {
+                return Some((id, entry));
+            }
+            at = (at + 1) & (size - 1);
+        }
     }
 }
 
-fn push_unique(out: &mut Vec<State>, state: State) {
+/// Adds a state to a set kept as a small vector.
+pub fn push_unique(out: &mut Vec<State>, state: State) {
     if !out.contains(&state) {
         out.push(state);
     }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::categories::{CategoryIdx, CategorySet};
 
-use super::matcher::{ChildKey, Matcher, State};
+use super::matcher::{push_unique, ChildKey, Matcher, State};
 use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
 use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
 
@@ -59,6 +59,9 @@ pub enum ElementVerdict {
     Forbid(CategorySet),
 }
 
+/// Decides each multi-subject element from its subject id (`None` when it has none).
+pub type VerdictFn<'v> = dyn FnMut(Option<&str>) -> ElementVerdict + 'v;
+
 /// The result of a redaction pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyOutcome {
@@ -102,14 +105,11 @@ enum Resolved {
 
 /// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
 /// multi-subject body get theirs from `verdict`.
-pub fn redact(
+pub fn redact<'v>(
     input: &[u8],
     rules: &BodyRules<'_>,
     forbidden: CategorySet,
-    elements: Option<(
-        &ElementRules<'_>,
-        &mut dyn FnMut(Option<&str>) -> ElementVerdict,
-    )>,
+    elements: Option<(&ElementRules<'_>, &'v mut VerdictFn<'v>)>,
 ) -> Result<(BodyOutcome, BodyReport), JsonError> {
     if let Err(e) = std::str::from_utf8(input) {
         return Err(JsonError::Syntax(e.valid_up_to()));
@@ -127,6 +127,7 @@ pub fn redact(
         copied: 0,
         changed: false,
         report: BodyReport::default(),
+        pool: Vec::new(),
     };
     let mut states = Vec::new();
     rules.matcher.root_states(&mut states);
@@ -135,7 +136,7 @@ pub fn redact(
         er.elements.root_states(&mut elem_states);
     }
     r.sc.skip_ws();
-    let result = r.value(&states, &elem_states, forbidden, 0);
+    let result = r.value(&states, false, &elem_states, forbidden, 0);
     match result {
         Ok(()) => {}
         Err(Stop::Json(e)) => return Err(e),
@@ -157,17 +158,22 @@ struct Redactor<'a, 'r, 'v> {
     sc: Scanner<'a>,
     rules: &'r BodyRules<'r>,
     element_rules: Option<&'r ElementRules<'r>>,
-    verdict: Option<&'v mut dyn FnMut(Option<&str>) -> ElementVerdict>,
+    verdict: Option<&'v mut VerdictFn<'v>>,
     out: Vec<u8>,
     copied: usize,
     changed: bool,
     report: BodyReport,
+    /// Spare state vectors, so that containers do not allocate.
+    pool: Vec<Vec<State>>,
 }
 
 impl<'a> Redactor<'a, '_, '_> {
+    /// Redacts the value at the cursor. `states_are_carry` says `states` is already closed
+    /// under [`Matcher::carry`] (carry is idempotent), so a container can reuse it as is.
     fn value(
         &mut self,
         states: &[State],
+        states_are_carry: bool,
         elem_states: &[State],
         forbidden: CategorySet,
         depth: usize,
@@ -176,8 +182,22 @@ impl<'a> Redactor<'a, '_, '_> {
             return Err(Stop::Json(JsonError::TooDeep));
         }
         match self.sc.peek() {
-            Some(b'{') => self.container(states, elem_states, forbidden, depth, true),
-            Some(b'[') => self.container(states, elem_states, forbidden, depth, false),
+            Some(b'{') => self.container(
+                states,
+                states_are_carry,
+                elem_states,
+                forbidden,
+                depth,
+                true,
+            ),
+            Some(b'[') => self.container(
+                states,
+                states_are_carry,
+                elem_states,
+                forbidden,
+                depth,
+                false,
+            ),
             _ => Ok(self.sc.skip_value(depth)?),
         }
     }
@@ -185,6 +205,7 @@ impl<'a> Redactor<'a, '_, '_> {
     fn container(
         &mut self,
         states: &[State],
+        states_are_carry: bool,
         elem_states: &[State],
         forbidden: CategorySet,
         depth: usize,
@@ -198,8 +219,24 @@ impl<'a> Redactor<'a, '_, '_> {
             return Ok(());
         }
         let input = self.sc.input;
-        let mut child_states = Vec::new();
-        let mut child_elems = Vec::new();
+        let mut own_carry = self.take_vec();
+        let carry: &[State] = if states_are_carry {
+            states
+        } else {
+            self.rules.matcher.carry(states, &mut own_carry);
+            &own_carry
+        };
+        let positional = self.rules.matcher.has_positional(states);
+        let mut extra = self.take_vec();
+        let mut combined = self.take_vec();
+        let element_matcher = self.element_rules.map(|er| er.elements);
+        let (mut elem_carry, mut elem_extra, mut elem_combined) = match element_matcher {
+            Some(_) => (self.take_vec(), self.take_vec(), self.take_vec()),
+            None => (Vec::new(), Vec::new(), Vec::new()),
+        };
+        if let Some(m) = element_matcher {
+            m.carry(elem_states, &mut elem_carry);
+        }
         let mut kept_any = false;
         let mut drop_next_comma = false;
         let mut comma_at = 0;
@@ -219,16 +256,19 @@ impl<'a> Redactor<'a, '_, '_> {
                 ChildKey::Index(index)
             };
             let value_start = self.sc.pos;
-            child_states.clear();
-            let matched = self.rules.matcher.step(states, key, &mut child_states);
+            extra.clear();
+            let matched = self
+                .rules
+                .matcher
+                .advance_with(states, positional, key, &mut extra);
+            let child_is_carry = extra.is_empty();
+            let child_states: &[State] = merge(carry, &extra, &mut combined);
             let mut element_spec = None;
-            child_elems.clear();
-            if let Some(er) = self.element_rules {
-                element_spec = er
-                    .elements
-                    .step(elem_states, key, &mut child_elems)
-                    .iter()
-                    .next();
+            let mut child_elems: &[State] = &[];
+            if let Some(m) = element_matcher {
+                elem_extra.clear();
+                element_spec = m.advance(elem_states, key, &mut elem_extra).iter().next();
+                child_elems = merge(&elem_carry, &elem_extra, &mut elem_combined);
             }
             let hit = matched.intersection(forbidden);
             let mut removed = false;
@@ -265,11 +305,23 @@ impl<'a> Redactor<'a, '_, '_> {
                         removed = true;
                     }
                     ElementVerdict::Forbid(element_forbidden) => {
-                        self.value(&child_states, &[], element_forbidden, depth + 1)?;
+                        self.value(
+                            child_states,
+                            child_is_carry,
+                            &[],
+                            element_forbidden,
+                            depth + 1,
+                        )?;
                     }
                 }
             } else {
-                self.value(&child_states, &child_elems, forbidden, depth + 1)?;
+                self.value(
+                    child_states,
+                    child_is_carry,
+                    child_elems,
+                    forbidden,
+                    depth + 1,
+                )?;
             }
             let value_end = self.sc.pos;
             if removed {
@@ -296,11 +348,21 @@ impl<'a> Redactor<'a, '_, '_> {
                 }
                 Some(b) if b == close => {
                     self.sc.pos += 1;
+                    self.pool.extend([own_carry, extra, combined]);
+                    if element_matcher.is_some() {
+                        self.pool.extend([elem_carry, elem_extra, elem_combined]);
+                    }
                     return Ok(());
                 }
                 _ => return Err(Stop::Json(self.sc.err())),
             }
         }
+    }
+
+    fn take_vec(&mut self) -> Vec<State> {
+        let mut v = self.pool.pop().unwrap_or_default();
+        v.clear();
+        v
     }
 
     fn resolve(&self, hit: CategorySet) -> Resolved {
@@ -370,6 +432,19 @@ impl<'a> Redactor<'a, '_, '_> {
         self.cut(from, to);
         self.out.extend_from_slice(bytes);
     }
+}
+
+/// The carry alone when a child gets no extra states (no copy), else both in `scratch`.
+fn merge<'s>(carry: &'s [State], extra: &[State], scratch: &'s mut Vec<State>) -> &'s [State] {
+    if extra.is_empty() {
+        return carry;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(carry);
+    for &state in extra {
+        push_unique(scratch, state);
+    }
+    scratch
 }
 
 /// Reads the subject id of an element: the string (or number) at `path` inside the object

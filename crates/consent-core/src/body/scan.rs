@@ -66,6 +66,13 @@ impl<'a> Scanner<'a> {
         let start = self.pos;
         let mut escaped = false;
         loop {
+            // Fast path: run to the next quote, backslash or control byte.
+            let rest = self.input.get(self.pos..).unwrap_or_default();
+            let skip = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .ok_or(JsonError::Syntax(self.input.len()))?;
+            self.pos += skip;
             let Some(&b) = self.input.get(self.pos) else {
                 return Err(self.err());
             };
@@ -95,8 +102,7 @@ impl<'a> Scanner<'a> {
                         _ => return Err(self.err()),
                     }
                 }
-                0x00..=0x1f => return Err(self.err()),
-                _ => self.pos += 1,
+                _ => return Err(self.err()),
             }
         }
     }

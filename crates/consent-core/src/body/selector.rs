@@ -111,9 +111,7 @@ pub fn parse_selector(text: &str) -> Result<Selector, String> {
 
 fn read_name(rest: &str, start: usize) -> Result<(String, usize), String> {
     let tail = rest.get(start..).unwrap_or("");
-    let len = tail
-        .find(|c: char| c == '.' || c == '[')
-        .unwrap_or(tail.len());
+    let len = tail.find(['.', '[']).unwrap_or(tail.len());
     let name = tail.get(..len).unwrap_or("");
     if name.is_empty() {
         return Err("empty member name".to_string());
