@@ -3,12 +3,15 @@
 //! `$..name` selectors (the common case) go into a name table checked once per key;
 //! every other selector runs as a small NFA whose states move one step per nesting level.
 
+use std::cell::RefCell;
+
 use crate::categories::{CategoryIdx, CategorySet};
 
+use super::dfa::Dfa;
 use super::selector::{Segment, Selector};
 
 /// A position in one general selector: (selector, next step).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct State {
     sel: u16,
     pos: u16,
@@ -35,21 +38,22 @@ struct NameEntry {
 /// as one word: a cheap hash input and filter; a hit is confirmed by a real compare.
 #[inline]
 fn signature(key: &[u8]) -> u64 {
-    let word = match key.get(..8) {
-        Some(head) => {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(head);
-            u64::from_le_bytes(w)
-        }
+    head_word(key) | 0x2020_2020_2020_2020
+}
+
+/// Loads up to eight bytes of `key` as a little-endian word, zero-padded.
+#[inline]
+fn head_word(key: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    match key.get(..8) {
+        Some(head) => w.copy_from_slice(head),
         None => {
-            let mut w = [0u8; 8];
             if let Some(dst) = w.get_mut(..key.len()) {
                 dst.copy_from_slice(key);
             }
-            u64::from_le_bytes(w)
         }
-    };
-    word | 0x2020_2020_2020_2020
+    }
+    u64::from_le_bytes(w)
 }
 
 #[inline]
@@ -87,6 +91,17 @@ pub struct Matcher {
     general: Vec<General>,
     /// Every category that has at least one selector.
     pub categories: CategorySet,
+    /// State sets and transitions seen so far, built lazily as bodies are read.
+    dfa: RefCell<Dfa>,
+}
+
+/// The key of a child as the general selectors see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NfaKey {
+    /// A member whose name is the given `Key`-step name id, or `None` for any other name.
+    Name(Option<u16>),
+    /// An array element.
+    Index(usize),
 }
 
 impl Matcher {
@@ -172,6 +187,77 @@ impl Matcher {
                 Some(Step::AnyKey | Step::AnyIndex | Step::Index(_))
             )
         })
+    }
+
+    /// The categories a key's name carries through `$..name` selectors, and its id when
+    /// some general selector has it as a `Key` step.
+    #[inline]
+    pub fn classify(&self, key: ChildKey<'_>) -> (CategorySet, Option<u16>) {
+        match key {
+            ChildKey::Key(k) => match self.name(k) {
+                Some((id, entry)) => (entry.categories, entry.key_step.then_some(id)),
+                None => (CategorySet::EMPTY, None),
+            },
+            ChildKey::Index(_) => (CategorySet::EMPTY, None),
+        }
+    }
+
+    /// The general-selector part of a step: pushes the states `parent` reaches on `key`
+    /// (not the carry) and returns the categories completed.
+    pub fn advance_general(
+        &self,
+        parent: &[State],
+        key: NfaKey,
+        out: &mut Vec<State>,
+    ) -> CategorySet {
+        let mut matched = CategorySet::EMPTY;
+        for &state in parent {
+            let advance = match (self.step_at(state), key) {
+                (Some(Step::Key(id)), NfaKey::Name(name)) => name == Some(*id),
+                (Some(Step::AnyKey), NfaKey::Name(_))
+                | (Some(Step::AnyIndex), NfaKey::Index(_)) => true,
+                (Some(Step::Index(n)), NfaKey::Index(i)) => *n == i,
+                _ => false,
+            };
+            if advance {
+                self.enter(
+                    State {
+                        sel: state.sel,
+                        pos: state.pos + 1,
+                    },
+                    out,
+                    &mut matched,
+                );
+            }
+        }
+        matched
+    }
+
+    /// The exact indexes some `[n]` step of `states` waits for.
+    pub fn index_constants(&self, states: &[State]) -> Vec<usize> {
+        states
+            .iter()
+            .filter_map(|&s| match self.step_at(s) {
+                Some(Step::Index(n)) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The id of the root state set, for [`Matcher::step_id`].
+    pub fn root_id(&self) -> u32 {
+        let mut states = Vec::new();
+        self.root_states(&mut states);
+        let mut dfa = self.dfa.borrow_mut();
+        dfa.trim();
+        dfa.intern(self, states)
+    }
+
+    /// One step from the state set `from` to a child, through the lazily built DFA: the
+    /// child's state set id and the categories the child belongs to.
+    #[inline]
+    pub fn step_id(&self, from: u32, key: ChildKey<'_>) -> (u32, CategorySet) {
+        self.dfa.borrow_mut().step(self, from, key)
     }
 
     /// Whether any selector exists.
@@ -428,6 +514,13 @@ mod tests {
             ]
         )
         .contains(CategoryIdx(5)));
+    }
+
+    #[test]
+    fn names_differing_only_in_punctuation_case_are_not_confused() {
+        let m = matcher(&[("$..a_b", 1)]);
+        assert!(walk(&m, &[ChildKey::Key(b"A_B")]).contains(CategoryIdx(1)));
+        assert!(walk(&m, &[ChildKey::Key(b"a\x7fb")]).is_empty());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! JSON body enforcement: selectors, the streaming redactor, value transforms, and the
 //! choice of what to do with a body given its headers.
 
+pub mod dfa;
 pub mod matcher;
 pub mod redactor;
 pub mod reference;

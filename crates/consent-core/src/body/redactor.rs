@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::categories::{CategoryIdx, CategorySet};
 
-use super::matcher::{push_unique, ChildKey, Matcher, State};
+use super::matcher::{ChildKey, Matcher};
 use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
 use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
 
@@ -127,16 +127,11 @@ pub fn redact<'v>(
         copied: 0,
         changed: false,
         report: BodyReport::default(),
-        pool: Vec::new(),
     };
-    let mut states = Vec::new();
-    rules.matcher.root_states(&mut states);
-    let mut elem_states = Vec::new();
-    if let Some(er) = r.element_rules {
-        er.elements.root_states(&mut elem_states);
-    }
+    let root = rules.matcher.root_id();
+    let element_root = r.element_rules.map(|er| er.elements.root_id());
     r.sc.skip_ws();
-    let result = r.value(&states, false, &elem_states, forbidden, 0);
+    let result = r.value(root, element_root, forbidden, 0);
     match result {
         Ok(()) => {}
         Err(Stop::Json(e)) => return Err(e),
@@ -163,18 +158,15 @@ struct Redactor<'a, 'r, 'v> {
     copied: usize,
     changed: bool,
     report: BodyReport,
-    /// Spare state vectors, so that containers do not allocate.
-    pool: Vec<Vec<State>>,
 }
 
 impl<'a> Redactor<'a, '_, '_> {
-    /// Redacts the value at the cursor. `states_are_carry` says `states` is already closed
-    /// under [`Matcher::carry`] (carry is idempotent), so a container can reuse it as is.
+    /// Redacts the value at the cursor; `state` is its selector state set (a DFA id) and
+    /// `element_state` the element selectors' one, when there are element rules.
     fn value(
         &mut self,
-        states: &[State],
-        states_are_carry: bool,
-        elem_states: &[State],
+        state: u32,
+        element_state: Option<u32>,
         forbidden: CategorySet,
         depth: usize,
     ) -> Result<(), Stop> {
@@ -182,31 +174,16 @@ impl<'a> Redactor<'a, '_, '_> {
             return Err(Stop::Json(JsonError::TooDeep));
         }
         match self.sc.peek() {
-            Some(b'{') => self.container(
-                states,
-                states_are_carry,
-                elem_states,
-                forbidden,
-                depth,
-                true,
-            ),
-            Some(b'[') => self.container(
-                states,
-                states_are_carry,
-                elem_states,
-                forbidden,
-                depth,
-                false,
-            ),
+            Some(b'{') => self.container(state, element_state, forbidden, depth, true),
+            Some(b'[') => self.container(state, element_state, forbidden, depth, false),
             _ => Ok(self.sc.skip_value(depth)?),
         }
     }
 
     fn container(
         &mut self,
-        states: &[State],
-        states_are_carry: bool,
-        elem_states: &[State],
+        state: u32,
+        element_state: Option<u32>,
         forbidden: CategorySet,
         depth: usize,
         is_object: bool,
@@ -219,24 +196,7 @@ impl<'a> Redactor<'a, '_, '_> {
             return Ok(());
         }
         let input = self.sc.input;
-        let mut own_carry = self.take_vec();
-        let carry: &[State] = if states_are_carry {
-            states
-        } else {
-            self.rules.matcher.carry(states, &mut own_carry);
-            &own_carry
-        };
-        let positional = self.rules.matcher.has_positional(states);
-        let mut extra = self.take_vec();
-        let mut combined = self.take_vec();
         let element_matcher = self.element_rules.map(|er| er.elements);
-        let (mut elem_carry, mut elem_extra, mut elem_combined) = match element_matcher {
-            Some(_) => (self.take_vec(), self.take_vec(), self.take_vec()),
-            None => (Vec::new(), Vec::new(), Vec::new()),
-        };
-        if let Some(m) = element_matcher {
-            m.carry(elem_states, &mut elem_carry);
-        }
         let mut kept_any = false;
         let mut drop_next_comma = false;
         let mut comma_at = 0;
@@ -256,19 +216,13 @@ impl<'a> Redactor<'a, '_, '_> {
                 ChildKey::Index(index)
             };
             let value_start = self.sc.pos;
-            extra.clear();
-            let matched = self
-                .rules
-                .matcher
-                .advance_with(states, positional, key, &mut extra);
-            let child_is_carry = extra.is_empty();
-            let child_states: &[State] = merge(carry, &extra, &mut combined);
+            let (child_state, matched) = self.rules.matcher.step_id(state, key);
             let mut element_spec = None;
-            let mut child_elems: &[State] = &[];
-            if let Some(m) = element_matcher {
-                elem_extra.clear();
-                element_spec = m.advance(elem_states, key, &mut elem_extra).iter().next();
-                child_elems = merge(&elem_carry, &elem_extra, &mut elem_combined);
+            let mut child_element_state = None;
+            if let (Some(m), Some(es)) = (element_matcher, element_state) {
+                let (next, specs) = m.step_id(es, key);
+                element_spec = specs.iter().next();
+                child_element_state = Some(next);
             }
             let hit = matched.intersection(forbidden);
             let mut removed = false;
@@ -305,23 +259,11 @@ impl<'a> Redactor<'a, '_, '_> {
                         removed = true;
                     }
                     ElementVerdict::Forbid(element_forbidden) => {
-                        self.value(
-                            child_states,
-                            child_is_carry,
-                            &[],
-                            element_forbidden,
-                            depth + 1,
-                        )?;
+                        self.value(child_state, None, element_forbidden, depth + 1)?;
                     }
                 }
             } else {
-                self.value(
-                    child_states,
-                    child_is_carry,
-                    child_elems,
-                    forbidden,
-                    depth + 1,
-                )?;
+                self.value(child_state, child_element_state, forbidden, depth + 1)?;
             }
             let value_end = self.sc.pos;
             if removed {
@@ -348,21 +290,11 @@ impl<'a> Redactor<'a, '_, '_> {
                 }
                 Some(b) if b == close => {
                     self.sc.pos += 1;
-                    self.pool.extend([own_carry, extra, combined]);
-                    if element_matcher.is_some() {
-                        self.pool.extend([elem_carry, elem_extra, elem_combined]);
-                    }
                     return Ok(());
                 }
                 _ => return Err(Stop::Json(self.sc.err())),
             }
         }
-    }
-
-    fn take_vec(&mut self) -> Vec<State> {
-        let mut v = self.pool.pop().unwrap_or_default();
-        v.clear();
-        v
     }
 
     fn resolve(&self, hit: CategorySet) -> Resolved {
@@ -432,19 +364,6 @@ impl<'a> Redactor<'a, '_, '_> {
         self.cut(from, to);
         self.out.extend_from_slice(bytes);
     }
-}
-
-/// The carry alone when a child gets no extra states (no copy), else both in `scratch`.
-fn merge<'s>(carry: &'s [State], extra: &[State], scratch: &'s mut Vec<State>) -> &'s [State] {
-    if extra.is_empty() {
-        return carry;
-    }
-    scratch.clear();
-    scratch.extend_from_slice(carry);
-    for &state in extra {
-        push_unique(scratch, state);
-    }
-    scratch
 }
 
 /// Reads the subject id of an element: the string (or number) at `path` inside the object

@@ -12,6 +12,19 @@ pub enum JsonError {
     TooDeep,
 }
 
+/// Bytes that end the fast run inside a string: quote, backslash and control bytes.
+static STRING_STOP: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Deepest nesting accepted.
 pub const MAX_DEPTH: usize = 128;
 
@@ -70,7 +83,7 @@ impl<'a> Scanner<'a> {
             let rest = self.input.get(self.pos..).unwrap_or_default();
             let skip = rest
                 .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                .position(|&b| STRING_STOP.get(usize::from(b)).copied().unwrap_or(true))
                 .ok_or(JsonError::Syntax(self.input.len()))?;
             self.pos += skip;
             let Some(&b) = self.input.get(self.pos) else {

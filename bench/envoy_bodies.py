@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Body throughput inside real Envoy: the consent filter on versus off, same run.
+
+Topology (all on loopback): wrk -> Envoy under test (1 worker, filter on or off)
+-> origin Envoy serving static JSON bodies with direct_response.
+Both variants run interleaved (on, off, on, off, ...) so that machine noise hits both.
+Writes bench/results-bodies.md. Used by `make bench`.
+"""
+import argparse
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def history(target):
+    """A transaction history of about `target` bytes; one field in ten (a receipt
+    email) is a category service.improvement may not touch."""
+    txs, size, i = [], 0, 0
+    while size < target:
+        tx = {
+            "id": f"tx-{i:07d}", "date": f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}",
+            "amount": 100 + (i * 37) % 9000, "merchant": f"merchant-{i % 97}",
+            "category": "food", "gps": {"lat": round(35.8 + (i % 100) * 0.0011, 4),
+                                        "lng": round(139.6 + (i % 50) * 0.0013, 4)},
+            "points": i % 5, "channel": "app", "email": f"r{i}@example.jp",
+        }
+        size += len(json.dumps(tx, separators=(",", ":"))) + 1
+        txs.append(tx)
+        i += 1
+    return json.dumps({"user_id": "u-bench", "transactions": txs}, separators=(",", ":"))
+
+
+PLUGIN_CONFIG = {
+    "consents": {"records": [{"subject": "u-bench", "grants": {
+        "service.improvement": {"policy_version": 1, "explicit": ["location.gps"]}}}]},
+}
+
+
+def origin_yaml(port, admin, files):
+    routes = "".join(f"""
+              - match: {{ path: "/{name}" }}
+                direct_response:
+                  status: 200
+                  body: {{ filename: "{path}" }}""" for name, path in files.items())
+    return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: origin
+          route_config:
+            max_direct_response_body_size_bytes: 4194304
+            response_headers_to_add:
+            - header: {{ key: content-type, value: application/json }}
+            virtual_hosts:
+            - name: origin
+              domains: ["*"]
+              routes:{routes}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"""
+
+
+def proxy_yaml(port, admin, origin_port, wasm, with_filter):
+    consent = f"""
+          - name: consent
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: consent
+                vm_config:
+                  vm_id: consent
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+                failure_policy: FAIL_CLOSED
+                allow_on_headers_stop_iteration: true
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{json.dumps(PLUGIN_CONFIG)}'""" if with_filter else ""
+    return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: proxy
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: origin }}
+          http_filters:{consent}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:
+  - name: origin
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: origin
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {origin_port} }} }} }}
+"""
+
+
+def start_envoy(envoy, yaml, workdir, name, concurrency):
+    path = os.path.join(workdir, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(yaml)
+    log = open(os.path.join(workdir, f"{name}.log"), "w")
+    proc = subprocess.Popen([envoy, "-c", path, "--concurrency", str(concurrency),
+                             "--disable-hot-restart", "-l", "warning"], stdout=log, stderr=log)
+    return proc
+
+
+def wait_ready(admin, proc, name, workdir):
+    for _ in range(300):
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited: see {workdir}/{name}.log")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"{name} not ready")
+
+
+HEADERS = {"x-user-id": "u-bench", "x-data-purpose": "service.improvement"}
+
+
+def fetch(port, path):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/{path}", headers=HEADERS)
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.status, r.read()
+
+
+def wrk(port, path, duration, connections):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    for k, v in HEADERS.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/{path}"], capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        sys.exit(f"wrk saw errors:\n{out}")
+    return rps
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--envoy", default=os.path.join(ROOT, ".venv/bin/envoy"))
+    ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm"))
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=8)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-bodies.md"))
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="consent-bench-")
+    sizes = {"1k": 1024, "64k": 64 * 1024}
+    files = {}
+    bodies = {}
+    for name, size in sizes.items():
+        bodies[name] = history(size)
+        files[name] = os.path.join(work, f"{name}.json")
+        with open(files[name], "w") as f:
+            f.write(bodies[name])
+    ports = {k: (free_port(), free_port()) for k in ("origin", "on", "off")}
+    procs = [
+        (start_envoy(args.envoy, origin_yaml(*ports["origin"], files), work, "origin", 1), "origin"),
+        (start_envoy(args.envoy, proxy_yaml(*ports["on"], ports["origin"][0], args.wasm, True), work, "on", 1), "on"),
+        (start_envoy(args.envoy, proxy_yaml(*ports["off"], ports["origin"][0], args.wasm, False), work, "off", 1), "off"),
+    ]
+    try:
+        for proc, name in procs:
+            wait_ready(ports[name][1], proc, name, work)
+        # The filter must really be enforcing, or the comparison means nothing.
+        for name in sizes:
+            status_on, body_on = fetch(ports["on"][0], name)
+            status_off, body_off = fetch(ports["off"][0], name)
+            assert status_on == status_off == 200, (status_on, status_off)
+            assert b"@example.jp" in body_off and b"@example.jp" not in body_on, "filter not redacting"
+            json.loads(body_on)
+        rows = []
+        for name, size in sizes.items():
+            rps = {"on": [], "off": []}
+            for _ in range(args.rounds):
+                for variant in ("on", "off"):
+                    rps[variant].append(wrk(ports[variant][0], name, args.duration, args.connections))
+            on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
+            mb = len(bodies[name]) / 1e6
+            rows.append((name, len(bodies[name]), off, on, off * mb, on * mb, on / off))
+            print(f"{name}: off {off:.0f} req/s ({off * mb:.1f} MB/s), on {on:.0f} req/s ({on * mb:.1f} MB/s), ratio {on / off:.2f}", flush=True)
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.wait()
+    lines = [
+        "# Body throughput through one Envoy worker: consent filter on vs off",
+        "",
+        f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores; "
+        f"wrk 1 thread, {args.connections} connections, {args.rounds} interleaved rounds of {args.duration} s, medians.",
+        "Response bodies are transaction histories; the filter removes one field in ten (receipt email)",
+        "for purpose `service.improvement`. MB/s counts response body bytes from the origin.",
+        "",
+        "| body | bytes | off req/s | on req/s | off MB/s | on MB/s | on/off |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, size, off, on, off_mb, on_mb, ratio in rows:
+        lines.append(f"| {name} | {size} | {off:.0f} | {on:.0f} | {off_mb:.1f} | {on_mb:.1f} | {ratio:.2f} |")
+    with open(args.out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
