@@ -73,7 +73,9 @@ impl Dfa {
             return (from, name_categories);
         };
         let class = match key {
-            ChildKey::Key(_) => name_id.map_or(KeyClass::OtherName, KeyClass::Name),
+            ChildKey::Key(_) | ChildKey::KeyWithHead(..) => {
+                name_id.map_or(KeyClass::OtherName, KeyClass::Name)
+            }
             ChildKey::Index(i) if set.index_constants.contains(&i) => KeyClass::Index(i),
             ChildKey::Index(_) => KeyClass::OtherIndex,
         };

@@ -22,6 +22,9 @@ pub struct State {
 pub enum ChildKey<'k> {
     /// Object member (decoded key bytes).
     Key(&'k [u8]),
+    /// Object member with its first eight bytes already loaded as a little-endian word
+    /// (zero-padded), which saves the name lookup a copy.
+    KeyWithHead(&'k [u8], u64),
     /// Array element.
     Index(usize),
 }
@@ -37,23 +40,21 @@ struct NameEntry {
 /// The first eight bytes of a key with bit 5 set in each (so `A`-`Z` fold onto `a`-`z`),
 /// as one word: a cheap hash input and filter; a hit is confirmed by a real compare.
 #[inline]
-fn signature(key: &[u8]) -> u64 {
-    head_word(key) | 0x2020_2020_2020_2020
+fn signature(head: u64) -> u64 {
+    head | 0x2020_2020_2020_2020
 }
 
 /// Loads up to eight bytes of `key` as a little-endian word, zero-padded.
 #[inline]
-fn head_word(key: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    match key.get(..8) {
-        Some(head) => w.copy_from_slice(head),
-        None => {
-            if let Some(dst) = w.get_mut(..key.len()) {
-                dst.copy_from_slice(key);
-            }
-        }
+pub fn head_word(key: &[u8]) -> u64 {
+    if let Some(head) = key.first_chunk::<8>() {
+        return u64::from_le_bytes(*head);
     }
-    u64::from_le_bytes(w)
+    let mut w = 0u64;
+    for (i, b) in key.iter().enumerate() {
+        w |= u64::from(*b) << (8 * i);
+    }
+    w
 }
 
 #[inline]
@@ -149,7 +150,7 @@ impl Matcher {
             u16::try_from(self.names.len()).map_err(|_| "too many selector names".to_string())?;
         self.names.push(NameEntry {
             name: name.into(),
-            signature: signature(name),
+            signature: signature(head_word(name)),
             categories: CategorySet::EMPTY,
             key_step: false,
         });
@@ -194,11 +195,17 @@ impl Matcher {
     #[inline]
     pub fn classify(&self, key: ChildKey<'_>) -> (CategorySet, Option<u16>) {
         match key {
-            ChildKey::Key(k) => match self.name(k) {
-                Some((id, entry)) => (entry.categories, entry.key_step.then_some(id)),
-                None => (CategorySet::EMPTY, None),
-            },
+            ChildKey::Key(k) => self.classify_name(k, head_word(k)),
+            ChildKey::KeyWithHead(k, head) => self.classify_name(k, head),
             ChildKey::Index(_) => (CategorySet::EMPTY, None),
+        }
+    }
+
+    #[inline]
+    fn classify_name(&self, key: &[u8], head: u64) -> (CategorySet, Option<u16>) {
+        match self.name_with_head(key, head) {
+            Some((id, entry)) => (entry.categories, entry.key_step.then_some(id)),
+            None => (CategorySet::EMPTY, None),
         }
     }
 
@@ -319,20 +326,17 @@ impl Matcher {
         key: ChildKey<'_>,
         out: &mut Vec<State>,
     ) -> CategorySet {
-        let (mut matched, key_step, name_id) = match key {
-            ChildKey::Key(k) => match self.name(k) {
-                Some((id, entry)) => (entry.categories, entry.key_step, Some(id)),
-                None => (CategorySet::EMPTY, false, None),
-            },
-            ChildKey::Index(_) => (CategorySet::EMPTY, false, None),
-        };
+        let (mut matched, name_id) = self.classify(key);
+        let key_step = name_id.is_some();
         if !key_step && !positional {
             return matched;
         }
         for &state in parent {
             let advance = match (self.step_at(state), key) {
-                (Some(Step::Key(id)), ChildKey::Key(_)) => name_id == Some(*id),
-                (Some(Step::AnyKey), ChildKey::Key(_))
+                (Some(Step::Key(id)), ChildKey::Key(_) | ChildKey::KeyWithHead(..)) => {
+                    name_id == Some(*id)
+                }
+                (Some(Step::AnyKey), ChildKey::Key(_) | ChildKey::KeyWithHead(..))
                 | (Some(Step::AnyIndex), ChildKey::Index(_)) => true,
                 (Some(Step::Index(n)), ChildKey::Index(i)) => *n == i,
                 _ => false,
@@ -383,10 +387,15 @@ impl Matcher {
     /// Finds a key in the name table (ASCII case-insensitively).
     #[inline]
     fn name(&self, key: &[u8]) -> Option<(u16, &NameEntry)> {
+        self.name_with_head(key, head_word(key))
+    }
+
+    #[inline]
+    fn name_with_head(&self, key: &[u8], head: u64) -> Option<(u16, &NameEntry)> {
         if self.slots.is_empty() {
             return None;
         }
-        let sig = signature(key);
+        let sig = signature(head);
         let size = self.slots.len();
         let mut at = slot_of(sig, key.len(), size);
         loop {

@@ -211,7 +211,19 @@ impl<'a> Redactor<'a, '_, '_> {
                 self.sc.skip_ws();
                 self.sc.expect(b':')?;
                 self.sc.skip_ws();
-                ChildKey::Key(&key_bytes)
+                // Unescaped keys followed by eight input bytes load their head in one go.
+                match input.get(s..).and_then(|r| r.first_chunk::<8>()) {
+                    Some(chunk) if !escaped => {
+                        let len = e - s;
+                        let mask = if len >= 8 {
+                            u64::MAX
+                        } else {
+                            (1u64 << (8 * len)) - 1
+                        };
+                        ChildKey::KeyWithHead(&key_bytes, u64::from_le_bytes(*chunk) & mask)
+                    }
+                    _ => ChildKey::Key(&key_bytes),
+                }
             } else {
                 ChildKey::Index(index)
             };

@@ -25,6 +25,33 @@ static STRING_STOP: [bool; 256] = {
     table
 };
 
+/// The offset of the first quote, backslash or control byte at or after `from`: eight
+/// bytes at a time where eight remain, then byte by byte.
+#[inline]
+fn find_string_stop(input: &[u8], mut from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = input.get(from..).and_then(|r| r.first_chunk::<8>()) {
+        let x = u64::from_le_bytes(*chunk);
+        let quote = x ^ (u64::from(b'"') * ONES);
+        let backslash = x ^ (u64::from(b'\\') * ONES);
+        // A byte is flagged when it is zero after the xor (a match) or below 0x20; the
+        // lowest flagged byte is exact (borrows only reach upward).
+        let hits = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(0x20 * ONES) & !x);
+        let hits = hits & HIGH;
+        if hits != 0 {
+            return Some(from + (hits.trailing_zeros() / 8) as usize);
+        }
+        from += 8;
+    }
+    let rest = input.get(from..)?;
+    rest.iter()
+        .position(|&b| STRING_STOP.get(usize::from(b)).copied().unwrap_or(true))
+        .map(|p| from + p)
+}
+
 /// Deepest nesting accepted.
 pub const MAX_DEPTH: usize = 128;
 
@@ -80,12 +107,8 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             // Fast path: run to the next quote, backslash or control byte.
-            let rest = self.input.get(self.pos..).unwrap_or_default();
-            let skip = rest
-                .iter()
-                .position(|&b| STRING_STOP.get(usize::from(b)).copied().unwrap_or(true))
+            self.pos = find_string_stop(self.input, self.pos)
                 .ok_or(JsonError::Syntax(self.input.len()))?;
-            self.pos += skip;
             let Some(&b) = self.input.get(self.pos) else {
                 return Err(self.err());
             };
@@ -342,6 +365,27 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(s).is_err(),
                 "serde agrees on {s}"
             );
+        }
+    }
+
+    #[test]
+    fn the_word_scan_finds_the_same_stop_as_the_byte_scan() {
+        let samples: [&[u8]; 6] = [
+            b"abcdefghij\"",
+            b"abc\\defghijklmn\"",
+            b"abcdefgh\x01ij",
+            b"\xff\xfe\x80\x7f~}|{zyx\"",
+            b"short\"",
+            b"no stop at all in here",
+        ];
+        for s in samples {
+            for from in 0..s.len() {
+                let expected = s[from..]
+                    .iter()
+                    .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                    .map(|p| p + from);
+                assert_eq!(find_string_stop(s, from), expected, "{s:?} from {from}");
+            }
         }
     }
 
