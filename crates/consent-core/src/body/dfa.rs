@@ -25,11 +25,31 @@ enum KeyClass {
     OtherIndex,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Slots of the per-set memo of short keys.
+const MEMO_SLOTS: usize = 64;
+
+/// A remembered step on one exact short key (at most eight bytes, as a word).
+#[derive(Debug, Clone, Copy, Default)]
+struct Memo {
+    head: u64,
+    /// Key length + 1; 0 marks an empty slot.
+    len: u8,
+    next: u32,
+    categories: CategorySet,
+}
+
+#[derive(Debug, Clone)]
 struct SetInfo {
     states: Box<[State]>,
     index_constants: Vec<usize>,
     transitions: Vec<(KeyClass, u32, CategorySet)>,
+    /// Exact short keys seen from this set: bodies repeat their keys, so most steps end here.
+    memo: [Memo; MEMO_SLOTS],
+}
+
+#[inline]
+fn memo_slot(head: u64) -> usize {
+    ((head ^ (head >> 31)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize & (MEMO_SLOTS - 1)
 }
 
 /// The cache.
@@ -61,6 +81,7 @@ impl Dfa {
             index_constants: matcher.index_constants(&states),
             states: states.clone(),
             transitions: Vec::new(),
+            memo: [Memo::default(); MEMO_SLOTS],
         });
         self.ids.insert(states, id);
         id
@@ -68,6 +89,32 @@ impl Dfa {
 
     /// One step from set `from` on `key`.
     pub fn step(&mut self, matcher: &Matcher, from: u32, key: ChildKey<'_>) -> (u32, CategorySet) {
+        let short = match key {
+            ChildKey::KeyWithHead(k, head) if k.len() <= 8 => Some((head, k.len() as u8 + 1)),
+            _ => None,
+        };
+        if let (Some((head, len)), Some(set)) = (short, self.sets.get(from as usize)) {
+            if let Some(m) = set.memo.get(memo_slot(head)) {
+                if m.len == len && m.head == head {
+                    return (m.next, m.categories);
+                }
+            }
+        }
+        let (next, categories) = self.step_slow(matcher, from, key);
+        if let (Some((head, len)), Some(set)) = (short, self.sets.get_mut(from as usize)) {
+            if let Some(m) = set.memo.get_mut(memo_slot(head)) {
+                *m = Memo {
+                    head,
+                    len,
+                    next,
+                    categories,
+                };
+            }
+        }
+        (next, categories)
+    }
+
+    fn step_slow(&mut self, matcher: &Matcher, from: u32, key: ChildKey<'_>) -> (u32, CategorySet) {
         let (name_categories, name_id) = matcher.classify(key);
         let Some(set) = self.sets.get(from as usize) else {
             return (from, name_categories);
