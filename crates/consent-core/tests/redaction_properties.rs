@@ -181,8 +181,11 @@ proptest! {
     fn validity_agrees_with_serde_json_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let m = matcher();
         let ours = redact(&bytes, &rules(&m), CategorySet::all(3), None);
-        let serde_ok = serde_json::from_slice::<Value>(&bytes).is_ok();
-        prop_assert_eq!(ours.is_ok(), serde_ok);
+        let serde = serde_json::from_slice::<Value>(&bytes);
+        let out_of_range = serde.as_ref().err().is_some_and(|e| e.to_string().contains("number out of range"));
+        if !out_of_range {
+            prop_assert_eq!(ours.is_ok(), serde.is_ok());
+        }
     }
 
     #[test]
@@ -192,8 +195,12 @@ proptest! {
         if at < bytes.len() { bytes[at] = byte; }
         let m = matcher();
         let ours = redact(&bytes, &rules(&m), CategorySet::all(3), None);
-        let serde_ok = serde_json::from_slice::<Value>(&bytes).is_ok();
-        prop_assert_eq!(ours.is_ok(), serde_ok, "{}", String::from_utf8_lossy(&bytes));
+        let serde = serde_json::from_slice::<Value>(&bytes);
+        // JSON's grammar allows numbers of any size; serde_json refuses those beyond f64.
+        let out_of_range = serde.as_ref().err().is_some_and(|e| e.to_string().contains("number out of range"));
+        if !out_of_range {
+            prop_assert_eq!(ours.is_ok(), serde.is_ok(), "{}", String::from_utf8_lossy(&bytes));
+        }
     }
 }
 

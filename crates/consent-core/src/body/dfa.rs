@@ -187,7 +187,7 @@ mod tests {
                 }
             }
             paths.extend(next.iter().cloned());
-            paths = paths.into_iter().filter(|p| p.len() <= 4).collect();
+            paths.retain(|p| p.len() <= 4);
             if paths.len() > 30_000 {
                 break;
             }
