@@ -20,12 +20,13 @@ CARGO         ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean
+        run test test-unit test-wasm test-e2e validate lint fmt clean bench bench-core bench-envoy bench-tools
 
 help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
 	@echo "make test   lint, unit tests, core tests under wasm (Node), end-to-end tests in real Envoy"
 	@echo "make validate   envoy --mode validate on every config in envoy-config/"
+	@echo "make bench  criterion benchmarks of the core, then body throughput in Envoy (filter on/off/empty)"
 
 ## ---- set-up -------------------------------------------------------------------
 
@@ -71,6 +72,22 @@ wasm: rust-targets
 demo-backend:
 	$(CARGO) build -p consent-tools --bin demo-backend
 
+## ---- bench --------------------------------------------------------------------
+
+bench: bench-core bench-envoy
+
+# Criterion benchmarks of the redaction core (native), with peak heap per body.
+bench-core:
+	$(CARGO) bench -p consent-core --bench redaction
+
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+# Body throughput through one Envoy worker: no filter, an empty wasm filter, this filter.
+bench-envoy: deps bench-tools wasm
+	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
+	python3 bench/envoy_bodies.py --envoy $(ENVOY)
+
 ## ---- run ----------------------------------------------------------------------
 
 run: deps build
@@ -83,7 +100,7 @@ test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e
 lint: rust-targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --lib --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
 test-unit:

@@ -52,11 +52,16 @@ PLUGIN_CONFIG = {
 
 
 def origin_yaml(port, admin, files):
+    """Each body is served as JSON at /NAME and as text/plain at /NAME-text (which the
+    filter decides on by headers only, leaving the body unread)."""
     routes = "".join(f"""
-              - match: {{ path: "/{name}" }}
+              - match: {{ path: "/{name}{suffix}" }}
+                response_headers_to_add:
+                - header: {{ key: content-type, value: {ctype} }}
                 direct_response:
                   status: 200
-                  body: {{ filename: "{path}" }}""" for name, path in files.items())
+                  body: {{ filename: "{path}" }}""" for name, path in files.items()
+                     for suffix, ctype in (("", "application/json"), ("-text", "text/plain")))
     return f"""
 admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
 static_resources:
@@ -70,8 +75,6 @@ static_resources:
           stat_prefix: origin
           route_config:
             max_direct_response_body_size_bytes: 4194304
-            response_headers_to_add:
-            - header: {{ key: content-type, value: application/json }}
             virtual_hosts:
             - name: origin
               domains: ["*"]
@@ -82,22 +85,22 @@ static_resources:
 """
 
 
-def proxy_yaml(port, admin, origin_port, wasm, with_filter):
+def proxy_yaml(port, admin, origin_port, wasm, with_filter, root_id="consent"):
     consent = f"""
           - name: consent
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
-                root_id: consent
+                root_id: {root_id}
                 vm_config:
-                  vm_id: consent
+                  vm_id: {root_id}
                   runtime: envoy.wasm.runtime.v8
                   code: {{ local: {{ filename: "{wasm}" }} }}
                 failure_policy: FAIL_CLOSED
                 allow_on_headers_stop_iteration: true
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{json.dumps(PLUGIN_CONFIG)}'""" if with_filter else ""
+                  value: '{json.dumps(PLUGIN_CONFIG) if root_id == "consent" else ""}'""" if with_filter else ""
     return f"""
 admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
 static_resources:
@@ -180,6 +183,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--envoy", default=os.path.join(ROOT, ".venv/bin/envoy"))
     ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm"))
+    ap.add_argument("--empty-wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"))
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=8)
@@ -195,11 +199,13 @@ def main():
         files[name] = os.path.join(work, f"{name}.json")
         with open(files[name], "w") as f:
             f.write(bodies[name])
-    ports = {k: (free_port(), free_port()) for k in ("origin", "on", "off")}
+    ports = {k: (free_port(), free_port()) for k in ("origin", "on", "off", "empty")}
+    origin = ports["origin"][0]
     procs = [
         (start_envoy(args.envoy, origin_yaml(*ports["origin"], files), work, "origin", 1), "origin"),
-        (start_envoy(args.envoy, proxy_yaml(*ports["on"], ports["origin"][0], args.wasm, True), work, "on", 1), "on"),
-        (start_envoy(args.envoy, proxy_yaml(*ports["off"], ports["origin"][0], args.wasm, False), work, "off", 1), "off"),
+        (start_envoy(args.envoy, proxy_yaml(*ports["on"], origin, args.wasm, True), work, "on", 1), "on"),
+        (start_envoy(args.envoy, proxy_yaml(*ports["off"], origin, args.wasm, False), work, "off", 1), "off"),
+        (start_envoy(args.envoy, proxy_yaml(*ports["empty"], origin, args.empty_wasm, True, "empty"), work, "empty", 1), "empty"),
     ]
     try:
         for proc, name in procs:
@@ -212,15 +218,17 @@ def main():
             assert b"@example.jp" in body_off and b"@example.jp" not in body_on, "filter not redacting"
             json.loads(body_on)
         rows = []
-        for name, size in sizes.items():
-            rps = {"on": [], "off": []}
+        cases = [("1k-text", "1k", "header-only decision (text/plain body, not read)")] + [
+            (name, name, f"JSON body, {name}") for name in sizes]
+        for path, name, label in cases:
+            rps = {"on": [], "off": [], "empty": []}
             for _ in range(args.rounds):
-                for variant in ("on", "off"):
-                    rps[variant].append(wrk(ports[variant][0], name, args.duration, args.connections))
-            on, off = statistics.median(rps["on"]), statistics.median(rps["off"])
+                for variant in ("on", "off", "empty"):
+                    rps[variant].append(wrk(ports[variant][0], path, args.duration, args.connections))
+            on, off, empty = (statistics.median(rps[v]) for v in ("on", "off", "empty"))
             mb = len(bodies[name]) / 1e6
-            rows.append((name, len(bodies[name]), off, on, off * mb, on * mb, on / off))
-            print(f"{name}: off {off:.0f} req/s ({off * mb:.1f} MB/s), on {on:.0f} req/s ({on * mb:.1f} MB/s), ratio {on / off:.2f}", flush=True)
+            rows.append((label, len(bodies[name]), off, empty, on, off * mb, on * mb, on / off, on / empty))
+            print(f"{label}: off {off:.0f} req/s, empty wasm {empty:.0f}, consent {on:.0f} ({on * mb:.1f} MB/s vs {off * mb:.1f} off); on/off {on / off:.2f}, on/empty {on / empty:.2f}", flush=True)
     finally:
         for proc, _ in procs:
             proc.terminate()
@@ -234,11 +242,13 @@ def main():
         "Response bodies are transaction histories; the filter removes one field in ten (receipt email)",
         "for purpose `service.improvement`. MB/s counts response body bytes from the origin.",
         "",
-        "| body | bytes | off req/s | on req/s | off MB/s | on MB/s | on/off |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "`off` is Envoy without a wasm filter, `empty` the same with a wasm filter that does nothing.",
+        "",
+        "| case | body bytes | off req/s | empty req/s | consent req/s | off MB/s | consent MB/s | consent/off | consent/empty |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, size, off, on, off_mb, on_mb, ratio in rows:
-        lines.append(f"| {name} | {size} | {off:.0f} | {on:.0f} | {off_mb:.1f} | {on_mb:.1f} | {ratio:.2f} |")
+    for label, size, off, empty, on, off_mb, on_mb, r_off, r_empty in rows:
+        lines.append(f"| {label} | {size} | {off:.0f} | {empty:.0f} | {on:.0f} | {off_mb:.1f} | {on_mb:.1f} | {r_off:.2f} | {r_empty:.2f} |")
     with open(args.out, "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

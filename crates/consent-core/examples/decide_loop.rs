@@ -1,0 +1,56 @@
+//! Runs the header path of one request N times (evaluate, plan, decision header), for
+//! profilers and for timing the core under a wasm runtime: `decide_loop [N]`.
+
+use consent_core::header_plan::{plan_request, plan_response};
+use consent_core::reply::decision_header_value;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let config = match consent_core::compile_config(
+        br#"{"consents": {"records": [{"subject": "u-bench", "grants": {"service.improvement": {"policy_version": 1, "explicit": ["location.gps"]}}}]}}"#,
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let headers: Vec<(&str, &[u8])> = vec![
+        (":authority", b"127.0.0.1:10000"),
+        (":path", b"/1k-text"),
+        (":method", b"GET"),
+        (":scheme", b"http"),
+        ("user-agent", b"wrk"),
+        ("x-user-id", b"u-bench"),
+        ("x-data-purpose", b"service.improvement"),
+        ("x-forwarded-proto", b"http"),
+        ("x-request-id", b"0f6a1d2e-3b4c-4d5e-8f90-112233445566"),
+    ];
+    let response: Vec<(&str, &[u8])> = vec![
+        (":status", b"200"),
+        ("content-type", b"text/plain"),
+        ("content-length", b"1100"),
+        ("date", b"Fri, 27 Nov 2026 21:30:00 GMT"),
+        ("server", b"envoy"),
+    ];
+    let start = std::time::Instant::now();
+    let mut total = 0usize;
+    for _ in 0..n {
+        let decision = config.evaluate(headers.iter().copied());
+        let edits = plan_request(&config.policy, &decision, headers.iter().copied());
+        let header = decision_header_value(&config.policy, &decision);
+        let resp = plan_response(&config.policy, &decision, response.iter().copied());
+        total += edits.remove.len()
+            + header.len()
+            + resp.remove.len()
+            + usize::from(config.body_needed(&decision));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{n} header decisions in {secs:.3} s: {:.2} us each (checksum {total})",
+        secs * 1e6 / n as f64
+    );
+}
