@@ -51,6 +51,31 @@ PLUGIN_CONFIG = {
 }
 
 
+def envoy_yaml(port, admin, routes, http_filters="", clusters="", route_extra=""):
+    """One listener with an HTTP connection manager: `routes` and `http_filters` are YAML
+    fragments (the router is appended), `clusters` an optional clusters block."""
+    return f"""
+admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
+static_resources:
+  listeners:
+  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          route_config:{route_extra}
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:{routes}
+          http_filters:{http_filters}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+{clusters}"""
+
+
 def origin_yaml(port, admin, files):
     """Each body is served as JSON at /NAME and as text/plain at /NAME-text (which the
     filter decides on by headers only, leaving the body unread)."""
@@ -62,32 +87,14 @@ def origin_yaml(port, admin, files):
                   status: 200
                   body: {{ filename: "{path}" }}""" for name, path in files.items()
                      for suffix, ctype in (("", "application/json"), ("-text", "text/plain")))
-    return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: origin
-          route_config:
-            max_direct_response_body_size_bytes: 4194304
-            virtual_hosts:
-            - name: origin
-              domains: ["*"]
-              routes:{routes}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"""
+    return envoy_yaml(port, admin, routes, route_extra="\n            max_direct_response_body_size_bytes: 4194304")
 
 
 def proxy_yaml(port, admin, origin_port, wasm, with_filter, root_id="consent"):
-    consent = f"""
-          - name: consent
+    """A proxy to the origin, with the given wasm filter (or none)."""
+    config = json.dumps(PLUGIN_CONFIG) if root_id == "consent" else ""
+    wasm_filter = f"""
+          - name: {root_id}
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
@@ -100,29 +107,11 @@ def proxy_yaml(port, admin, origin_port, wasm, with_filter, root_id="consent"):
                 allow_on_headers_stop_iteration: true
                 configuration:
                   "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{json.dumps(PLUGIN_CONFIG) if root_id == "consent" else ""}'""" if with_filter else ""
-    return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: proxy
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                route: {{ cluster: origin }}
-          http_filters:{consent}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
+                  value: '{config}'""" if with_filter else ""
+    routes = """
+              - match: { prefix: "/" }
+                route: { cluster: origin }"""
+    clusters = f"""  clusters:
   - name: origin
     connect_timeout: 1s
     type: STATIC
@@ -132,6 +121,7 @@ static_resources:
       - lb_endpoints:
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {origin_port} }} }} }}
 """
+    return envoy_yaml(port, admin, routes, wasm_filter, clusters)
 
 
 def start_envoy(envoy, yaml, workdir, name, concurrency):

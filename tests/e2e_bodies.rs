@@ -12,15 +12,11 @@ mod support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::{json, Value};
-use support::{send, start_demo, with_plugin_config, Fixture, Req};
+use support::{send, start_demo, with_plugin_config, Req};
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
-}
+use support::shipped_demo as fixture;
 
 /// A request body with every kind of field service.improvement sees differently for bob:
 /// email (not in purpose: removed), gps (no grant: coarsened), device_id (in purpose: kept).

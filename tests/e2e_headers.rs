@@ -10,15 +10,10 @@
 
 mod support;
 
-use std::sync::OnceLock;
-
 use consent_tools::demo_backend::SeenRequest;
 use support::{start_demo, without_filter, Fixture, Req, Response};
 
-fn fixture() -> &'static Fixture {
-    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
-}
+use support::shipped_demo as fixture;
 
 fn send_via(f: &Fixture, path: &str, headers: &[(&str, &str)]) -> (Response, Option<SeenRequest>) {
     let req = headers

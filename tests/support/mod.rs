@@ -354,6 +354,12 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
     Fixture { backend, envoy }
 }
 
+/// The demo backend and Envoy with the shipped demo config, started once per test binary.
+pub fn shipped_demo() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
+}
+
 /// A request to send through Envoy with curl.
 #[derive(Debug, Clone, Default)]
 pub struct Req {

@@ -179,17 +179,6 @@ impl Matcher {
         self.slots = slots;
     }
 
-    /// Whether any state of `parent` moves on a key or index whatever its name
-    /// (`*`, `[*]`, `[n]`). Compute once per container for [`Matcher::advance`].
-    pub fn has_positional(&self, parent: &[State]) -> bool {
-        parent.iter().any(|&s| {
-            matches!(
-                self.step_at(s),
-                Some(Step::AnyKey | Step::AnyIndex | Step::Index(_))
-            )
-        })
-    }
-
     /// The categories a key's name carries through `$..name` selectors, and its id when
     /// some general selector has it as a `Key` step.
     #[inline]
@@ -282,17 +271,21 @@ impl Matcher {
         }
     }
 
-    /// Moves `parent` states to a child; pushes the child's states to `out` and returns the
-    /// categories the child itself belongs to. Equal to [`Matcher::carry`] plus
-    /// [`Matcher::advance`].
+    /// Moves `parent` states to a child (the NFA walk, without the DFA cache); pushes the
+    /// child's states to `out` and returns the categories the child itself belongs to.
     pub fn step(&self, parent: &[State], key: ChildKey<'_>, out: &mut Vec<State>) -> CategorySet {
         self.carry(parent, out);
+        let (name_categories, name_id) = self.classify(key);
+        let nfa_key = match key {
+            ChildKey::Index(i) => NfaKey::Index(i),
+            ChildKey::Key(_) | ChildKey::KeyWithHead(..) => NfaKey::Name(name_id),
+        };
         let mut extra = Vec::new();
-        let matched = self.advance(parent, key, &mut extra);
+        let matched = self.advance_general(parent, nfa_key, &mut extra);
         for state in extra {
             push_unique(out, state);
         }
-        matched
+        matched.union(name_categories)
     }
 
     /// The states every child of a container inherits whatever its key: the `..` loops
@@ -304,55 +297,6 @@ impl Matcher {
                 self.enter(state, out, &mut ignored);
             }
         }
-    }
-
-    /// The states one child gets beyond the carry (pushed to `out`), and the categories
-    /// the child belongs to.
-    pub fn advance(
-        &self,
-        parent: &[State],
-        key: ChildKey<'_>,
-        out: &mut Vec<State>,
-    ) -> CategorySet {
-        self.advance_with(parent, self.has_positional(parent), key, out)
-    }
-
-    /// [`Matcher::advance`] with `positional` precomputed by [`Matcher::has_positional`].
-    #[inline]
-    pub fn advance_with(
-        &self,
-        parent: &[State],
-        positional: bool,
-        key: ChildKey<'_>,
-        out: &mut Vec<State>,
-    ) -> CategorySet {
-        let (mut matched, name_id) = self.classify(key);
-        let key_step = name_id.is_some();
-        if !key_step && !positional {
-            return matched;
-        }
-        for &state in parent {
-            let advance = match (self.step_at(state), key) {
-                (Some(Step::Key(id)), ChildKey::Key(_) | ChildKey::KeyWithHead(..)) => {
-                    name_id == Some(*id)
-                }
-                (Some(Step::AnyKey), ChildKey::Key(_) | ChildKey::KeyWithHead(..))
-                | (Some(Step::AnyIndex), ChildKey::Index(_)) => true,
-                (Some(Step::Index(n)), ChildKey::Index(i)) => *n == i,
-                _ => false,
-            };
-            if advance {
-                self.enter(
-                    State {
-                        sel: state.sel,
-                        pos: state.pos + 1,
-                    },
-                    out,
-                    &mut matched,
-                );
-            }
-        }
-        matched
     }
 
     fn step_at(&self, state: State) -> Option<&Step> {
