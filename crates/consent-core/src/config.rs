@@ -418,6 +418,54 @@ mod tests {
     }
 
     #[test]
+    fn bodies_are_read_only_when_a_forbidden_category_has_selectors() {
+        let doc = serde_json::json!({"policy": {
+            "id": "p", "version": 1,
+            "categories": [
+                {"id": "email", "label": {"ja": "a", "en": "b"}, "json": ["$..email"]},
+                {"id": "device_id", "label": {"ja": "a", "en": "b"}, "headers": ["x-device-id"]}
+            ],
+            "purposes": [
+                {"id": "headers-only", "label": {"ja": "a", "en": "b"}, "basis": "notice", "categories": ["email"]},
+                {"id": "needs-body", "label": {"ja": "a", "en": "b"}, "basis": "notice", "categories": ["device_id"]}
+            ]
+        }});
+        let c = compile_config(doc.to_string().as_bytes()).unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"headers-only")];
+        assert!(
+            !c.body_needed(&c.evaluate(h)),
+            "device_id has no selector: skip the body"
+        );
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"needs-body")];
+        assert!(
+            c.body_needed(&c.evaluate(h)),
+            "email has a selector and is forbidden"
+        );
+        let with_elements = serde_json::json!({"policy": doc["policy"], "body": {"subjects": [{"elements": "$.items[*]", "subject": "$.id"}]}});
+        let c = compile_config(with_elements.to_string().as_bytes()).unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"headers-only")];
+        assert!(
+            c.body_needed(&c.evaluate(h)),
+            "elements are decided one by one"
+        );
+    }
+
+    #[test]
+    fn subject_paths_take_exact_keys_only() {
+        let err = compile_config(
+            br#"{"body": {"subjects": [{"elements": "$.items[*]", "subject": "$..id"}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), "body.subjects[0].subject");
+        let err = compile_config(br#"{"pseudonymisation_key": "short"}"#).unwrap_err();
+        assert_eq!(err.path(), "pseudonymisation_key");
+        assert!(
+            !err.to_string().contains("short"),
+            "the key is never repeated"
+        );
+    }
+
+    #[test]
     fn evaluate_reads_headers_and_looks_up_the_user() {
         let c = compile_config(
             br#"{"consents": {"records": [{"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}}]}}"#,

@@ -679,6 +679,38 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_selector_is_a_config_error_naming_it() {
+        let mut v = minimal();
+        v["categories"][0]["json"] = serde_json::json!(["$..email", "user.email"]);
+        assert_eq!(
+            compile(v).unwrap_err().path(),
+            "policy.categories[0].json[1]"
+        );
+    }
+
+    #[test]
+    fn a_coarsen_transform_needs_a_coarsen_rule() {
+        let mut v = minimal();
+        v["purposes"][0]["transforms"] = serde_json::json!({"email": "coarsen"});
+        assert_eq!(
+            compile(v.clone()).unwrap_err().path(),
+            "policy.purposes[0].transforms.email"
+        );
+        v["categories"][0]["coarsen"] = serde_json::json!({"truncate_after": ["@"]});
+        assert!(compile(v).is_ok());
+    }
+
+    #[test]
+    fn a_transform_of_an_unknown_category_is_rejected() {
+        let mut v = minimal();
+        v["purposes"][0]["transforms"] = serde_json::json!({"emial": "remove"});
+        assert_eq!(
+            compile(v).unwrap_err().path(),
+            "policy.purposes[0].transforms.emial"
+        );
+    }
+
+    #[test]
     fn malformed_json_is_a_parse_error() {
         assert!(matches!(
             CompiledPolicy::from_json("{\"id\": "),
