@@ -96,7 +96,7 @@ impl ConsentHttp {
         match mode {
             BodyMode::Skip => Action::Continue,
             BodyMode::Refuse(reason) => self.refuse(config, reason, direction),
-            BodyMode::Redact | BodyMode::Strip => {
+            BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip => {
                 let mut result = host::remove_header(direction, "content-length");
                 if mode == BodyMode::Strip {
                     result =
@@ -137,7 +137,7 @@ impl ConsentHttp {
             Direction::Request => self.request_body,
             Direction::Response => self.response_body,
         };
-        matches!(mode, BodyMode::Redact | BodyMode::Strip)
+        matches!(mode, BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip)
     }
 
     /// Trailers end the body: finish it now (Envoy's decompressor, for one, adds trailers).
@@ -198,6 +198,8 @@ impl ConsentHttp {
                 );
                 self.refuse(config, Reason::ForbiddenDataPresent, direction)
             }
+            // An undeclared body that is not JSON carries no fields to find.
+            Err(_) if mode == BodyMode::Sniff => Action::Continue,
             Err(_) => self.refuse(config, Reason::BodyInvalidJson, direction),
         }
     }

@@ -332,6 +332,37 @@ fn oversize_response_bodies_are_replaced_by_an_error() {
 }
 
 #[test]
+fn an_undeclared_body_is_redacted_when_it_is_json_and_passed_when_it_is_not() {
+    let req = Req::get("/echo")
+        .who("u-bob", "service.improvement")
+        .body(bob_body())
+        .without_content_type();
+    let (resp, seen) = send(fixture(), req);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = seen.unwrap();
+    assert_eq!(seen.header("content-type"), None);
+    assert_bob_body_enforced(&seen_json(&seen.body));
+    let req = Req::get("/echo")
+        .who("u-bob", "service.improvement")
+        .body("plain words, not JSON")
+        .without_content_type();
+    let (resp, seen) = send(fixture(), req);
+    assert_eq!(resp.status, 200);
+    assert_eq!(seen.unwrap().body, b"plain words, not JSON");
+}
+
+#[test]
+fn a_second_content_type_cannot_hide_a_json_body() {
+    let req = Req::get("/echo")
+        .who("u-bob", "service.improvement")
+        .json(bob_body())
+        .header("content-type", "text/plain");
+    let (resp, seen) = send(fixture(), req);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_bob_body_enforced(&seen_json(&seen.unwrap().body));
+}
+
+#[test]
 fn non_json_bodies_pass_unread_by_default() {
     let req = Req::get("/echo")
         .who("u-bob", "service.improvement")

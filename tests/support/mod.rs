@@ -397,6 +397,11 @@ impl Req {
         self
     }
 
+    /// Sends the body without any content type (curl would add a form type otherwise).
+    pub fn without_content_type(self) -> Req {
+        self.header("content-type", "")
+    }
+
     /// Makes it a POST of a JSON body.
     pub fn json(self, body: impl Into<Vec<u8>>) -> Req {
         self.header("content-type", "application/json").body(body)
@@ -422,7 +427,12 @@ pub fn send(f: &Fixture, req: Req) -> (Response, Option<consent_tools::demo_back
     let mut args: Vec<String> = vec!["-H".into(), format!("x-request-tag: {t}")];
     for (n, v) in &req.headers {
         args.push("-H".into());
-        args.push(format!("{n}: {v}"));
+        // `Name:` with nothing after it tells curl to send no such header at all.
+        args.push(if v.is_empty() {
+            format!("{n}:")
+        } else {
+            format!("{n}: {v}")
+        });
     }
     let mut body_file = None;
     if let Some(body) = &req.body {

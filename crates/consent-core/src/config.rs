@@ -68,7 +68,8 @@ pub struct BodyDoc {
     /// Bodies with an unreadable `content-encoding`: `block` (default) or `strip`.
     #[serde(default)]
     pub encoded: EncodedBody,
-    /// Bodies that are not JSON when data must be checked: `pass` (default) or `block`.
+    /// Bodies declared as something other than JSON when data must be checked: `pass`
+    /// (default), `sniff` (redact them if they parse as JSON) or `block`.
     #[serde(default)]
     pub unparsed: UnparsedBody,
     /// Multi-subject bodies: each element is decided with its own subject's consent.

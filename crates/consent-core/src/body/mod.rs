@@ -31,6 +31,9 @@ pub enum UnparsedBody {
     /// Forward it unread (only JSON bodies carry mapped fields).
     #[default]
     Pass,
+    /// Read it anyway and redact it if it parses as JSON (for backends that parse bodies
+    /// whatever their declared type); bodies over `max_bytes` are then refused.
+    Sniff,
     /// Refuse it (`body_not_json`).
     Block,
 }
@@ -42,34 +45,43 @@ pub enum BodyMode {
     Skip,
     /// Buffer the body and run the redactor on it.
     Redact,
+    /// No content type was declared: buffer the body and redact it if it parses as JSON,
+    /// else pass it as it was (a backend may parse an undeclared body as JSON).
+    Sniff,
     /// Buffer it and replace it by nothing.
     Strip,
     /// Refuse it before reading.
     Refuse(Reason),
 }
 
-/// Body facts read from a header map.
+/// Body facts read from a header map. Every occurrence of a header counts, so a second
+/// `content-type` or `content-encoding` cannot hide the first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BodyHeaders<'a> {
-    /// `content-type`.
-    pub content_type: Option<&'a [u8]>,
-    /// `content-encoding`.
-    pub content_encoding: Option<&'a [u8]>,
+pub struct BodyHeaders {
+    /// Some `content-type` was sent.
+    pub has_content_type: bool,
+    /// Some `content-type` declares JSON.
+    pub declares_json: bool,
+    /// Some `content-encoding` is not `identity`.
+    pub encoded: bool,
     /// `content-length`, when it parses.
     pub content_length: Option<u64>,
 }
 
-impl<'a> BodyHeaders<'a> {
+impl BodyHeaders {
     /// Reads the body headers out of a header list (lowercase names).
-    pub fn from_headers<I>(headers: I) -> Self
+    pub fn from_headers<'a, I>(headers: I) -> Self
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
         let mut out = BodyHeaders::default();
         for (name, value) in headers {
             match name {
-                "content-type" => out.content_type = Some(value),
-                "content-encoding" => out.content_encoding = Some(value),
+                "content-type" => {
+                    out.has_content_type = true;
+                    out.declares_json |= is_json(value);
+                }
+                "content-encoding" => out.encoded |= !is_identity(Some(value)),
                 "content-length" => {
                     out.content_length = std::str::from_utf8(value)
                         .ok()
@@ -82,23 +94,26 @@ impl<'a> BodyHeaders<'a> {
     }
 }
 
-/// Whether a content type is JSON: `application/json` or `application/*+json`.
+/// Whether a content type declares JSON: `application/json` or `application/*+json`.
+/// Envoy joins repeated headers with commas, so every comma-separated element counts.
 pub fn is_json(content_type: &[u8]) -> bool {
     let text = String::from_utf8_lossy(content_type).to_ascii_lowercase();
-    let essence = text.split(';').next().unwrap_or("").trim();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    text.split(',').any(|element| {
+        let essence = element.split(';').next().unwrap_or("").trim();
+        essence == "application/json"
+            || (essence.starts_with("application/") && essence.ends_with("+json"))
+    })
 }
 
-/// Whether a content encoding leaves the bytes readable.
+/// Whether a content encoding leaves the bytes readable: absent, empty or only `identity`
+/// (every comma-separated element).
 pub fn is_identity(content_encoding: Option<&[u8]>) -> bool {
     match content_encoding {
         None => true,
-        Some(v) => {
-            let v = String::from_utf8_lossy(v);
-            let v = v.trim();
-            v.is_empty() || v.eq_ignore_ascii_case("identity")
-        }
+        Some(v) => String::from_utf8_lossy(v).split(',').all(|element| {
+            let element = element.trim();
+            element.is_empty() || element.eq_ignore_ascii_case("identity")
+        }),
     }
 }
 
@@ -106,7 +121,7 @@ pub fn is_identity(content_encoding: Option<&[u8]>) -> bool {
 /// body selector can find (or elements must be checked); without that the body is skipped.
 pub fn body_mode(
     needed: bool,
-    headers: &BodyHeaders<'_>,
+    headers: &BodyHeaders,
     max_bytes: usize,
     encoded: EncodedBody,
     unparsed: UnparsedBody,
@@ -114,22 +129,23 @@ pub fn body_mode(
     if !needed {
         return BodyMode::Skip;
     }
-    if !is_identity(headers.content_encoding) {
+    if headers.encoded {
         return match encoded {
             EncodedBody::Block => BodyMode::Refuse(Reason::BodyEncodingUnsupported),
             EncodedBody::Strip => BodyMode::Strip,
         };
     }
-    if !headers.content_type.is_some_and(is_json) {
-        return match unparsed {
-            UnparsedBody::Pass => BodyMode::Skip,
-            UnparsedBody::Block => BodyMode::Refuse(Reason::BodyNotJson),
-        };
-    }
     if headers.content_length.is_some_and(|n| n > max_bytes as u64) {
         return BodyMode::Refuse(Reason::BodyTooLarge);
     }
-    BodyMode::Redact
+    if headers.declares_json {
+        return BodyMode::Redact;
+    }
+    match (headers.has_content_type, unparsed) {
+        (_, UnparsedBody::Block) => BodyMode::Refuse(Reason::BodyNotJson),
+        (false, UnparsedBody::Pass) | (_, UnparsedBody::Sniff) => BodyMode::Sniff,
+        (true, UnparsedBody::Pass) => BodyMode::Skip,
+    }
 }
 
 #[cfg(test)]
@@ -138,12 +154,19 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn h<'a>(ct: Option<&'a str>, ce: Option<&'a str>, len: Option<u64>) -> BodyHeaders<'a> {
-        BodyHeaders {
-            content_type: ct.map(str::as_bytes),
-            content_encoding: ce.map(str::as_bytes),
-            content_length: len,
+    fn h(ct: Option<&str>, ce: Option<&str>, len: Option<u64>) -> BodyHeaders {
+        let len_text = len.map(|n| n.to_string());
+        let mut list: Vec<(&str, &[u8])> = Vec::new();
+        if let Some(ct) = ct {
+            list.push(("content-type", ct.as_bytes()));
         }
+        if let Some(ce) = ce {
+            list.push(("content-encoding", ce.as_bytes()));
+        }
+        if let Some(l) = &len_text {
+            list.push(("content-length", l.as_bytes()));
+        }
+        BodyHeaders::from_headers(list)
     }
 
     #[test]
@@ -153,6 +176,9 @@ mod tests {
         assert!(is_json(b"application/problem+json"));
         assert!(!is_json(b"text/plain"));
         assert!(!is_json(b"application/jsonp"));
+        assert!(is_json(b"text/plain,application/json"), "joined duplicates");
+        assert!(is_identity(Some(b"identity, identity")));
+        assert!(!is_identity(Some(b"identity, gzip")));
     }
 
     #[test]
@@ -191,6 +217,42 @@ mod tests {
         assert_eq!(
             body_mode(true, &big, 100, EncodedBody::Block, UnparsedBody::Pass),
             BodyMode::Refuse(Reason::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_second_content_type_or_encoding_cannot_hide_the_first() {
+        let list: [(&str, &[u8]); 2] = [
+            ("content-type", b"application/json"),
+            ("content-type", b"text/plain"),
+        ];
+        let facts = BodyHeaders::from_headers(list);
+        assert_eq!(
+            body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Pass),
+            BodyMode::Redact
+        );
+        let list: [(&str, &[u8]); 3] = [
+            ("content-type", b"application/json"),
+            ("content-encoding", b"gzip"),
+            ("content-encoding", b"identity"),
+        ];
+        let facts = BodyHeaders::from_headers(list);
+        assert_eq!(
+            body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Pass),
+            BodyMode::Refuse(Reason::BodyEncodingUnsupported)
+        );
+    }
+
+    #[test]
+    fn an_undeclared_body_is_sniffed() {
+        let none = h(None, None, Some(10));
+        assert_eq!(
+            body_mode(true, &none, 100, EncodedBody::Block, UnparsedBody::Pass),
+            BodyMode::Sniff
+        );
+        assert_eq!(
+            body_mode(true, &none, 100, EncodedBody::Block, UnparsedBody::Block),
+            BodyMode::Refuse(Reason::BodyNotJson)
         );
     }
 
