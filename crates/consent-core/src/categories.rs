@@ -46,6 +46,16 @@ impl CategorySet {
         }
     }
 
+    /// The set as a 128-bit word (bit `i` is category `i`), for compact encodings.
+    pub fn bits(self) -> u128 {
+        self.0
+    }
+
+    /// A set from its 128-bit word.
+    pub fn from_bits(bits: u128) -> Self {
+        CategorySet(bits)
+    }
+
     /// Adds one category.
     pub fn insert(&mut self, category: CategoryIdx) {
         self.0 |= 1u128 << category.0;

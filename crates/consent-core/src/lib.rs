@@ -7,17 +7,20 @@
 //! into these types.
 
 pub mod body;
+pub mod buckets;
 pub mod categories;
 pub mod config;
 pub mod decision;
 pub mod error;
 pub mod header_plan;
+pub mod keyed_snapshot;
 pub mod policy;
 pub mod query;
 pub mod reason;
 pub mod reply;
 pub mod request;
 pub mod snapshot;
+pub mod subject_key;
 
 pub use config::{compile_config, CompiledConfig, Settings};
 pub use decision::{decide, Decision, Outcome, Redaction};

@@ -1,0 +1,374 @@
+//! A snapshot keyed by [`SubjectKey`]: what a fetcher holds, applies deltas to, and
+//! publishes as buckets. Full snapshots and deltas share the record format of the inline
+//! `consents` configuration.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::buckets::{bucket_of, encode_bucket, fingerprint};
+use crate::error::ConfigError;
+use crate::policy::CompiledPolicy;
+use crate::snapshot::{ConsentRecord, RecordDoc};
+use crate::subject_key::{SubjectKey, SubjectKeying};
+
+/// How a snapshot names people, as its source declares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKeyKind {
+    /// Raw user IDs.
+    #[default]
+    Plain,
+    /// Hex of the first 16 bytes of HMAC-SHA-256(shared key, user ID).
+    HmacSha256,
+}
+
+/// A full snapshot as served by a consent source.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FullSnapshotDoc {
+    /// Snapshot version, counting up at the source.
+    pub version: u64,
+    /// When the source produced it (Unix seconds).
+    #[serde(default)]
+    pub generated_at: Option<u64>,
+    /// How `subject` is written.
+    #[serde(default)]
+    pub subject_key: SubjectKeyKind,
+    /// One record per person.
+    #[serde(default)]
+    pub records: Vec<RecordDoc>,
+}
+
+/// The changes from one snapshot version to the next.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaDoc {
+    /// The version this delta applies to.
+    pub from_version: u64,
+    /// The version it produces.
+    pub version: u64,
+    /// When the source produced it (Unix seconds).
+    #[serde(default)]
+    pub generated_at: Option<u64>,
+    /// How `subject` is written.
+    #[serde(default)]
+    pub subject_key: SubjectKeyKind,
+    /// New or replaced records.
+    #[serde(default)]
+    pub upserts: Vec<RecordDoc>,
+    /// Subjects whose records are gone.
+    #[serde(default)]
+    pub deletes: Vec<String>,
+}
+
+/// Why a delta was not applied (the snapshot is left as it was).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaError {
+    /// The delta starts from another version: fetch a full snapshot.
+    Gap {
+        /// Version held.
+        have: u64,
+        /// Version the delta starts from.
+        from: u64,
+    },
+    /// The delta does not move forward.
+    NotForward,
+    /// A record or subject in it is invalid.
+    Invalid(ConfigError),
+}
+
+impl std::fmt::Display for DeltaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeltaError::Gap { have, from } => {
+                write!(f, "delta starts at version {from}, snapshot is at {have}")
+            }
+            DeltaError::NotForward => f.write_str("delta version does not move forward"),
+            DeltaError::Invalid(e) => write!(f, "invalid delta: {e}"),
+        }
+    }
+}
+
+/// Records keyed by subject key, with the snapshot's version.
+#[derive(Debug, Clone, Default)]
+pub struct KeyedSnapshot {
+    /// Snapshot version.
+    pub version: u64,
+    /// Source time of the version (Unix seconds).
+    pub generated_at: Option<u64>,
+    /// The records.
+    pub records: BTreeMap<SubjectKey, ConsentRecord>,
+}
+
+fn check_kind(
+    declared: SubjectKeyKind,
+    keying: &SubjectKeying,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let expected = match keying {
+        SubjectKeying::Plain => SubjectKeyKind::Plain,
+        SubjectKeying::Hmac(_) => SubjectKeyKind::HmacSha256,
+    };
+    if declared == expected {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            format!("{path}.subject_key"),
+            "the snapshot's subject keying differs from the filter's",
+        ))
+    }
+}
+
+fn keyed_record(
+    doc: &RecordDoc,
+    policy: &CompiledPolicy,
+    keying: &SubjectKeying,
+    at: &str,
+) -> Result<(SubjectKey, ConsentRecord), ConfigError> {
+    let key = keying.key_of_subject(doc.subject.trim()).ok_or_else(|| {
+        ConfigError::invalid(format!("{at}.subject"), "not a subject of this keying")
+    })?;
+    Ok((key, ConsentRecord::compile(doc, policy, at)?))
+}
+
+impl KeyedSnapshot {
+    /// Checks and keys a full snapshot; any invalid record rejects the whole snapshot.
+    pub fn compile(
+        doc: &FullSnapshotDoc,
+        policy: &CompiledPolicy,
+        keying: &SubjectKeying,
+    ) -> Result<Self, ConfigError> {
+        check_kind(doc.subject_key, keying, "snapshot")?;
+        let mut records = BTreeMap::new();
+        for (i, r) in doc.records.iter().enumerate() {
+            let at = format!("snapshot.records[{i}]");
+            let (key, record) = keyed_record(r, policy, keying, &at)?;
+            if records.insert(key, record).is_some() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.subject"),
+                    "the same subject appears in an earlier record",
+                ));
+            }
+        }
+        Ok(KeyedSnapshot {
+            version: doc.version,
+            generated_at: doc.generated_at,
+            records,
+        })
+    }
+
+    /// Applies a delta all or nothing; returns the keys it changed.
+    pub fn apply(
+        &mut self,
+        delta: &DeltaDoc,
+        policy: &CompiledPolicy,
+        keying: &SubjectKeying,
+    ) -> Result<BTreeSet<SubjectKey>, DeltaError> {
+        if delta.from_version != self.version {
+            return Err(DeltaError::Gap {
+                have: self.version,
+                from: delta.from_version,
+            });
+        }
+        if delta.version <= delta.from_version {
+            return Err(DeltaError::NotForward);
+        }
+        check_kind(delta.subject_key, keying, "delta").map_err(DeltaError::Invalid)?;
+        let mut upserts = Vec::with_capacity(delta.upserts.len());
+        for (i, r) in delta.upserts.iter().enumerate() {
+            let at = format!("delta.upserts[{i}]");
+            upserts.push(keyed_record(r, policy, keying, &at).map_err(DeltaError::Invalid)?);
+        }
+        let mut deletes = Vec::with_capacity(delta.deletes.len());
+        for (i, s) in delta.deletes.iter().enumerate() {
+            let key = keying.key_of_subject(s.trim()).ok_or_else(|| {
+                DeltaError::Invalid(ConfigError::invalid(
+                    format!("delta.deletes[{i}]"),
+                    "not a subject of this keying",
+                ))
+            })?;
+            deletes.push(key);
+        }
+        let mut changed = BTreeSet::new();
+        for key in deletes {
+            self.records.remove(&key);
+            changed.insert(key);
+        }
+        for (key, record) in upserts {
+            self.records.insert(key, record);
+            changed.insert(key);
+        }
+        self.version = delta.version;
+        self.generated_at = delta.generated_at.or(self.generated_at);
+        Ok(changed)
+    }
+
+    /// Encodes the buckets `only` names (every non-empty bucket when `None`). A named
+    /// bucket that became empty is still encoded, so that readers see it emptied.
+    pub fn buckets(
+        &self,
+        policy: &CompiledPolicy,
+        bits: u8,
+        only: Option<&BTreeSet<u32>>,
+    ) -> BTreeMap<u32, Vec<u8>> {
+        let fp = fingerprint(policy);
+        let mut grouped: BTreeMap<u32, Vec<(SubjectKey, &ConsentRecord)>> = BTreeMap::new();
+        if let Some(only) = only {
+            for b in only {
+                grouped.entry(*b).or_default();
+            }
+        }
+        for (key, record) in &self.records {
+            let b = bucket_of(key, bits);
+            if only.is_none_or(|o| o.contains(&b)) {
+                grouped.entry(b).or_default().push((*key, record));
+            }
+        }
+        grouped
+            .into_iter()
+            .map(|(b, entries)| (b, encode_bucket(fp, self.version, &entries)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buckets::find_in_bucket;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn policy() -> CompiledPolicy {
+        CompiledPolicy::default_policy().unwrap()
+    }
+
+    fn full(v: serde_json::Value) -> FullSnapshotDoc {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_delta_changes_only_what_it_names_and_moves_the_version() {
+        let p = policy();
+        let k = SubjectKeying::Plain;
+        let mut snap = KeyedSnapshot::compile(
+            &full(serde_json::json!({"version": 1, "records": [
+                {"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}},
+                {"subject": "u-2"}
+            ]})),
+            &p,
+            &k,
+        )
+        .unwrap();
+        let delta: DeltaDoc = serde_json::from_value(serde_json::json!({
+            "from_version": 1, "version": 2,
+            "upserts": [{"subject": "u-2", "stop_use": true}],
+            "deletes": ["u-1"]
+        }))
+        .unwrap();
+        let changed = snap.apply(&delta, &p, &k).unwrap();
+        assert_eq!(changed.len(), 2);
+        assert_eq!(snap.version, 2);
+        assert!(snap.records.get(&k.key_of_user("u-1")).is_none());
+        assert!(snap.records[&k.key_of_user("u-2")].stop_use);
+    }
+
+    #[test]
+    fn a_delta_from_another_version_is_a_gap_and_changes_nothing() {
+        let p = policy();
+        let k = SubjectKeying::Plain;
+        let mut snap = KeyedSnapshot::compile(
+            &full(serde_json::json!({"version": 5, "records": [{"subject": "u"}]})),
+            &p,
+            &k,
+        )
+        .unwrap();
+        let delta: DeltaDoc = serde_json::from_value(
+            serde_json::json!({"from_version": 4, "version": 6, "deletes": ["u"]}),
+        )
+        .unwrap();
+        assert_eq!(
+            snap.apply(&delta, &p, &k),
+            Err(DeltaError::Gap { have: 5, from: 4 })
+        );
+        assert_eq!(snap.records.len(), 1);
+    }
+
+    #[test]
+    fn an_invalid_record_rejects_the_whole_delta() {
+        let p = policy();
+        let k = SubjectKeying::Plain;
+        let mut snap = KeyedSnapshot::compile(
+            &full(serde_json::json!({"version": 1, "records": [{"subject": "u"}]})),
+            &p,
+            &k,
+        )
+        .unwrap();
+        let delta: DeltaDoc = serde_json::from_value(serde_json::json!({
+            "from_version": 1, "version": 2,
+            "upserts": [{"subject": "v"}, {"subject": "w", "grants": {"nope": {"policy_version": 1}}}],
+            "deletes": ["u"]
+        }))
+        .unwrap();
+        assert!(matches!(
+            snap.apply(&delta, &p, &k),
+            Err(DeltaError::Invalid(_))
+        ));
+        assert_eq!((snap.version, snap.records.len()), (1, 1));
+        assert!(snap.records.contains_key(&k.key_of_user("u")));
+    }
+
+    #[test]
+    fn hashed_snapshots_carry_no_raw_ids_and_are_found_by_the_user_id() {
+        let p = policy();
+        let k = SubjectKeying::Hmac(b"shared-by-source-and-filter".to_vec());
+        let doc = full(
+            serde_json::json!({"version": 3, "subject_key": "hmac_sha256", "records": [
+                {"subject": k.subject_for("u-alice"), "grants": {"surveys": {"policy_version": 1}}}
+            ]}),
+        );
+        assert!(!serde_json::to_string(&doc).unwrap().contains("alice"));
+        let snap = KeyedSnapshot::compile(&doc, &p, &k).unwrap();
+        let buckets = snap.buckets(&p, 8, None);
+        let key = k.key_of_user("u-alice");
+        let bucket = &buckets[&bucket_of(&key, 8)];
+        let rec = find_in_bucket(bucket, fingerprint(&p), &key)
+            .unwrap()
+            .unwrap();
+        assert!(rec.grant(p.purpose_idx("surveys").unwrap()).is_some());
+    }
+
+    #[test]
+    fn a_snapshot_keyed_differently_from_the_filter_is_rejected() {
+        let p = policy();
+        let doc =
+            full(serde_json::json!({"version": 1, "subject_key": "hmac_sha256", "records": []}));
+        assert!(KeyedSnapshot::compile(&doc, &p, &SubjectKeying::Plain).is_err());
+    }
+
+    #[test]
+    fn buckets_emptied_by_a_delta_are_republished_empty() {
+        let p = policy();
+        let k = SubjectKeying::Plain;
+        let mut snap = KeyedSnapshot::compile(
+            &full(serde_json::json!({"version": 1, "records": [{"subject": "u"}]})),
+            &p,
+            &k,
+        )
+        .unwrap();
+        let delta: DeltaDoc = serde_json::from_value(
+            serde_json::json!({"from_version": 1, "version": 2, "deletes": ["u"]}),
+        )
+        .unwrap();
+        let changed = snap.apply(&delta, &p, &k).unwrap();
+        let touched: BTreeSet<u32> = changed.iter().map(|key| bucket_of(key, 8)).collect();
+        let buckets = snap.buckets(&p, 8, Some(&touched));
+        assert_eq!(buckets.len(), 1);
+        let (b, bytes) = buckets.iter().next().unwrap();
+        assert_eq!(*b, bucket_of(&k.key_of_user("u"), 8));
+        assert_eq!(
+            find_in_bucket(bytes, fingerprint(&p), &k.key_of_user("u")).unwrap(),
+            None
+        );
+    }
+}
