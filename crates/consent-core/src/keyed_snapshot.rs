@@ -269,7 +269,7 @@ mod tests {
         let changed = snap.apply(&delta, &p, &k).unwrap();
         assert_eq!(changed.len(), 2);
         assert_eq!(snap.version, 2);
-        assert!(snap.records.get(&k.key_of_user("u-1")).is_none());
+        assert!(!snap.records.contains_key(&k.key_of_user("u-1")));
         assert!(snap.records[&k.key_of_user("u-2")].stop_use);
     }
 
