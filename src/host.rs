@@ -91,3 +91,54 @@ pub fn unix_seconds() -> i64 {
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0)
 }
+
+/// A value in Envoy shared data (same `vm_id`) with its CAS token.
+pub fn shared_data(key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+    hostcalls::get_shared_data(key)
+}
+
+/// Sets a value in Envoy shared data.
+pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), None)
+}
+
+/// The root id this plugin instance was configured with.
+pub fn root_id() -> Option<String> {
+    hostcalls::get_property(vec!["plugin_root_id"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Milliseconds since the Unix epoch, from the host clock.
+pub fn unix_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
+/// Starts an HTTP call to an Envoy cluster; the answer comes to the calling context.
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    timeout: std::time::Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
+}
+
+/// Headers of the answer to an HTTP call.
+pub fn http_call_headers() -> Result<Headers, Status> {
+    hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)
+}
+
+/// Body of the answer to an HTTP call.
+pub fn http_call_body(size: usize) -> Result<Vec<u8>, Status> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size).map(Option::unwrap_or_default)
+}
+
+/// Sets the period of `on_tick`.
+pub fn set_tick(period: std::time::Duration) -> Result<(), Status> {
+    hostcalls::set_tick_period(period)
+}

@@ -6,14 +6,38 @@ use std::rc::Rc;
 use consent_core::body::redactor::{redact, BodyOutcome, BodyReport, BodyRules, ElementRules};
 use consent_core::body::transform::CivilDate;
 use consent_core::body::{body_mode, BodyHeaders, BodyMode};
+use consent_core::config::{FailureMode, SnapshotSource};
+use consent_core::decision::decide_without_snapshot;
 use consent_core::decision::{Decision, Outcome};
 use consent_core::header_plan::{plan_request, plan_response, HeaderEdits};
 use consent_core::reply::{block_body, decision_header_value};
-use consent_core::{CompiledConfig, Reason};
+use consent_core::{CompiledConfig, Reason, RequestView};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Status};
 
 use crate::host::{self, Direction};
+use crate::shared_snapshot::{self, Lookup};
+
+/// Decides a request view against the configured snapshot source.
+fn decide_view(config: &CompiledConfig, view: &RequestView<'_>) -> Decision {
+    if config.snapshot.source == SnapshotSource::Inline {
+        return config.decide(view);
+    }
+    let user = match view.user {
+        consent_core::HeaderValue::One(u) => Some(u),
+        _ => None,
+    };
+    match shared_snapshot::lookup(config, user) {
+        Lookup::Record(record) => config.decide_with_record(view, record.as_ref()),
+        Lookup::Fault(reason) => decide_without_snapshot(
+            view,
+            &config.policy,
+            config.settings.require_user,
+            reason,
+            config.snapshot.failure_mode == FailureMode::Strip,
+        ),
+    }
+}
 
 /// Status of the reply when the filter itself cannot evaluate a request.
 const INTERNAL_ERROR_STATUS: u16 = 500;
@@ -235,7 +259,9 @@ impl ConsentHttp {
                     elements: &config.body.elements,
                     subject_paths: &config.body.subject_paths,
                 };
-                let mut verdict = |subject: Option<&str>| config.element_verdict(purpose, subject);
+                let mut verdict = |subject: Option<&str>| {
+                    config.element_verdict_with(purpose, subject, |view| decide_view(config, view))
+                };
                 redact(
                     body,
                     &rules,
@@ -296,7 +322,12 @@ impl HttpContext for ConsentHttp {
             Err(_) => return self.fail_closed(&config, "cannot read request headers"),
         };
         let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let decision = config.evaluate(pairs());
+        let view = RequestView::from_headers(
+            &config.settings.user_header,
+            &config.settings.purpose_header,
+            pairs(),
+        );
+        let decision = decide_view(&config, &view);
         if decision.outcome == Outcome::Block {
             return self.reply(&config, &decision, config.settings.block_status);
         }

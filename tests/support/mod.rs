@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use consent_tools::demo_backend::SnapshotState;
+
 /// Marker after the block scalar that holds the plugin configuration in the shipped YAML.
 const PLUGIN_CONFIG_MARKER: &str = "# consent-filter plugin configuration";
 
@@ -339,9 +341,28 @@ pub struct Fixture {
     pub envoy: Envoy,
 }
 
-/// Starts the demo backend and Envoy with the shipped demo config, edited by `edit`.
+/// The demo consent snapshot the shipped config's source serves at first.
+pub fn demo_consents() -> String {
+    std::fs::read_to_string(repo_root().join("envoy-config/demo-consents.json"))
+        .expect("demo consents")
+}
+
+/// Starts the demo backend (serving the demo consents as the consent source) and Envoy
+/// with the shipped demo config, edited by `edit`; waits until a snapshot is in use.
 pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
-    let backend = consent_tools::demo_backend::DemoBackend::start("127.0.0.1:0").expect("backend");
+    start_demo_with(edit, SnapshotState::Serve(demo_consents()), true)
+}
+
+/// Like [`start_demo`] with the source in `state`; `wait_for_snapshot` waits until
+/// requests are no longer decided as `snapshot_unavailable`.
+pub fn start_demo_with(
+    edit: impl Fn(&str) -> String,
+    state: SnapshotState,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    let backend =
+        consent_tools::demo_backend::DemoBackend::start_with_snapshot("127.0.0.1:0", state)
+            .expect("backend");
     let backend_port = backend.addr().expect("backend addr").port();
     let (port, admin) = (free_port(), free_port());
     let yaml = localise(
@@ -351,7 +372,32 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
         backend_port,
     );
     let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
-    Fixture { backend, envoy }
+    let fixture = Fixture { backend, envoy };
+    if wait_for_snapshot {
+        let published = wait_until(Duration::from_secs(15), || {
+            let (r, _) = send(
+                &fixture,
+                Req::get("/probe").who("u-alice", "support.inquiries"),
+            );
+            r.status != 0 && !r.text().contains("snapshot_unavailable")
+        });
+        assert!(published, "no consent snapshot in use after 15 s");
+    }
+    fixture
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The demo backend and Envoy with the shipped demo config, started once per test binary.

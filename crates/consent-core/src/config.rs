@@ -9,11 +9,14 @@ use crate::body::{EncodedBody, UnparsedBody};
 use crate::categories::CategoryIdx;
 use crate::decision::{decide, Decision, Outcome};
 use crate::error::ConfigError;
+use crate::keyed_snapshot::SubjectKeyKind;
 use crate::policy::PurposeIdx;
 use crate::policy::{normalise_header_name, CompiledPolicy, PolicyDoc};
 use crate::request::HeaderValue;
 use crate::request::RequestView;
+use crate::snapshot::ConsentRecord as ConsentRecordRef;
 use crate::snapshot::{ConsentIndex, SnapshotDoc};
+use crate::subject_key::SubjectKeying;
 
 /// Default header carrying who the data is about.
 pub const DEFAULT_USER_HEADER: &str = "x-user-id";
@@ -47,6 +50,126 @@ fn default_max_body_bytes() -> usize {
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Shortest accepted pseudonymisation key, in bytes.
 pub const MIN_KEY_BYTES: usize = 16;
+
+/// Where the filter gets consent records from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotSource {
+    /// The `consents` block of this configuration.
+    #[default]
+    Inline,
+    /// Envoy shared data, published by the `consent_fetcher` singleton (same `vm_id`).
+    Shared,
+}
+
+/// What the filter does when it cannot trust its snapshot (none yet, or too old).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    /// Block the request.
+    #[default]
+    Block,
+    /// Pass it with every personal-data category removed.
+    Strip,
+}
+
+fn default_snapshot_path() -> String {
+    "/snapshot".to_string()
+}
+fn default_refresh_ms() -> u64 {
+    5_000
+}
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+fn default_max_staleness_ms() -> u64 {
+    30_000
+}
+fn default_bucket_bits() -> u8 {
+    16
+}
+
+/// The live snapshot settings (`snapshot` in the plugin configuration).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSettingsDoc {
+    /// `inline` (default) or `shared`.
+    #[serde(default)]
+    pub source: SnapshotSource,
+    /// Envoy cluster of the consent source (fetcher).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Path of the full snapshot at the source.
+    #[serde(default = "default_snapshot_path")]
+    pub path: String,
+    /// `:authority` of the fetch (default: the cluster name).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// How often the fetcher asks the source.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+    /// How long one fetch may take.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Oldest snapshot the filter decides on; older ones get the failure mode.
+    #[serde(default = "default_max_staleness_ms")]
+    pub max_staleness_ms: u64,
+    /// Buckets are 2^bits; each request reads one.
+    #[serde(default = "default_bucket_bits")]
+    pub bucket_bits: u8,
+    /// How snapshot subjects are written: `plain` or `hmac_sha256`.
+    #[serde(default)]
+    pub subject_key: SubjectKeyKind,
+    /// The HMAC key shared with the source (16+ bytes). Never logged.
+    #[serde(default)]
+    pub subject_key_secret: Option<String>,
+    /// `block` (default) or `strip`, when the snapshot is missing or stale.
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+}
+
+impl Default for SnapshotSettingsDoc {
+    fn default() -> Self {
+        SnapshotSettingsDoc {
+            source: SnapshotSource::default(),
+            cluster: None,
+            path: default_snapshot_path(),
+            authority: None,
+            refresh_ms: default_refresh_ms(),
+            timeout_ms: default_timeout_ms(),
+            max_staleness_ms: default_max_staleness_ms(),
+            bucket_bits: default_bucket_bits(),
+            subject_key: SubjectKeyKind::default(),
+            subject_key_secret: None,
+            failure_mode: FailureMode::default(),
+        }
+    }
+}
+
+/// Checked live snapshot settings.
+#[derive(Debug, Clone)]
+pub struct SnapshotSettings {
+    /// Where records come from.
+    pub source: SnapshotSource,
+    /// Cluster of the consent source (empty when inline).
+    pub cluster: String,
+    /// Path of the full snapshot.
+    pub path: String,
+    /// `:authority` of the fetch.
+    pub authority: String,
+    /// Refresh period.
+    pub refresh_ms: u64,
+    /// Fetch timeout.
+    pub timeout_ms: u64,
+    /// Staleness bound.
+    pub max_staleness_ms: u64,
+    /// Bucket bits.
+    pub bucket_bits: u8,
+    /// Subject keying.
+    pub keying: SubjectKeying,
+    /// Failure mode.
+    pub failure_mode: FailureMode,
+}
 
 /// Where the subjects of a multi-subject body are.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -142,6 +265,9 @@ pub struct ConfigDoc {
     /// transforms remove the value instead. Never logged.
     #[serde(default)]
     pub pseudonymisation_key: Option<String>,
+    /// Live snapshot: where records come from and how fresh they must be.
+    #[serde(default)]
+    pub snapshot: SnapshotSettingsDoc,
 }
 
 /// Checked settings the request path reads.
@@ -172,6 +298,10 @@ pub struct CompiledConfig {
     pub body: BodySettings,
     /// Pseudonymisation key.
     pub key: Option<Vec<u8>>,
+    /// Live snapshot settings.
+    pub snapshot: SnapshotSettings,
+    /// Fingerprint of the policy, checked against published buckets.
+    pub policy_fingerprint: [u8; 8],
 }
 
 impl CompiledConfig {
@@ -191,15 +321,37 @@ impl CompiledConfig {
     /// Looks up the request's user and decides.
     pub fn decide(&self, view: &RequestView<'_>) -> Decision {
         let record = match view.user {
-            HeaderValue::One(user) => self.consents.lookup(user),
+            HeaderValue::One(user) => match &self.snapshot.keying {
+                SubjectKeying::Plain => self.consents.lookup(user),
+                keyed => self.consents.lookup(&keyed.subject_for(user)),
+            },
             _ => None,
         };
+        decide(view, &self.policy, record, self.settings.require_user)
+    }
+
+    /// Decides with a record found elsewhere (e.g. in shared data) instead of `consents`.
+    pub fn decide_with_record(
+        &self,
+        view: &RequestView<'_>,
+        record: Option<&ConsentRecordRef>,
+    ) -> Decision {
         decide(view, &self.policy, record, self.settings.require_user)
     }
 
     /// Decides one element of a multi-subject body: the same purpose, the element's own
     /// subject. A blocked subject (or a missing one, where users are required) drops it.
     pub fn element_verdict(&self, purpose: PurposeIdx, subject: Option<&str>) -> ElementVerdict {
+        self.element_verdict_with(purpose, subject, |view| self.decide(view))
+    }
+
+    /// [`CompiledConfig::element_verdict`] with the decision made by `decide_view`.
+    pub fn element_verdict_with(
+        &self,
+        purpose: PurposeIdx,
+        subject: Option<&str>,
+        decide_view: impl FnOnce(&RequestView<'_>) -> Decision,
+    ) -> ElementVerdict {
         let Some(p) = self.policy.purpose(purpose) else {
             return ElementVerdict::Drop;
         };
@@ -207,7 +359,7 @@ impl CompiledConfig {
             user: subject.map_or(HeaderValue::Absent, HeaderValue::One),
             purpose: HeaderValue::One(&p.id),
         };
-        let decision = self.decide(&view);
+        let decision = decide_view(&view);
         match decision.outcome {
             Outcome::Block => ElementVerdict::Drop,
             Outcome::Allow => ElementVerdict::Forbid(crate::categories::CategorySet::EMPTY),
@@ -276,6 +428,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
     }
     let consents = ConsentIndex::compile(&doc.consents, &policy, "consents")?;
     let body = compile_body(&doc.body)?;
+    let snapshot = compile_snapshot(&doc.snapshot)?;
     let key = match &doc.pseudonymisation_key {
         Some(k) if k.len() < MIN_KEY_BYTES => {
             return Err(ConfigError::invalid(
@@ -286,6 +439,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         Some(k) => Some(k.as_bytes().to_vec()),
         None => None,
     };
+    let policy_fingerprint = crate::buckets::fingerprint(&policy);
     Ok(CompiledConfig {
         settings: Settings {
             user_header,
@@ -298,6 +452,63 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         consents,
         body,
         key,
+        snapshot,
+        policy_fingerprint,
+    })
+}
+
+fn compile_snapshot(doc: &SnapshotSettingsDoc) -> Result<SnapshotSettings, ConfigError> {
+    let cluster = doc.cluster.clone().unwrap_or_default();
+    if doc.source == SnapshotSource::Shared && cluster.trim().is_empty() {
+        return Err(ConfigError::invalid(
+            "snapshot.cluster",
+            "required when snapshot.source is shared (the Envoy cluster of the consent source)",
+        ));
+    }
+    if !doc.path.starts_with('/') {
+        return Err(ConfigError::invalid("snapshot.path", "must start with `/`"));
+    }
+    if doc.refresh_ms < 100 {
+        return Err(ConfigError::invalid(
+            "snapshot.refresh_ms",
+            "must be at least 100",
+        ));
+    }
+    if doc.max_staleness_ms < doc.refresh_ms {
+        return Err(ConfigError::invalid(
+            "snapshot.max_staleness_ms",
+            "must be at least snapshot.refresh_ms",
+        ));
+    }
+    if !(1..=20).contains(&doc.bucket_bits) {
+        return Err(ConfigError::invalid(
+            "snapshot.bucket_bits",
+            "must be 1 to 20",
+        ));
+    }
+    let keying = match (doc.subject_key, &doc.subject_key_secret) {
+        (SubjectKeyKind::Plain, _) => SubjectKeying::Plain,
+        (SubjectKeyKind::HmacSha256, Some(secret)) if secret.len() >= MIN_KEY_BYTES => {
+            SubjectKeying::Hmac(secret.as_bytes().to_vec())
+        }
+        (SubjectKeyKind::HmacSha256, _) => {
+            return Err(ConfigError::invalid(
+                "snapshot.subject_key_secret",
+                format!("required for hmac_sha256, at least {MIN_KEY_BYTES} bytes"),
+            ))
+        }
+    };
+    Ok(SnapshotSettings {
+        source: doc.source,
+        authority: doc.authority.clone().unwrap_or_else(|| cluster.clone()),
+        cluster,
+        path: doc.path.clone(),
+        refresh_ms: doc.refresh_ms,
+        timeout_ms: doc.timeout_ms,
+        max_staleness_ms: doc.max_staleness_ms,
+        bucket_bits: doc.bucket_bits,
+        keying,
+        failure_mode: doc.failure_mode,
     })
 }
 
@@ -464,6 +675,34 @@ mod tests {
             !err.to_string().contains("short"),
             "the key is never repeated"
         );
+    }
+
+    #[test]
+    fn a_shared_snapshot_needs_a_cluster_and_hmac_needs_a_secret() {
+        let err = compile_config(br#"{"snapshot": {"source": "shared"}}"#).unwrap_err();
+        assert_eq!(err.path(), "snapshot.cluster");
+        let err = compile_config(br#"{"snapshot": {"subject_key": "hmac_sha256"}}"#).unwrap_err();
+        assert_eq!(err.path(), "snapshot.subject_key_secret");
+        let err =
+            compile_config(br#"{"snapshot": {"refresh_ms": 5000, "max_staleness_ms": 1000}}"#)
+                .unwrap_err();
+        assert_eq!(err.path(), "snapshot.max_staleness_ms");
+        let c =
+            compile_config(br#"{"snapshot": {"source": "shared", "cluster": "consent_source"}}"#)
+                .unwrap();
+        assert_eq!(c.snapshot.authority, "consent_source");
+    }
+
+    #[test]
+    fn inline_records_may_be_keyed_by_hmac() {
+        let keying = SubjectKeying::Hmac(b"0123456789abcdef-key".to_vec());
+        let doc = serde_json::json!({
+            "snapshot": {"subject_key": "hmac_sha256", "subject_key_secret": "0123456789abcdef-key"},
+            "consents": {"records": [{"subject": keying.subject_for("u-1"), "grants": {"surveys": {"policy_version": 1}}}]}
+        });
+        let c = compile_config(doc.to_string().as_bytes()).unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-1"), ("x-data-purpose", b"surveys")];
+        assert_eq!(c.evaluate(h).reason, Reason::ConsentGranted);
     }
 
     #[test]

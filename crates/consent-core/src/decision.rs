@@ -106,28 +106,64 @@ pub fn decide(
     record: Option<&ConsentRecord>,
     require_user: bool,
 ) -> Decision {
+    match identify(request, policy, require_user) {
+        Ok((idx, purpose, has_user)) => {
+            decide_for_purpose(policy, idx, purpose, record.filter(|_| has_user))
+        }
+        Err(blocked) => blocked,
+    }
+}
+
+/// Decides a request whose consent record cannot be known (no snapshot yet, or one older
+/// than allowed): the identity headers are checked as usual, then the request is blocked
+/// with `reason`, or, when `strip` is set, passed with every category removed.
+pub fn decide_without_snapshot(
+    request: &RequestView<'_>,
+    policy: &CompiledPolicy,
+    require_user: bool,
+    reason: Reason,
+    strip: bool,
+) -> Decision {
+    match identify(request, policy, require_user) {
+        Ok((idx, _, _)) if strip => Decision {
+            outcome: Outcome::Redact,
+            reason,
+            purpose: Some(idx),
+            redacted: policy.all_categories,
+            stripped_for: Some(reason),
+            not_granted: CategorySet::EMPTY,
+        },
+        Ok((idx, _, _)) => Decision::block(reason, Some(idx)),
+        Err(blocked) => blocked,
+    }
+}
+
+/// Checks the identity headers: the purpose (use beyond purpose, §4) and the user. Returns
+/// the purpose and whether a user was named, or the blocking decision.
+fn identify<'p>(
+    request: &RequestView<'_>,
+    policy: &'p CompiledPolicy,
+    require_user: bool,
+) -> Result<(PurposeIdx, &'p Purpose, bool), Decision> {
     let purpose_id = match request.purpose {
         HeaderValue::One(id) => id,
-        HeaderValue::Absent => return Decision::block(Reason::PurposeMissing, None),
-        HeaderValue::Repeated => return Decision::block(Reason::PurposeAmbiguous, None),
-        HeaderValue::Invalid => return Decision::block(Reason::PurposeInvalid, None),
+        HeaderValue::Absent => return Err(Decision::block(Reason::PurposeMissing, None)),
+        HeaderValue::Repeated => return Err(Decision::block(Reason::PurposeAmbiguous, None)),
+        HeaderValue::Invalid => return Err(Decision::block(Reason::PurposeInvalid, None)),
     };
     let Some(idx) = policy.purpose_idx(purpose_id) else {
-        return Decision::block(Reason::PurposeUnknown, None);
+        return Err(Decision::block(Reason::PurposeUnknown, None));
     };
     let Some(purpose) = policy.purpose(idx) else {
-        return Decision::block(Reason::InternalError, None);
+        return Err(Decision::block(Reason::InternalError, None));
     };
-    let record = match request.user {
-        HeaderValue::One(_) => record,
-        HeaderValue::Absent if require_user => {
-            return Decision::block(Reason::UserMissing, Some(idx))
-        }
-        HeaderValue::Absent => None,
-        HeaderValue::Repeated => return Decision::block(Reason::UserAmbiguous, Some(idx)),
-        HeaderValue::Invalid => return Decision::block(Reason::UserInvalid, Some(idx)),
-    };
-    decide_for_purpose(policy, idx, purpose, record)
+    match request.user {
+        HeaderValue::One(_) => Ok((idx, purpose, true)),
+        HeaderValue::Absent if require_user => Err(Decision::block(Reason::UserMissing, Some(idx))),
+        HeaderValue::Absent => Ok((idx, purpose, false)),
+        HeaderValue::Repeated => Err(Decision::block(Reason::UserAmbiguous, Some(idx))),
+        HeaderValue::Invalid => Err(Decision::block(Reason::UserInvalid, Some(idx))),
+    }
 }
 
 fn decide_for_purpose(
@@ -444,6 +480,34 @@ mod tests {
             d.reason,
             Reason::ConsentGranted,
             "unchanged purposes keep working"
+        );
+    }
+
+    #[test]
+    fn without_a_snapshot_identity_is_still_checked_then_the_failure_mode_applies() {
+        let p = policy();
+        let view = RequestView {
+            user: HeaderValue::One("u"),
+            purpose: HeaderValue::One("support.inquiries"),
+        };
+        let d = decide_without_snapshot(&view, &p, true, Reason::SnapshotStale, false);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::SnapshotStale)
+        );
+        let d = decide_without_snapshot(&view, &p, true, Reason::SnapshotUnavailable, true);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Redact, Reason::SnapshotUnavailable)
+        );
+        assert_eq!(d.redacted, p.all_categories);
+        let bad = RequestView {
+            user: HeaderValue::One("u"),
+            purpose: HeaderValue::One("nope"),
+        };
+        assert_eq!(
+            decide_without_snapshot(&bad, &p, true, Reason::SnapshotStale, true).reason,
+            Reason::PurposeUnknown
         );
     }
 

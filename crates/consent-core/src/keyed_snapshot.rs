@@ -12,6 +12,44 @@ use crate::policy::CompiledPolicy;
 use crate::snapshot::{ConsentRecord, RecordDoc};
 use crate::subject_key::{SubjectKey, SubjectKeying};
 
+/// Shared-data key of the published snapshot's metadata.
+pub const META_KEY: &str = "consent/meta";
+
+/// Shared-data key of one bucket.
+pub fn bucket_key(bucket: u32) -> String {
+    format!("consent/b/{bucket}")
+}
+
+/// What the fetcher publishes next to the buckets, read by every request (small).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishedMeta {
+    /// Snapshot version.
+    pub version: u64,
+    /// When the fetcher last confirmed this version with the source (Unix ms).
+    pub fetched_at_ms: u64,
+    /// When the source produced it (Unix seconds), if it said.
+    pub generated_at: Option<u64>,
+    /// People in the snapshot.
+    pub users: u64,
+    /// Bucket bits used.
+    pub bucket_bits: u8,
+    /// Hex of the policy fingerprint the buckets were built against.
+    pub fingerprint: String,
+}
+
+impl PublishedMeta {
+    /// The metadata as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Reads metadata; `None` when it is not metadata of this format.
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
 /// How a snapshot names people, as its source declares it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +76,19 @@ pub struct FullSnapshotDoc {
     /// One record per person.
     #[serde(default)]
     pub records: Vec<RecordDoc>,
+}
+
+impl FullSnapshotDoc {
+    /// Parses a snapshot served by a source; errors name the field, never a value.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let doc: FullSnapshotDoc = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::from_serde("snapshot", e))?;
+        de.end().map_err(|_| {
+            ConfigError::invalid("snapshot", "trailing characters after the JSON document")
+        })?;
+        Ok(doc)
+    }
 }
 
 /// The changes from one snapshot version to the next.
@@ -245,6 +296,24 @@ mod tests {
 
     fn full(v: serde_json::Value) -> FullSnapshotDoc {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn garbage_snapshots_are_errors_that_name_the_field_not_the_value() {
+        let err = FullSnapshotDoc::from_json(br#"{"version": 1, "records": [{"subject": 4242}]}"#)
+            .unwrap_err();
+        assert_eq!(err.path(), "snapshot.records[0].subject");
+        assert!(!err.to_string().contains("4242"));
+        assert!(FullSnapshotDoc::from_json(b"<html>").is_err());
+        let meta = PublishedMeta {
+            version: 3,
+            fetched_at_ms: 9,
+            generated_at: None,
+            users: 2,
+            bucket_bits: 16,
+            fingerprint: "ab".into(),
+        };
+        assert_eq!(PublishedMeta::from_json(&meta.to_json()), Some(meta));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub enum Reason {
     BodyEncodingUnsupported,
     /// Blocked: the body is not JSON and the configuration refuses unparsed bodies.
     BodyNotJson,
+    /// Blocked or stripped: no consent snapshot has arrived yet.
+    SnapshotUnavailable,
+    /// Blocked or stripped: the consent snapshot is older than the staleness bound.
+    SnapshotStale,
     /// Blocked: the filter could not evaluate the request (fail closed).
     InternalError,
 }
@@ -80,6 +84,8 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::BodyEncodingUnsupported => "body_encoding_unsupported",
             Reason::BodyNotJson => "body_not_json",
+            Reason::SnapshotUnavailable => "snapshot_unavailable",
+            Reason::SnapshotStale => "snapshot_stale",
             Reason::InternalError => "internal_error",
         }
     }
@@ -114,12 +120,14 @@ impl Reason {
                 "the body is compressed in a way the consent filter cannot inspect"
             }
             Reason::BodyNotJson => "the body is not JSON and cannot be inspected",
+            Reason::SnapshotUnavailable => "the consent filter has no consent snapshot yet",
+            Reason::SnapshotStale => "the consent filter's consent snapshot is out of date",
             Reason::InternalError => "the consent filter could not evaluate the request",
         }
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 24] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -141,6 +149,8 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::BodyEncodingUnsupported,
         Reason::BodyNotJson,
+        Reason::SnapshotUnavailable,
+        Reason::SnapshotStale,
         Reason::InternalError,
     ];
 }

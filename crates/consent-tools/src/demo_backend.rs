@@ -51,7 +51,19 @@ impl SeenRequest {
 pub struct DemoBackend {
     server: Arc<Server>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    snapshot: Arc<Mutex<SnapshotState>>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// What `GET /snapshot` serves: a consent snapshot (the demo's consent source), or a fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotState {
+    /// Serve this JSON document (with an ETag, answering 304 when it matches).
+    Serve(String),
+    /// Answer with this status and no snapshot (e.g. 500, 503).
+    Fail(u16),
+    /// Answer 200 with a body that is not a snapshot.
+    Garbage,
 }
 
 /// Why the backend could not start.
@@ -67,18 +79,26 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 impl DemoBackend {
-    /// Starts serving on `addr` (port 0 picks a free port) with a few worker threads.
+    /// Starts serving on `addr` (port 0 picks a free port) with a few worker threads;
+    /// `GET /snapshot` answers 503 until a snapshot is set.
     pub fn start(addr: &str) -> Result<Self, StartError> {
+        Self::start_with_snapshot(addr, SnapshotState::Fail(503))
+    }
+
+    /// Starts serving with `snapshot` as the consent source's state.
+    pub fn start_with_snapshot(addr: &str, snapshot: SnapshotState) -> Result<Self, StartError> {
         let server = Server::http(addr).map_err(|e| StartError(e.to_string()))?;
         let server = Arc::new(server);
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let snapshot = Arc::new(Mutex::new(snapshot));
         let workers = (0..4)
             .map(|_| {
                 let server = Arc::clone(&server);
                 let seen = Arc::clone(&seen);
+                let snapshot = Arc::clone(&snapshot);
                 std::thread::spawn(move || {
                     for request in server.incoming_requests() {
-                        handle(request, &seen);
+                        handle(request, &seen, &snapshot);
                     }
                 })
             })
@@ -86,8 +106,14 @@ impl DemoBackend {
         Ok(DemoBackend {
             server,
             seen,
+            snapshot,
             workers,
         })
+    }
+
+    /// Changes what `GET /snapshot` serves.
+    pub fn set_snapshot(&self, state: SnapshotState) {
+        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
     /// The address it listens on.
@@ -127,10 +153,14 @@ fn lock(seen: &Mutex<Vec<SeenRequest>>) -> MutexGuard<'_, Vec<SeenRequest>> {
     seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>) {
+fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex<SnapshotState>) {
     let mut body = Vec::new();
     if request.as_reader().read_to_end(&mut body).is_err() {
         let _ = request.respond(Response::from_string("cannot read body").with_status_code(400));
+        return;
+    }
+    if request.url().split('?').next() == Some("/snapshot") {
+        serve_snapshot(request, body, snapshot);
         return;
     }
     let record = SeenRequest {
@@ -173,6 +203,60 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>) {
         }
     }
     let _ = request.respond(response);
+}
+
+/// The demo consent source: `GET /snapshot` (ETag, If-None-Match, 304) and
+/// `PUT /snapshot` with a new document, so a consent change can be shown with curl.
+fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotState>) {
+    let mut state = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+    if request.method().as_str() == "PUT" {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(_) => {
+                *state = SnapshotState::Serve(String::from_utf8_lossy(&body).into_owned());
+                drop(state);
+                let _ = request
+                    .respond(Response::from_string("{\"stored\":true}").with_status_code(200));
+            }
+            Err(_) => {
+                drop(state);
+                let _ = request.respond(
+                    Response::from_string("{\"error\":\"not JSON\"}").with_status_code(400),
+                );
+            }
+        }
+        return;
+    }
+    let current = state.clone();
+    drop(state);
+    let response = match current {
+        SnapshotState::Serve(doc) => {
+            let etag = format!("\"{:016x}\"", fnv1a(doc.as_bytes()));
+            let matches = request
+                .headers()
+                .iter()
+                .any(|h| h.field.equiv("if-none-match") && h.value.as_str() == etag);
+            let response = if matches {
+                Response::from_string("").with_status_code(304)
+            } else {
+                Response::from_string(doc).with_status_code(200)
+            };
+            match Header::from_bytes(&b"etag"[..], etag.as_bytes()) {
+                Ok(h) => response.with_header(h),
+                Err(()) => response,
+            }
+        }
+        SnapshotState::Fail(status) => Response::from_string("").with_status_code(status),
+        SnapshotState::Garbage => {
+            Response::from_string("<html>not a snapshot</html>").with_status_code(200)
+        }
+    };
+    let _ = request.respond(response);
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn profile_user(path: &str) -> Option<&str> {

@@ -1,0 +1,178 @@
+//! The consent fetcher: a root context that runs once per Envoy (as an
+//! `envoy.bootstrap.wasm` singleton with the filter's `vm_id`), pulls the full snapshot
+//! from the consent source with conditional requests, checks it against the policy, and
+//! publishes it to shared data as buckets plus a small metadata record.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Duration;
+
+use consent_core::buckets::fingerprint;
+use consent_core::keyed_snapshot::{
+    bucket_key, FullSnapshotDoc, KeyedSnapshot, PublishedMeta, META_KEY,
+};
+use consent_core::subject_key::to_hex;
+use consent_core::CompiledConfig;
+
+use crate::host;
+
+/// Tick period until the first snapshot is published.
+const FIRST_FETCH_TICK: Duration = Duration::from_millis(200);
+
+/// Fetcher state, kept across ticks.
+pub struct Fetcher {
+    config: Rc<CompiledConfig>,
+    etag: Option<String>,
+    in_flight: Option<u32>,
+    published: BTreeSet<u32>,
+    meta: Option<PublishedMeta>,
+}
+
+impl Fetcher {
+    /// A fetcher for `config` (its `snapshot` block says where and how often).
+    pub fn new(config: Rc<CompiledConfig>) -> Self {
+        Fetcher {
+            config,
+            etag: None,
+            in_flight: None,
+            published: BTreeSet::new(),
+            meta: None,
+        }
+    }
+
+    /// Starts ticking.
+    pub fn start(&self) -> bool {
+        match host::set_tick(FIRST_FETCH_TICK) {
+            Ok(()) => true,
+            Err(status) => {
+                log::error!("consent fetcher: cannot set the tick period: {status:?}");
+                false
+            }
+        }
+    }
+
+    /// One tick: ask the source unless a call is still out.
+    pub fn on_tick(&mut self) {
+        if self.in_flight.is_some() {
+            return;
+        }
+        let s = &self.config.snapshot;
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", s.path.as_str()),
+            (":authority", s.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        let etag = self.etag.clone();
+        if let Some(etag) = etag.as_deref() {
+            headers.push(("if-none-match", etag));
+        }
+        match host::http_call(&s.cluster, headers, Duration::from_millis(s.timeout_ms)) {
+            Ok(token) => self.in_flight = Some(token),
+            Err(status) => log::warn!(
+                "consent fetcher: cannot call cluster {}: {status:?}",
+                s.cluster
+            ),
+        }
+    }
+
+    /// The source answered (or the call failed: no headers).
+    pub fn on_response(&mut self, token: u32, body_size: usize) {
+        if self.in_flight != Some(token) {
+            return;
+        }
+        self.in_flight = None;
+        let headers = host::http_call_headers().unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        };
+        match header(":status").as_deref() {
+            Some("304") => self.confirm(),
+            Some("200") => {
+                let body = host::http_call_body(body_size).unwrap_or_default();
+                self.publish(&body, header("etag"));
+            }
+            Some(status) => log::warn!(
+                "consent fetcher: source answered {status}; keeping the last good snapshot"
+            ),
+            None => {
+                log::warn!("consent fetcher: source unreachable; keeping the last good snapshot")
+            }
+        }
+    }
+
+    /// The source says nothing changed: the snapshot is fresh again.
+    fn confirm(&mut self) {
+        if let Some(mut meta) = self.meta.clone() {
+            meta.fetched_at_ms = host::unix_ms();
+            self.write_meta(meta);
+        }
+    }
+
+    fn publish(&mut self, body: &[u8], etag: Option<String>) {
+        let config = Rc::clone(&self.config);
+        let doc = match FullSnapshotDoc::from_json(body) {
+            Ok(doc) => doc,
+            Err(e) => {
+                log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
+                return;
+            }
+        };
+        let keyed = match KeyedSnapshot::compile(&doc, &config.policy, &config.snapshot.keying) {
+            Ok(k) => k,
+            Err(e) => {
+                log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
+                return;
+            }
+        };
+        let bits = config.snapshot.bucket_bits;
+        let mut buckets = keyed.buckets(&config.policy, bits, None);
+        let emptied: BTreeSet<u32> = self
+            .published
+            .iter()
+            .filter(|b| !buckets.contains_key(b))
+            .copied()
+            .collect();
+        buckets.extend(keyed.buckets(&config.policy, bits, Some(&emptied)));
+        for (bucket, bytes) in &buckets {
+            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
+                log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
+                return;
+            }
+        }
+        self.published = buckets.keys().copied().collect();
+        let meta = PublishedMeta {
+            version: keyed.version,
+            fetched_at_ms: host::unix_ms(),
+            generated_at: keyed.generated_at,
+            users: keyed.records.len() as u64,
+            bucket_bits: bits,
+            fingerprint: to_hex(&fingerprint(&config.policy)),
+        };
+        log::info!(
+            "consent fetcher: published snapshot version {} ({} users, {} buckets)",
+            meta.version,
+            meta.users,
+            buckets.len()
+        );
+        let first = self.meta.is_none();
+        self.write_meta(meta);
+        self.etag = etag;
+        if first {
+            if let Err(status) = host::set_tick(Duration::from_millis(config.snapshot.refresh_ms)) {
+                log::error!("consent fetcher: cannot set the refresh period: {status:?}");
+            }
+        }
+    }
+
+    fn write_meta(&mut self, meta: PublishedMeta) {
+        match host::set_shared_data(META_KEY, &meta.to_json()) {
+            Ok(()) => self.meta = Some(meta),
+            Err(status) => log::error!("consent fetcher: cannot publish metadata: {status:?}"),
+        }
+    }
+}
