@@ -1,0 +1,169 @@
+//! End to end: the live consent snapshot. The demo backend plays the consent source; the
+//! fetcher (a bootstrap singleton) publishes to shared data; the filter follows it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{
+    demo_consents, send, start_demo, start_demo_with, wait_until, Fixture, Req, SnapshotState,
+};
+
+/// Fast refresh and a short staleness bound, for the fault tests.
+fn fast(yaml: &str) -> String {
+    yaml.replace("\"refresh_ms\": 1000", "\"refresh_ms\": 200")
+        .replace("\"max_staleness_ms\": 10000", "\"max_staleness_ms\": 2500")
+}
+
+fn reason(f: &Fixture, user: &str, purpose: &str) -> (u16, String) {
+    let (r, _) = send(f, Req::get("/echo").who(user, purpose));
+    let reason = if r.status == 200 {
+        r.json()["headers"]["x-consent-decision"][0]
+            .as_str()
+            .and_then(|d| d.split("; ").find_map(|kv| kv.strip_prefix("reason=")))
+            .unwrap_or("")
+            .to_string()
+    } else {
+        r.json()["reason"].as_str().unwrap_or("").to_string()
+    };
+    (r.status, reason)
+}
+
+/// The demo consents at a new version, changed by `edit`.
+fn consents_with(version: u64, edit: impl FnOnce(&mut Value)) -> String {
+    let mut doc: Value = serde_json::from_str(&demo_consents()).unwrap();
+    doc["version"] = version.into();
+    edit(&mut doc);
+    doc.to_string()
+}
+
+#[test]
+fn a_consent_given_at_the_source_takes_effect_within_one_refresh_period() {
+    let f = start_demo(|y| y.to_string());
+    assert_eq!(
+        reason(&f, "u-bob", "surveys"),
+        (403, "consent_missing".into())
+    );
+    let doc = consents_with(2, |d| {
+        d["records"][1]["grants"]["surveys"] = serde_json::json!({"policy_version": 1})
+    });
+    let changed_at = Instant::now();
+    f.backend.set_snapshot(SnapshotState::Serve(doc));
+    assert!(wait_until(Duration::from_secs(5), || reason(
+        &f, "u-bob", "surveys"
+    )
+    .0 == 200));
+    let took = changed_at.elapsed();
+    assert!(
+        took < Duration::from_millis(2500),
+        "took {took:?} with a 1 s refresh period"
+    );
+}
+
+#[test]
+fn a_withdrawal_takes_effect_within_one_refresh_period() {
+    let f = start_demo(|y| y.to_string());
+    assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+    let doc = consents_with(2, |d| {
+        d["records"][0]["grants"]
+            .as_object_mut()
+            .unwrap()
+            .remove("marketing.newsletters");
+    });
+    f.backend.set_snapshot(SnapshotState::Serve(doc));
+    assert!(wait_until(Duration::from_secs(5), || {
+        reason(&f, "u-alice", "marketing.newsletters") == (403, "consent_missing".into())
+    }));
+}
+
+#[test]
+fn a_failing_source_keeps_the_last_good_snapshot_until_the_staleness_bound_then_recovers() {
+    for fault in [
+        SnapshotState::Fail(500),
+        SnapshotState::Garbage,
+        SnapshotState::Fail(503),
+    ] {
+        let f = start_demo(fast);
+        assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+        f.backend.set_snapshot(fault.clone());
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(
+            reason(&f, "u-alice", "marketing.newsletters").0,
+            200,
+            "{fault:?}: the last good snapshot still serves inside the bound"
+        );
+        assert!(
+            wait_until(Duration::from_secs(6), || {
+                reason(&f, "u-alice", "marketing.newsletters") == (403, "snapshot_stale".into())
+            }),
+            "{fault:?}: past the bound the failure mode applies"
+        );
+        f.backend
+            .set_snapshot(SnapshotState::Serve(consents_with(3, |_| {})));
+        assert!(
+            wait_until(Duration::from_secs(5), || reason(
+                &f,
+                "u-alice",
+                "marketing.newsletters"
+            )
+            .0 == 200),
+            "{fault:?}: recovers when the source returns"
+        );
+    }
+}
+
+#[test]
+fn before_the_first_snapshot_the_failure_mode_applies() {
+    let f = start_demo_with(|y| y.to_string(), SnapshotState::Fail(503), false);
+    assert_eq!(
+        reason(&f, "u-alice", "support.inquiries"),
+        (403, "snapshot_unavailable".into())
+    );
+    f.backend
+        .set_snapshot(SnapshotState::Serve(demo_consents()));
+    assert!(wait_until(Duration::from_secs(5), || reason(
+        &f,
+        "u-alice",
+        "support.inquiries"
+    )
+    .0 == 200));
+}
+
+#[test]
+fn the_strip_failure_mode_passes_requests_with_every_category_removed() {
+    let strip = |y: &str| y.replace("\"failure_mode\": \"block\"", "\"failure_mode\": \"strip\"");
+    let f = start_demo_with(strip, SnapshotState::Fail(503), false);
+    let (r, seen) = send(
+        &f,
+        Req::get("/echo?lat=35.8")
+            .who("u-alice", "service.improvement")
+            .header("x-geo-position", "35.8617,139.6455")
+            .header("x-device-id", "dev-1"),
+    );
+    assert_eq!(r.status, 200);
+    let seen = seen.unwrap();
+    assert_eq!(seen.header("x-geo-position"), None);
+    assert_eq!(seen.header("x-device-id"), None);
+    assert_eq!(seen.path, "/echo");
+    assert!(seen
+        .header("x-consent-decision")
+        .unwrap()
+        .contains("reason=snapshot_unavailable"));
+}
+
+#[test]
+fn a_snapshot_in_another_keying_is_rejected_and_the_last_good_one_kept() {
+    let f = start_demo(fast);
+    let doc = consents_with(2, |d| d["subject_key"] = "hmac_sha256".into());
+    f.backend.set_snapshot(SnapshotState::Serve(doc));
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+}
