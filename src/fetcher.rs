@@ -19,6 +19,27 @@ use crate::host;
 /// Tick period until the first snapshot is published.
 const FIRST_FETCH_TICK: Duration = Duration::from_millis(200);
 
+/// Freshness stats of the published snapshot.
+struct Stats {
+    version: Option<host::Metric>,
+    users: Option<host::Metric>,
+    age_ms: Option<host::Metric>,
+    fetch_failures: Option<host::Metric>,
+    rejected: Option<host::Metric>,
+}
+
+impl Stats {
+    fn define() -> Self {
+        Stats {
+            version: host::Metric::gauge("consent_snapshot_version"),
+            users: host::Metric::gauge("consent_snapshot_users"),
+            age_ms: host::Metric::gauge("consent_snapshot_age_ms"),
+            fetch_failures: host::Metric::counter("consent_snapshot_fetch_failures"),
+            rejected: host::Metric::counter("consent_snapshot_rejected"),
+        }
+    }
+}
+
 /// Fetcher state, kept across ticks.
 pub struct Fetcher {
     config: Rc<CompiledConfig>,
@@ -26,6 +47,7 @@ pub struct Fetcher {
     in_flight: Option<u32>,
     published: BTreeSet<u32>,
     meta: Option<PublishedMeta>,
+    stats: Stats,
 }
 
 impl Fetcher {
@@ -37,6 +59,7 @@ impl Fetcher {
             in_flight: None,
             published: BTreeSet::new(),
             meta: None,
+            stats: Stats::define(),
         }
     }
 
@@ -53,6 +76,9 @@ impl Fetcher {
 
     /// One tick: ask the source unless a call is still out.
     pub fn on_tick(&mut self) {
+        if let (Some(meta), Some(age)) = (&self.meta, self.stats.age_ms) {
+            age.set(host::unix_ms().saturating_sub(meta.fetched_at_ms));
+        }
         if self.in_flight.is_some() {
             return;
         }
@@ -96,13 +122,27 @@ impl Fetcher {
                 let body = host::http_call_body(body_size).unwrap_or_default();
                 self.publish(&body, header("etag"));
             }
-            Some(status) => log::warn!(
-                "consent fetcher: source answered {status}; keeping the last good snapshot"
-            ),
+            Some(status) => {
+                self.count(self.stats.fetch_failures);
+                log::warn!(
+                    "consent fetcher: source answered {status}; keeping the last good snapshot"
+                )
+            }
             None => {
+                self.count(self.stats.fetch_failures);
                 log::warn!("consent fetcher: source unreachable; keeping the last good snapshot")
             }
         }
+    }
+
+    fn count(&self, counter: Option<host::Metric>) {
+        if let Some(m) = counter {
+            m.inc();
+        }
+    }
+
+    fn rejected(&self) {
+        self.count(self.stats.rejected);
     }
 
     /// The source says nothing changed: the snapshot is fresh again.
@@ -118,6 +158,7 @@ impl Fetcher {
         let doc = match FullSnapshotDoc::from_json(body) {
             Ok(doc) => doc,
             Err(e) => {
+                self.rejected();
                 log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
                 return;
             }
@@ -125,6 +166,7 @@ impl Fetcher {
         let keyed = match KeyedSnapshot::compile(&doc, &config.policy, &config.snapshot.keying) {
             Ok(k) => k,
             Err(e) => {
+                self.rejected();
                 log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
                 return;
             }
@@ -171,7 +213,18 @@ impl Fetcher {
 
     fn write_meta(&mut self, meta: PublishedMeta) {
         match host::set_shared_data(META_KEY, &meta.to_json()) {
-            Ok(()) => self.meta = Some(meta),
+            Ok(()) => {
+                for (metric, value) in [
+                    (self.stats.version, meta.version),
+                    (self.stats.users, meta.users),
+                    (self.stats.age_ms, 0),
+                ] {
+                    if let Some(m) = metric {
+                        m.set(value);
+                    }
+                }
+                self.meta = Some(meta);
+            }
             Err(status) => log::error!("consent fetcher: cannot publish metadata: {status:?}"),
         }
     }

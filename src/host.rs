@@ -142,3 +142,34 @@ pub fn http_call_body(size: usize) -> Result<Vec<u8>, Status> {
 pub fn set_tick(period: std::time::Duration) -> Result<(), Status> {
     hostcalls::set_tick_period(period)
 }
+
+/// A gauge or counter in Envoy's stats (shown as `wasmcustom.<name>`, or `<name>` in
+/// Prometheus output).
+#[derive(Debug, Clone, Copy)]
+pub struct Metric(u32);
+
+impl Metric {
+    /// Defines a gauge; `None` if the host refuses.
+    pub fn gauge(name: &str) -> Option<Metric> {
+        hostcalls::define_metric(proxy_wasm::types::MetricType::Gauge, name)
+            .ok()
+            .map(Metric)
+    }
+
+    /// Defines a counter; `None` if the host refuses.
+    pub fn counter(name: &str) -> Option<Metric> {
+        hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name)
+            .ok()
+            .map(Metric)
+    }
+
+    /// Sets a gauge.
+    pub fn set(self, value: u64) {
+        let _ = hostcalls::record_metric(self.0, value);
+    }
+
+    /// Adds one to a counter.
+    pub fn inc(self) {
+        let _ = hostcalls::increment_metric(self.0, 1);
+    }
+}

@@ -167,3 +167,53 @@ fn a_snapshot_in_another_keying_is_rejected_and_the_last_good_one_kept() {
     std::thread::sleep(Duration::from_millis(800));
     assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
 }
+
+#[test]
+fn snapshot_version_users_age_and_failures_are_envoy_stats() {
+    let f = start_demo(fast);
+    let stats = || {
+        let r = support::curl(&[&format!(
+            "http://127.0.0.1:{}/stats?filter=consent_snapshot",
+            f.envoy.admin
+        )]);
+        r.text()
+    };
+    assert!(
+        wait_until(Duration::from_secs(3), || stats()
+            .contains("consent_snapshot_users: 3")),
+        "{}",
+        stats()
+    );
+    assert!(
+        stats().contains("consent_snapshot_version: 1"),
+        "{}",
+        stats()
+    );
+    f.backend.set_snapshot(SnapshotState::Fail(500));
+    assert!(
+        wait_until(Duration::from_secs(3), || !stats()
+            .contains("consent_snapshot_fetch_failures: 0")),
+        "{}",
+        stats()
+    );
+    let age_line = stats()
+        .lines()
+        .find(|l| l.contains("consent_snapshot_age_ms"))
+        .unwrap_or("")
+        .to_string();
+    let age: u64 = age_line
+        .rsplit(": ")
+        .next()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(age > 0, "{age_line}");
+    let prom = support::curl(&[&format!(
+        "http://127.0.0.1:{}/stats/prometheus",
+        f.envoy.admin
+    )])
+    .text();
+    assert!(
+        prom.contains("consent_snapshot_version"),
+        "visible to Prometheus"
+    );
+}
