@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use consent_core::buckets::fingerprint;
+use consent_core::buckets::{bucket_of, fingerprint};
 use consent_core::keyed_snapshot::{
-    bucket_key, FullSnapshotDoc, KeyedSnapshot, PublishedMeta, META_KEY,
+    bucket_key, DeltaDoc, FullSnapshotDoc, KeyedSnapshot, PublishedMeta, META_KEY,
 };
 use consent_core::subject_key::to_hex;
 use consent_core::CompiledConfig;
@@ -40,11 +40,22 @@ impl Stats {
     }
 }
 
+/// What an outstanding call asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Full,
+    Delta,
+}
+
 /// Fetcher state, kept across ticks.
 pub struct Fetcher {
     config: Rc<CompiledConfig>,
     etag: Option<String>,
-    in_flight: Option<u32>,
+    in_flight: Option<(u32, Ask)>,
+    /// The snapshot last published, kept to apply deltas to.
+    snapshot: Option<KeyedSnapshot>,
+    /// A delta could not be applied: the next fetch is a full one.
+    need_full: bool,
     published: BTreeSet<u32>,
     meta: Option<PublishedMeta>,
     stats: Stats,
@@ -57,6 +68,8 @@ impl Fetcher {
             config,
             etag: None,
             in_flight: None,
+            snapshot: None,
+            need_full: true,
             published: BTreeSet::new(),
             meta: None,
             stats: Stats::define(),
@@ -83,30 +96,40 @@ impl Fetcher {
             return;
         }
         let s = &self.config.snapshot;
+        let (ask, path) = match (&s.deltas_path, &self.snapshot) {
+            (Some(deltas), Some(snapshot)) if !self.need_full => {
+                (Ask::Delta, format!("{deltas}/{}", snapshot.version))
+            }
+            _ => (Ask::Full, s.path.clone()),
+        };
         let mut headers = vec![
             (":method", "GET"),
-            (":path", s.path.as_str()),
+            (":path", path.as_str()),
             (":authority", s.authority.as_str()),
             ("accept", "application/json"),
         ];
         let etag = self.etag.clone();
-        if let Some(etag) = etag.as_deref() {
+        if let (Ask::Full, Some(etag)) = (ask, etag.as_deref()) {
             headers.push(("if-none-match", etag));
         }
         match host::http_call(&s.cluster, headers, Duration::from_millis(s.timeout_ms)) {
-            Ok(token) => self.in_flight = Some(token),
-            Err(status) => log::warn!(
-                "consent fetcher: cannot call cluster {}: {status:?}",
-                s.cluster
-            ),
+            Ok(token) => self.in_flight = Some((token, ask)),
+            Err(status) => {
+                self.count(self.stats.fetch_failures);
+                log::warn!(
+                    "consent fetcher: cannot call cluster {}: {status:?}",
+                    s.cluster
+                )
+            }
         }
     }
 
     /// The source answered (or the call failed: no headers).
     pub fn on_response(&mut self, token: u32, body_size: usize) {
-        if self.in_flight != Some(token) {
-            return;
-        }
+        let ask = match self.in_flight {
+            Some((t, ask)) if t == token => ask,
+            _ => return,
+        };
         self.in_flight = None;
         let headers = host::http_call_headers().unwrap_or_default();
         let header = |name: &str| {
@@ -116,23 +139,83 @@ impl Fetcher {
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
                 .map(str::to_string)
         };
-        match header(":status").as_deref() {
-            Some("304") => self.confirm(),
-            Some("200") => {
+        match (ask, header(":status").as_deref()) {
+            (Ask::Full, Some("304")) | (Ask::Delta, Some("404")) => self.confirm(),
+            (Ask::Full, Some("200")) => {
                 let body = host::http_call_body(body_size).unwrap_or_default();
                 self.publish(&body, header("etag"));
             }
-            Some(status) => {
+            (Ask::Delta, Some("200")) => {
+                let body = host::http_call_body(body_size).unwrap_or_default();
+                self.apply_delta(&body);
+            }
+            (_, Some(status)) => {
                 self.count(self.stats.fetch_failures);
                 log::warn!(
                     "consent fetcher: source answered {status}; keeping the last good snapshot"
                 )
             }
-            None => {
+            (_, None) => {
                 self.count(self.stats.fetch_failures);
                 log::warn!("consent fetcher: source unreachable; keeping the last good snapshot")
             }
         }
+    }
+
+    /// Applies a delta to the held snapshot and republishes the buckets it touched; a
+    /// delta that does not apply makes the next fetch a full one.
+    fn apply_delta(&mut self, body: &[u8]) {
+        let config = Rc::clone(&self.config);
+        let delta = match DeltaDoc::from_json(body) {
+            Ok(d) => d,
+            Err(e) => {
+                self.rejected();
+                self.need_full = true;
+                log::warn!("consent fetcher: delta rejected: {e}; fetching the full snapshot next");
+                return;
+            }
+        };
+        let Some(snapshot) = self.snapshot.as_mut() else {
+            self.need_full = true;
+            return;
+        };
+        let changed = match snapshot.apply(&delta, &config.policy, &config.snapshot.keying) {
+            Ok(changed) => changed,
+            Err(e) => {
+                self.rejected();
+                self.need_full = true;
+                log::warn!(
+                    "consent fetcher: delta not applied: {e}; fetching the full snapshot next"
+                );
+                return;
+            }
+        };
+        let bits = config.snapshot.bucket_bits;
+        let touched: BTreeSet<u32> = changed.iter().map(|k| bucket_of(k, bits)).collect();
+        let buckets = snapshot.buckets(&config.policy, bits, Some(&touched));
+        for (bucket, bytes) in &buckets {
+            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
+                log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
+                self.need_full = true;
+                return;
+            }
+        }
+        self.published.extend(buckets.keys().copied());
+        let meta = PublishedMeta {
+            version: snapshot.version,
+            fetched_at_ms: host::unix_ms(),
+            generated_at: snapshot.generated_at,
+            users: snapshot.records.len() as u64,
+            bucket_bits: bits,
+            fingerprint: to_hex(&fingerprint(&config.policy)),
+        };
+        log::info!(
+            "consent fetcher: applied delta to version {} ({} changes, {} buckets)",
+            meta.version,
+            changed.len(),
+            buckets.len()
+        );
+        self.write_meta(meta);
     }
 
     fn count(&self, counter: Option<host::Metric>) {
@@ -204,6 +287,8 @@ impl Fetcher {
         let first = self.meta.is_none();
         self.write_meta(meta);
         self.etag = etag;
+        self.snapshot = Some(keyed);
+        self.need_full = false;
         if first {
             if let Err(status) = host::set_tick(Duration::from_millis(config.snapshot.refresh_ms)) {
                 log::error!("consent fetcher: cannot set the refresh period: {status:?}");

@@ -105,6 +105,10 @@ pub struct SnapshotSettingsDoc {
     /// `:authority` of the fetch (default: the cluster name).
     #[serde(default)]
     pub authority: Option<String>,
+    /// Where deltas are: `{deltas_path}/{version}` gives the changes after `version`
+    /// (404: nothing newer). Without it every refresh asks for the full snapshot.
+    #[serde(default)]
+    pub deltas_path: Option<String>,
     /// How often the fetcher asks the source.
     #[serde(default = "default_refresh_ms")]
     pub refresh_ms: u64,
@@ -135,6 +139,7 @@ impl Default for SnapshotSettingsDoc {
             cluster: None,
             path: default_snapshot_path(),
             authority: None,
+            deltas_path: None,
             refresh_ms: default_refresh_ms(),
             timeout_ms: default_timeout_ms(),
             max_staleness_ms: default_max_staleness_ms(),
@@ -157,6 +162,8 @@ pub struct SnapshotSettings {
     pub path: String,
     /// `:authority` of the fetch.
     pub authority: String,
+    /// Path prefix of deltas, if the source serves them.
+    pub deltas_path: Option<String>,
     /// Refresh period.
     pub refresh_ms: u64,
     /// Fetch timeout.
@@ -468,6 +475,16 @@ fn compile_snapshot(doc: &SnapshotSettingsDoc) -> Result<SnapshotSettings, Confi
     if !doc.path.starts_with('/') {
         return Err(ConfigError::invalid("snapshot.path", "must start with `/`"));
     }
+    if doc
+        .deltas_path
+        .as_deref()
+        .is_some_and(|p| !p.starts_with('/'))
+    {
+        return Err(ConfigError::invalid(
+            "snapshot.deltas_path",
+            "must start with `/`",
+        ));
+    }
     if doc.refresh_ms < 100 {
         return Err(ConfigError::invalid(
             "snapshot.refresh_ms",
@@ -502,6 +519,10 @@ fn compile_snapshot(doc: &SnapshotSettingsDoc) -> Result<SnapshotSettings, Confi
         source: doc.source,
         authority: doc.authority.clone().unwrap_or_else(|| cluster.clone()),
         cluster,
+        deltas_path: doc
+            .deltas_path
+            .as_ref()
+            .map(|p| p.trim_end_matches('/').to_string()),
         path: doc.path.clone(),
         refresh_ms: doc.refresh_ms,
         timeout_ms: doc.timeout_ms,

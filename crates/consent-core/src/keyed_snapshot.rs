@@ -91,6 +91,19 @@ impl FullSnapshotDoc {
     }
 }
 
+impl DeltaDoc {
+    /// Parses a delta served by a source; errors name the field, never a value.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let doc: DeltaDoc = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::from_serde("delta", e))?;
+        de.end().map_err(|_| {
+            ConfigError::invalid("delta", "trailing characters after the JSON document")
+        })?;
+        Ok(doc)
+    }
+}
+
 /// The changes from one snapshot version to the next.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -1,0 +1,64 @@
+//! `consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S]`:
+//! the reference consent source (defaults: 127.0.0.1:8082, consent-source.sqlite, no seed,
+//! plain subjects). The secret may also come from `CONSENT_SUBJECT_KEY_SECRET`.
+
+use std::path::PathBuf;
+
+use consent_core::keyed_snapshot::FullSnapshotDoc;
+use consent_core::subject_key::SubjectKeying;
+use consent_source::Source;
+
+fn main() {
+    let mut listen = "127.0.0.1:8082".to_string();
+    let mut db = PathBuf::from("consent-source.sqlite");
+    let mut seed = None;
+    let mut secret = std::env::var("CONSENT_SUBJECT_KEY_SECRET").ok();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--listen", Some(v)) => listen = v,
+            ("--db", Some(v)) => db = PathBuf::from(v),
+            ("--seed", Some(v)) => seed = Some(v),
+            ("--subject-key-secret", Some(v)) => secret = Some(v),
+            _ => {
+                eprintln!("usage: consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let seed_doc = match seed.as_deref().map(std::fs::read) {
+        None => None,
+        Some(Ok(bytes)) => match FullSnapshotDoc::from_json(&bytes) {
+            Ok(doc) => Some(doc),
+            Err(e) => {
+                eprintln!("seed rejected: {e}");
+                std::process::exit(1);
+            }
+        },
+        Some(Err(e)) => {
+            eprintln!("cannot read the seed: {e}");
+            std::process::exit(1);
+        }
+    };
+    let keying = match secret {
+        Some(s) if s.len() >= 16 => SubjectKeying::Hmac(s.into_bytes()),
+        Some(_) => {
+            eprintln!("the subject key secret needs at least 16 bytes");
+            std::process::exit(2);
+        }
+        None => SubjectKeying::Plain,
+    };
+    match Source::start(&listen, &db, seed_doc.as_ref(), keying) {
+        Ok(source) => {
+            eprintln!(
+                "consent source listening on http://{listen} (database {})",
+                db.display()
+            );
+            source.wait();
+        }
+        Err(e) => {
+            eprintln!("consent source cannot start: {e}");
+            std::process::exit(1);
+        }
+    }
+}
