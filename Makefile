@@ -20,7 +20,7 @@ CARGO         ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean bench bench-core bench-envoy bench-tools
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source bench bench-core bench-envoy bench-tools
 
 help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
@@ -63,7 +63,7 @@ $(WBG_STAMP):
 
 ## ---- build --------------------------------------------------------------------
 
-build: wasm demo-backend
+build: wasm demo-backend consent-source
 
 wasm: rust-targets
 	$(CARGO) build --lib --release --target wasm32-wasip1
@@ -71,6 +71,9 @@ wasm: rust-targets
 
 demo-backend:
 	$(CARGO) build -p consent-tools --bin demo-backend
+
+consent-source:
+	$(CARGO) build -p consent-source
 
 ## ---- bench --------------------------------------------------------------------
 
@@ -104,7 +107,7 @@ lint: rust-targets
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
 test-unit:
-	$(CARGO) test -p consent-core -p consent-tools
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source
 
 test-wasm: wasm-bindgen-runner rust-targets
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \

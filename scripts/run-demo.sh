@@ -16,9 +16,16 @@ trap cleanup EXIT INT TERM
 target/debug/demo-backend 127.0.0.1:8081 &
 pids+=($!)
 
+# The reference consent source, with its SQLite database under .run/ (seeded on first start).
+mkdir -p .run
+target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
+  --seed envoy-config/demo-consents.json &
+pids+=($!)
+
 cat <<'MSG'
 ---------------------------------------------------------------------------
 Envoy with the consent filter: http://127.0.0.1:10000   admin: http://127.0.0.1:9901
+Consent source (SQLite, .run/consent-source.sqlite):  http://127.0.0.1:8082
 Demo users: u-alice (newsletters, service improvement + GPS), u-bob (nothing),
             u-carol (asked to stop use). Try the curl lines in README.md.
 Ctrl-C stops everything.

@@ -46,7 +46,13 @@ fn every_shipped_envoy_config_passes_envoy_validate() {
 
 fn rejected_with(plugin_config: &str) -> String {
     let (port, admin, backend) = (free_port(), free_port(), free_port());
-    let yaml = localise(&shipped_config("envoy-demo.yaml"), port, admin, backend);
+    let yaml = localise(
+        &shipped_config("envoy-demo.yaml"),
+        port,
+        admin,
+        backend,
+        backend,
+    );
     let yaml = with_plugin_config(&yaml, plugin_config);
     let (code, stderr) = Envoy::wait_exit(&yaml, admin);
     assert!(

@@ -45,6 +45,11 @@ fn consents_with(version: u64, edit: impl FnOnce(&mut Value)) -> String {
     doc.to_string()
 }
 
+/// Calls the consent source's API; returns the status.
+fn source_call(f: &Fixture, method: &str, path: &str) -> u16 {
+    support::curl(&["-X", method, &f.source_url(path)]).status
+}
+
 #[test]
 fn a_consent_given_at_the_source_takes_effect_within_one_refresh_period() {
     let f = start_demo(|y| y.to_string());
@@ -52,11 +57,8 @@ fn a_consent_given_at_the_source_takes_effect_within_one_refresh_period() {
         reason(&f, "u-bob", "surveys"),
         (403, "consent_missing".into())
     );
-    let doc = consents_with(2, |d| {
-        d["records"][1]["grants"]["surveys"] = serde_json::json!({"policy_version": 1})
-    });
     let changed_at = Instant::now();
-    f.backend.set_snapshot(SnapshotState::Serve(doc));
+    assert_eq!(source_call(&f, "PUT", "/users/u-bob/grants/surveys"), 200);
     assert!(wait_until(Duration::from_secs(5), || reason(
         &f, "u-bob", "surveys"
     )
@@ -69,18 +71,44 @@ fn a_consent_given_at_the_source_takes_effect_within_one_refresh_period() {
 }
 
 #[test]
-fn a_withdrawal_takes_effect_within_one_refresh_period() {
+fn withdrawal_stop_use_and_erasure_take_effect_within_one_refresh_period() {
     let f = start_demo(|y| y.to_string());
     assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
-    let doc = consents_with(2, |d| {
-        d["records"][0]["grants"]
-            .as_object_mut()
-            .unwrap()
-            .remove("marketing.newsletters");
-    });
-    f.backend.set_snapshot(SnapshotState::Serve(doc));
+    assert_eq!(
+        source_call(&f, "DELETE", "/users/u-alice/grants/marketing.newsletters"),
+        200
+    );
     assert!(wait_until(Duration::from_secs(5), || {
         reason(&f, "u-alice", "marketing.newsletters") == (403, "consent_missing".into())
+    }));
+    assert_eq!(reason(&f, "u-alice", "support.inquiries").0, 200);
+    assert_eq!(source_call(&f, "PUT", "/users/u-alice/stop-use"), 200);
+    assert!(wait_until(Duration::from_secs(5), || {
+        reason(&f, "u-alice", "support.inquiries") == (403, "use_stopped".into())
+    }));
+    assert_eq!(source_call(&f, "DELETE", "/users/u-carol"), 200);
+    assert!(wait_until(Duration::from_secs(5), || reason(
+        &f,
+        "u-carol",
+        "support.inquiries"
+    )
+    .0 == 200));
+    assert_eq!(
+        source_call(&f, "PUT", "/users/u-bob/grants/no.such.purpose"),
+        400,
+        "the source validates"
+    );
+}
+
+#[test]
+fn a_source_that_goes_down_leaves_the_last_good_snapshot_until_the_bound() {
+    let mut f = start_demo(fast);
+    assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+    f.source = None;
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+    assert!(wait_until(Duration::from_secs(6), || {
+        reason(&f, "u-alice", "marketing.newsletters") == (403, "snapshot_stale".into())
     }));
 }
 
@@ -91,7 +119,7 @@ fn a_failing_source_keeps_the_last_good_snapshot_until_the_staleness_bound_then_
         SnapshotState::Garbage,
         SnapshotState::Fail(503),
     ] {
-        let f = start_demo(fast);
+        let f = start_demo_with(fast, SnapshotState::Serve(demo_consents()), true);
         assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
         f.backend.set_snapshot(fault.clone());
         std::thread::sleep(Duration::from_millis(800));
@@ -161,7 +189,7 @@ fn the_strip_failure_mode_passes_requests_with_every_category_removed() {
 
 #[test]
 fn a_snapshot_in_another_keying_is_rejected_and_the_last_good_one_kept() {
-    let f = start_demo(fast);
+    let f = start_demo_with(fast, SnapshotState::Serve(demo_consents()), true);
     let doc = consents_with(2, |d| d["subject_key"] = "hmac_sha256".into());
     f.backend.set_snapshot(SnapshotState::Serve(doc));
     std::thread::sleep(Duration::from_millis(800));
@@ -170,7 +198,7 @@ fn a_snapshot_in_another_keying_is_rejected_and_the_last_good_one_kept() {
 
 #[test]
 fn snapshot_version_users_age_and_failures_are_envoy_stats() {
-    let f = start_demo(fast);
+    let f = start_demo_with(fast, SnapshotState::Serve(demo_consents()), true);
     let stats = || {
         let r = support::curl(&[&format!(
             "http://127.0.0.1:{}/stats?filter=consent_snapshot",

@@ -62,13 +62,15 @@ pub fn shipped_config(name: &str) -> String {
     std::fs::read_to_string(repo_root().join("envoy-config").join(name)).expect("config file")
 }
 
-/// Points a shipped config at test ports and the built `.wasm`.
-pub fn localise(yaml: &str, listen: u16, admin: u16, backend: u16) -> String {
+/// Points a shipped config at test ports and the built `.wasm` (the consent source at
+/// `source`, which may be the backend's port when it plays the source).
+pub fn localise(yaml: &str, listen: u16, admin: u16, backend: u16, source: u16) -> String {
     let wasm = wasm_path();
     let out = yaml
         .replace("port_value: 10000", &format!("port_value: {listen}"))
         .replace("port_value: 9901", &format!("port_value: {admin}"))
         .replace("port_value: 8081", &format!("port_value: {backend}"))
+        .replace("port_value: 8082", &format!("port_value: {source}"))
         .replace(
             "filename: target/wasm32-wasip1/release/consent_filter.wasm",
             &format!("filename: {}", wasm.display()),
@@ -333,46 +335,101 @@ pub fn repo_has(rel: &str) -> bool {
     Path::new(&repo_root().join(rel)).exists()
 }
 
-/// The demo backend and an Envoy in front of it.
+/// The demo backend, the consent source and an Envoy in front of them.
 pub struct Fixture {
     /// The real upstream.
     pub backend: consent_tools::demo_backend::DemoBackend,
     /// Envoy with the filter.
     pub envoy: Envoy,
+    /// The reference consent source, when the fixture runs one.
+    pub source: Option<consent_source::Source>,
 }
 
-/// The demo consent snapshot the shipped config's source serves at first.
+impl Fixture {
+    /// A URL on the consent source's API.
+    pub fn source_url(&self, path: &str) -> String {
+        let port = self.source.as_ref().and_then(|s| s.port()).unwrap_or(0);
+        format!("http://127.0.0.1:{port}{path}")
+    }
+}
+
+/// The demo backend and Envoy with the shipped demo config, started once per test binary.
+pub fn shipped_demo() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
+}
+
+/// The demo consent snapshot the shipped consent source is seeded with.
 pub fn demo_consents() -> String {
     std::fs::read_to_string(repo_root().join("envoy-config/demo-consents.json"))
         .expect("demo consents")
 }
 
-/// Starts the demo backend (serving the demo consents as the consent source) and Envoy
-/// with the shipped demo config, edited by `edit`; waits until a snapshot is in use.
+/// Starts the demo backend, the reference consent source (in memory, seeded with the demo
+/// consents) and Envoy with the shipped demo config edited by `edit`; waits until a
+/// snapshot is in use.
 pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
-    start_demo_with(edit, SnapshotState::Serve(demo_consents()), true)
+    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
+        .expect("demo consents parse");
+    let source = consent_source::Source::start(
+        "127.0.0.1:0",
+        Path::new(":memory:"),
+        Some(&seed),
+        consent_core::subject_key::SubjectKeying::Plain,
+    )
+    .expect("consent source");
+    let source_port = source.port().expect("source port");
+    launch(
+        edit,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        true,
+    )
 }
 
-/// Like [`start_demo`] with the source in `state`; `wait_for_snapshot` waits until
-/// requests are no longer decided as `snapshot_unavailable`.
+/// Like [`start_demo`], but the demo backend plays the consent source in `state` (full
+/// snapshots only, so faults can be staged); `wait_for_snapshot` waits until requests are
+/// no longer decided as `snapshot_unavailable`.
 pub fn start_demo_with(
     edit: impl Fn(&str) -> String,
     state: SnapshotState,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    let without_deltas = |yaml: &str| edit(yaml).replace("\"deltas_path\": \"/deltas\",", "");
+    launch(without_deltas, state, None, 0, wait_for_snapshot)
+}
+
+fn launch(
+    edit: impl Fn(&str) -> String,
+    state: SnapshotState,
+    source: Option<consent_source::Source>,
+    source_port: u16,
     wait_for_snapshot: bool,
 ) -> Fixture {
     let backend =
         consent_tools::demo_backend::DemoBackend::start_with_snapshot("127.0.0.1:0", state)
             .expect("backend");
     let backend_port = backend.addr().expect("backend addr").port();
+    let source_port = if source.is_some() {
+        source_port
+    } else {
+        backend_port
+    };
     let (port, admin) = (free_port(), free_port());
     let yaml = localise(
         &edit(&shipped_config("envoy-demo.yaml")),
         port,
         admin,
         backend_port,
+        source_port,
     );
     let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
-    let fixture = Fixture { backend, envoy };
+    let fixture = Fixture {
+        backend,
+        envoy,
+        source,
+    };
     if wait_for_snapshot {
         let published = wait_until(Duration::from_secs(15), || {
             let (r, _) = send(
@@ -398,12 +455,6 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// The demo backend and Envoy with the shipped demo config, started once per test binary.
-pub fn shipped_demo() -> &'static Fixture {
-    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
-    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
 }
 
 /// A request to send through Envoy with curl.

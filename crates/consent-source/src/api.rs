@@ -13,7 +13,6 @@
 //!
 //! Changes answer `{"version": n}`; invalid ones 400 with `{"error": ...}`.
 
-use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use consent_core::snapshot::{GrantDoc, RecordDoc};

@@ -55,6 +55,9 @@ impl Source {
 
 impl Drop for Source {
     fn drop(&mut self) {
-        self.server.unblock();
+        // Each call releases one worker blocked waiting for a request.
+        for _ in 0..self.workers.len().max(1) {
+            self.server.unblock();
+        }
     }
 }

@@ -145,7 +145,10 @@ impl DemoBackend {
 
 impl Drop for DemoBackend {
     fn drop(&mut self) {
-        self.server.unblock();
+        // Each call releases one worker blocked waiting for a request.
+        for _ in 0..self.workers.len().max(1) {
+            self.server.unblock();
+        }
     }
 }
 
