@@ -20,13 +20,14 @@ CARGO         ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source bench bench-core bench-envoy bench-tools
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source bench-snapshot bench bench-core bench-envoy bench-tools
 
 help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
 	@echo "make test   lint, unit tests, core tests under wasm (Node), end-to-end tests in real Envoy"
 	@echo "make validate   envoy --mode validate on every config in envoy-config/"
 	@echo "make bench  criterion benchmarks of the core, then body throughput in Envoy (filter on/off/empty)"
+	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
 
 ## ---- set-up -------------------------------------------------------------------
 
@@ -85,6 +86,10 @@ bench-core:
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+# The live snapshot at scale: load time, RSS, lookup cost at 1k vs 1M users.
+bench-snapshot: deps bench-tools wasm
+	python3 bench/snapshot_scale.py --envoy $(ENVOY)
 
 # Body throughput through one Envoy worker: no filter, an empty wasm filter, this filter.
 bench-envoy: deps bench-tools wasm

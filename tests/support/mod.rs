@@ -148,7 +148,16 @@ impl Envoy {
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = dir.join("envoy.log");
-        let child = Command::new(envoy_bin())
+        // A small shell keeps Envoy on a leash: it stops Envoy when asked (TERM) and when
+        // the test process is gone, since fixtures kept in statics are never dropped.
+        let leash = r#"trap 'kill $pid 2>/dev/null; exit 0' TERM
+"$@" & pid=$!
+while kill -0 "$PPID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+kill $pid 2>/dev/null
+wait $pid"#;
+        let child = Command::new("sh")
+            .args(["-c", leash, "envoy-leash"])
+            .arg(envoy_bin())
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])
@@ -235,7 +244,9 @@ impl Envoy {
 
 impl Drop for Envoy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
