@@ -354,3 +354,203 @@ mod tests {
         );
     }
 }
+
+/// Every record of a bucket, with the bucket's snapshot version.
+pub fn decode_bucket(
+    bucket: &[u8],
+    fingerprint: [u8; 8],
+) -> Result<(u64, Vec<(SubjectKey, ConsentRecord)>), BucketError> {
+    if bucket.get(..4) != Some(MAGIC.as_slice()) {
+        return Err(BucketError::BadMagic);
+    }
+    if bucket.get(4..12) != Some(fingerprint.as_slice()) {
+        return Err(BucketError::WrongPolicy);
+    }
+    let version = bucket_version(bucket)?;
+    let count = bucket
+        .get(20..24)
+        .and_then(|s| s.first_chunk::<4>())
+        .map(|c| u32::from_le_bytes(*c) as usize)
+        .ok_or(BucketError::Truncated)?;
+    let index_end = HEADER + count * INDEX_ENTRY;
+    let index = bucket
+        .get(HEADER..index_end)
+        .ok_or(BucketError::Truncated)?;
+    let blob = bucket.get(index_end..).ok_or(BucketError::Truncated)?;
+    let mut out = Vec::with_capacity(count);
+    for entry in index.chunks_exact(INDEX_ENTRY) {
+        let key = entry.first_chunk::<16>().ok_or(BucketError::Truncated)?;
+        let offset = entry
+            .get(16..20)
+            .and_then(|s| s.first_chunk::<4>())
+            .map(|c| u32::from_le_bytes(*c) as usize)
+            .ok_or(BucketError::Truncated)?;
+        let record = decode_record(blob.get(offset..).ok_or(BucketError::Corrupt)?)?;
+        out.push((*key, record));
+    }
+    Ok((version, out))
+}
+
+/// Builds buckets from records that arrive a few at a time (a snapshot in parts), holding
+/// each record only in its compact encoded form: about 40 bytes a person.
+#[derive(Debug, Default)]
+pub struct BucketBuilder {
+    bits: u8,
+    /// Per bucket: entries of key (16), record length (u16), record bytes.
+    pending: BTreeMap<u32, Vec<u8>>,
+    count: usize,
+}
+
+impl BucketBuilder {
+    /// A builder for 2^`bits` buckets.
+    pub fn new(bits: u8) -> Self {
+        BucketBuilder {
+            bits,
+            pending: BTreeMap::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds one record.
+    pub fn add(&mut self, key: SubjectKey, record: &ConsentRecord) {
+        let mut encoded = Vec::with_capacity(32);
+        encode_record(record, &mut encoded);
+        let slot = self.pending.entry(bucket_of(&key, self.bits)).or_default();
+        slot.extend_from_slice(&key);
+        slot.extend_from_slice(
+            &u16::try_from(encoded.len())
+                .unwrap_or(u16::MAX)
+                .to_le_bytes(),
+        );
+        slot.extend_from_slice(&encoded);
+        self.count += 1;
+    }
+
+    /// Records added so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Encodes every bucket; `Err(key)` names a subject that appeared twice.
+    pub fn finish(
+        self,
+        fingerprint: [u8; 8],
+        version: u64,
+    ) -> Result<BTreeMap<u32, Vec<u8>>, SubjectKey> {
+        let mut out = BTreeMap::new();
+        for (bucket, flat) in self.pending {
+            let mut entries: Vec<(SubjectKey, &[u8])> = Vec::new();
+            let mut at = 0;
+            while let Some(key) = flat.get(at..at + 16).and_then(|k| k.first_chunk::<16>()) {
+                let len = flat
+                    .get(at + 16..at + 18)
+                    .and_then(|l| l.first_chunk::<2>())
+                    .map(|l| usize::from(u16::from_le_bytes(*l)))
+                    .unwrap_or(0);
+                let record = flat.get(at + 18..at + 18 + len).unwrap_or_default();
+                entries.push((*key, record));
+                at += 18 + len;
+            }
+            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            if let Some(w) = entries
+                .windows(2)
+                .find(|w| w.first().map(|x| x.0) == w.get(1).map(|y| y.0))
+            {
+                if let Some((key, _)) = w.first() {
+                    return Err(*key);
+                }
+            }
+            out.insert(bucket, encode_sorted_raw(fingerprint, version, &entries));
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes a bucket from entries already sorted by key, with records already encoded.
+fn encode_sorted_raw(
+    fingerprint: [u8; 8],
+    version: u64,
+    entries: &[(SubjectKey, &[u8])],
+) -> Vec<u8> {
+    let blob_len: usize = entries.iter().map(|(_, r)| r.len()).sum();
+    let mut out = Vec::with_capacity(HEADER + entries.len() * INDEX_ENTRY + blob_len);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&fingerprint);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    let mut offset = 0usize;
+    for (key, record) in entries {
+        out.extend_from_slice(key);
+        out.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes());
+        offset += record.len();
+    }
+    for (_, record) in entries {
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use super::*;
+    use crate::categories::CategoryIdx;
+    use crate::subject_key::SubjectKeying;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn record(n: u16) -> ConsentRecord {
+        let mut explicit = CategorySet::EMPTY;
+        explicit.insert(CategoryIdx(10));
+        ConsentRecord {
+            grants: vec![Grant {
+                purpose: PurposeIdx(n % 16),
+                policy_version: 1,
+                explicit,
+            }],
+            stop_use: n % 7 == 0,
+            stop_third_party: false,
+        }
+    }
+
+    #[test]
+    fn the_builder_gives_the_same_buckets_as_encoding_all_at_once() {
+        let k = SubjectKeying::Plain;
+        let records: Vec<(SubjectKey, ConsentRecord)> = (0..3000u16)
+            .map(|i| (k.key_of_user(&format!("u-{i}")), record(i)))
+            .collect();
+        let mut builder = BucketBuilder::new(5);
+        for (key, r) in records.iter().rev() {
+            builder.add(*key, r);
+        }
+        assert_eq!(builder.len(), 3000);
+        let built = builder.finish([3; 8], 9).unwrap();
+        let direct = encode_buckets(records.iter().map(|(k, r)| (*k, r)), 5, [3; 8], 9);
+        assert_eq!(built, direct);
+        let (version, decoded) = decode_bucket(built.values().next().unwrap(), [3; 8]).unwrap();
+        assert_eq!(version, 9);
+        for (key, r) in decoded {
+            assert_eq!(
+                records.iter().find(|(k2, _)| *k2 == key).map(|(_, r2)| r2),
+                Some(&r)
+            );
+        }
+    }
+
+    #[test]
+    fn a_subject_given_twice_is_reported() {
+        let key = SubjectKeying::Plain.key_of_user("u");
+        let mut builder = BucketBuilder::new(4);
+        builder.add(key, &record(1));
+        builder.add(key, &record(2));
+        assert_eq!(builder.finish([0; 8], 1), Err(key));
+    }
+}

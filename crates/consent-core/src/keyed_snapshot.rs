@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::buckets::{bucket_of, encode_bucket, fingerprint};
+use crate::buckets::{
+    bucket_of, decode_bucket, encode_bucket, fingerprint, BucketBuilder, BucketError,
+};
 use crate::error::ConfigError;
 use crate::policy::CompiledPolicy;
 use crate::snapshot::{ConsentRecord, RecordDoc};
@@ -76,6 +78,13 @@ pub struct FullSnapshotDoc {
     /// One record per person.
     #[serde(default)]
     pub records: Vec<RecordDoc>,
+    /// How many parts the snapshot of this version is split into (part 0 is the document
+    /// at the snapshot path, part i is served at `{path}/parts/{i}`); 1 when absent.
+    #[serde(default)]
+    pub parts: Option<u32>,
+    /// Which part this is (0 when absent).
+    #[serde(default)]
+    pub part: Option<u32>,
 }
 
 impl FullSnapshotDoc {
@@ -194,6 +203,126 @@ fn keyed_record(
         ConfigError::invalid(format!("{at}.subject"), "not a subject of this keying")
     })?;
     Ok((key, ConsentRecord::compile(doc, policy, at)?))
+}
+
+/// Checks one part of a full snapshot and adds its records to `builder` in compact form.
+pub fn add_part(
+    doc: &FullSnapshotDoc,
+    policy: &CompiledPolicy,
+    keying: &SubjectKeying,
+    builder: &mut BucketBuilder,
+) -> Result<(), ConfigError> {
+    check_kind(doc.subject_key, keying, "snapshot")?;
+    for (i, r) in doc.records.iter().enumerate() {
+        let at = format!("snapshot.records[{i}]");
+        let (key, record) = keyed_record(r, policy, keying, &at)?;
+        builder.add(key, &record);
+    }
+    Ok(())
+}
+
+/// A delta checked against the policy and grouped by the bucket each change falls in, so
+/// that it can be applied to published buckets without a copy of the whole snapshot.
+#[derive(Debug, Clone)]
+pub struct KeyedDelta {
+    /// The version the delta applies to.
+    pub from_version: u64,
+    /// The version it produces.
+    pub version: u64,
+    /// Source time of the new version.
+    pub generated_at: Option<u64>,
+    upserts: BTreeMap<u32, Vec<(SubjectKey, ConsentRecord)>>,
+    deletes: BTreeMap<u32, Vec<SubjectKey>>,
+}
+
+impl KeyedDelta {
+    /// Checks every change of a delta (all or nothing) and groups them by bucket.
+    pub fn compile(
+        delta: &DeltaDoc,
+        policy: &CompiledPolicy,
+        keying: &SubjectKeying,
+        bits: u8,
+    ) -> Result<Self, DeltaError> {
+        if delta.version <= delta.from_version {
+            return Err(DeltaError::NotForward);
+        }
+        check_kind(delta.subject_key, keying, "delta").map_err(DeltaError::Invalid)?;
+        let mut upserts: BTreeMap<u32, Vec<(SubjectKey, ConsentRecord)>> = BTreeMap::new();
+        for (i, r) in delta.upserts.iter().enumerate() {
+            let at = format!("delta.upserts[{i}]");
+            let (key, record) =
+                keyed_record(r, policy, keying, &at).map_err(DeltaError::Invalid)?;
+            upserts
+                .entry(bucket_of(&key, bits))
+                .or_default()
+                .push((key, record));
+        }
+        let mut deletes: BTreeMap<u32, Vec<SubjectKey>> = BTreeMap::new();
+        for (i, s) in delta.deletes.iter().enumerate() {
+            let key = keying.key_of_subject(s.trim()).ok_or_else(|| {
+                DeltaError::Invalid(ConfigError::invalid(
+                    format!("delta.deletes[{i}]"),
+                    "not a subject of this keying",
+                ))
+            })?;
+            deletes.entry(bucket_of(&key, bits)).or_default().push(key);
+        }
+        Ok(KeyedDelta {
+            from_version: delta.from_version,
+            version: delta.version,
+            generated_at: delta.generated_at,
+            upserts,
+            deletes,
+        })
+    }
+
+    /// The buckets the delta touches.
+    pub fn buckets(&self) -> BTreeSet<u32> {
+        self.upserts
+            .keys()
+            .chain(self.deletes.keys())
+            .copied()
+            .collect()
+    }
+
+    /// Number of changes.
+    pub fn len(&self) -> usize {
+        self.upserts.values().map(Vec::len).sum::<usize>()
+            + self.deletes.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Whether the delta changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The new content of `bucket` given its published bytes (`None`: it held nobody), and
+    /// the change in the number of people it holds.
+    pub fn apply_to_bucket(
+        &self,
+        bucket: u32,
+        published: Option<&[u8]>,
+        fingerprint: [u8; 8],
+    ) -> Result<(Vec<u8>, i64), BucketError> {
+        let mut records: BTreeMap<SubjectKey, ConsentRecord> = match published {
+            Some(bytes) => decode_bucket(bytes, fingerprint)?.1.into_iter().collect(),
+            None => BTreeMap::new(),
+        };
+        let before = records.len() as i64;
+        for key in self.deletes.get(&bucket).into_iter().flatten() {
+            records.remove(key);
+        }
+        for (key, record) in self.upserts.get(&bucket).into_iter().flatten() {
+            records.insert(*key, record.clone());
+        }
+        let after = records.len() as i64;
+        let entries: Vec<(SubjectKey, &ConsentRecord)> =
+            records.iter().map(|(k, r)| (*k, r)).collect();
+        Ok((
+            encode_bucket(fingerprint, self.version, &entries),
+            after - before,
+        ))
+    }
 }
 
 impl KeyedSnapshot {
@@ -426,6 +555,55 @@ mod tests {
         let doc =
             full(serde_json::json!({"version": 1, "subject_key": "hmac_sha256", "records": []}));
         assert!(KeyedSnapshot::compile(&doc, &p, &SubjectKeying::Plain).is_err());
+    }
+
+    #[test]
+    fn deltas_applied_to_published_buckets_equal_a_rebuilt_snapshot() {
+        let p = policy();
+        let k = SubjectKeying::Plain;
+        let fp = fingerprint(&p);
+        let base_doc = full(
+            serde_json::json!({"version": 1, "records": (0..200).map(|i| serde_json::json!({"subject": format!("u-{i}"), "grants": {"surveys": {"policy_version": 1}}})).collect::<Vec<_>>()}),
+        );
+        let mut builder = BucketBuilder::new(4);
+        add_part(&base_doc, &p, &k, &mut builder).unwrap();
+        let mut published = builder.finish(fp, 1).unwrap();
+        let delta_doc: DeltaDoc = serde_json::from_value(serde_json::json!({
+            "from_version": 1, "version": 2,
+            "upserts": [{"subject": "u-5", "stop_use": true}, {"subject": "u-new"}],
+            "deletes": ["u-7", "u-8", "u-nobody"]
+        }))
+        .unwrap();
+        let delta = KeyedDelta::compile(&delta_doc, &p, &k, 4).unwrap();
+        let mut users: i64 = 200;
+        for b in delta.buckets() {
+            let (bytes, change) = delta
+                .apply_to_bucket(b, published.get(&b).map(Vec::as_slice), fp)
+                .unwrap();
+            users += change;
+            published.insert(b, bytes);
+        }
+        let mut expected = KeyedSnapshot::compile(&base_doc, &p, &k).unwrap();
+        expected.apply(&delta_doc, &p, &k).unwrap();
+        assert_eq!(users as usize, expected.records.len());
+        for (key, record) in &expected.records {
+            let b = bucket_of(key, 4);
+            assert_eq!(
+                crate::buckets::find_in_bucket(&published[&b], fp, key)
+                    .unwrap()
+                    .as_ref(),
+                Some(record)
+            );
+        }
+        assert_eq!(
+            crate::buckets::find_in_bucket(
+                &published[&bucket_of(&k.key_of_user("u-7"), 4)],
+                fp,
+                &k.key_of_user("u-7")
+            )
+            .unwrap(),
+            None
+        );
     }
 
     #[test]

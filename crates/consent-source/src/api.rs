@@ -2,7 +2,8 @@
 //!
 //! | call | does |
 //! |---|---|
-//! | `GET /snapshot` | the full snapshot (`ETag: "v<version>"`, 304 on a match) |
+//! | `GET /snapshot` | part 0 of the full snapshot (`ETag: "v<version>"`, 304 on a match); `parts` says how many |
+//! | `GET /snapshot/parts/{i}` | part i of the current version (404 past the last) |
 //! | `GET /deltas/{from}` | the changes after version `from`; 404 when there are none |
 //! | `GET /users/{id}` | the stored record, 404 when none |
 //! | `PUT /users/{id}/grants/{purpose}` | grant (body optional: `{"policy_version": n, "explicit": [..]}`) |
@@ -69,8 +70,8 @@ pub fn handle(mut request: Request, store: &Mutex<Store>) {
     let mut store = store.lock().unwrap_or_else(|p| p.into_inner());
     let response = match (&method, segments.as_slice()) {
         (Method::Get, ["healthz"]) => json_response(200, &json!({"ok": true})),
-        (Method::Get, ["snapshot"]) => match store.snapshot(now_secs()) {
-            Ok(snap) => {
+        (Method::Get, ["snapshot"]) => match store.snapshot_part(now_secs(), 0) {
+            Ok(Some(snap)) => {
                 let etag = format!("\"v{}\"", snap.version);
                 let response = if if_none_match.as_deref() == Some(etag.as_str()) {
                     Response::from_string("").with_status_code(304)
@@ -82,7 +83,18 @@ pub fn handle(mut request: Request, store: &Mutex<Store>) {
                     Err(()) => response,
                 }
             }
+            Ok(None) => json_response(500, &json!({"error": "no first part"})),
             Err(e) => json_response(500, &json!({"error": e.to_string()})),
+        },
+        (Method::Get, ["snapshot", "parts", part]) => match part.parse::<usize>() {
+            Ok(part) => match store.snapshot_part(now_secs(), part) {
+                Ok(Some(doc)) => {
+                    json_response(200, &serde_json::to_value(&doc).unwrap_or_default())
+                }
+                Ok(None) => json_response(404, &json!({"error": "no such part"})),
+                Err(e) => json_response(500, &json!({"error": e.to_string()})),
+            },
+            Err(_) => json_response(400, &json!({"error": "the part must be a number"})),
         },
         (Method::Get, ["deltas", from]) => match from.parse::<u64>() {
             Ok(from) => match store.delta(from, now_secs()) {

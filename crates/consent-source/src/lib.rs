@@ -28,8 +28,20 @@ impl Source {
         seed: Option<&FullSnapshotDoc>,
         keying: SubjectKeying,
     ) -> Result<Source, String> {
+        Self::start_with_parts(addr, db, seed, keying, store::DEFAULT_PART_SIZE)
+    }
+
+    /// [`Source::start`] with `part_size` records per snapshot part.
+    pub fn start_with_parts(
+        addr: &str,
+        db: &Path,
+        seed: Option<&FullSnapshotDoc>,
+        keying: SubjectKeying,
+        part_size: usize,
+    ) -> Result<Source, String> {
         let policy = CompiledPolicy::default_policy().map_err(|e| e.to_string())?;
         let mut store = store::Store::open(db, policy, keying).map_err(|e| e.to_string())?;
+        store.set_part_size(part_size);
         if let Some(seed) = seed {
             if store.version().map_err(|e| e.to_string())? == 0 {
                 store.seed(seed).map_err(|e| e.to_string())?;

@@ -1,4 +1,4 @@
-//! `consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S]`:
+//! `consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S] [--part-size N]`:
 //! the reference consent source (defaults: 127.0.0.1:8082, consent-source.sqlite, no seed,
 //! plain subjects). The secret may also come from `CONSENT_SUBJECT_KEY_SECRET`.
 
@@ -13,6 +13,7 @@ fn main() {
     let mut db = PathBuf::from("consent-source.sqlite");
     let mut seed = None;
     let mut secret = std::env::var("CONSENT_SUBJECT_KEY_SECRET").ok();
+    let mut part_size = consent_source::store::DEFAULT_PART_SIZE;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -20,8 +21,15 @@ fn main() {
             ("--db", Some(v)) => db = PathBuf::from(v),
             ("--seed", Some(v)) => seed = Some(v),
             ("--subject-key-secret", Some(v)) => secret = Some(v),
+            ("--part-size", Some(v)) => match v.parse() {
+                Ok(n) => part_size = n,
+                Err(_) => {
+                    eprintln!("--part-size takes a number of records");
+                    std::process::exit(2);
+                }
+            },
             _ => {
-                eprintln!("usage: consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S]");
+                eprintln!("usage: consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--subject-key-secret S] [--part-size N]");
                 std::process::exit(2);
             }
         }
@@ -48,7 +56,7 @@ fn main() {
         }
         None => SubjectKeying::Plain,
     };
-    match Source::start(&listen, &db, seed_doc.as_ref(), keying) {
+    match Source::start_with_parts(&listen, &db, seed_doc.as_ref(), keying, part_size) {
         Ok(source) => {
             eprintln!(
                 "consent source listening on http://{listen} (database {})",

@@ -39,7 +39,11 @@ pub struct Store {
     db: Connection,
     policy: CompiledPolicy,
     keying: SubjectKeying,
+    part_size: usize,
 }
+
+/// Default number of records in one part of a served snapshot.
+pub const DEFAULT_PART_SIZE: usize = 50_000;
 
 impl Store {
     /// Opens (or creates) the database at `path` (`:memory:` for a throwaway one).
@@ -60,7 +64,12 @@ impl Store {
              CREATE TABLE IF NOT EXISTS state (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);
              INSERT OR IGNORE INTO state (id, version) VALUES (1, 0);",
         )?;
-        Ok(Store { db, policy, keying })
+        Ok(Store {
+            db,
+            policy,
+            keying,
+            part_size: DEFAULT_PART_SIZE,
+        })
     }
 
     /// The current version (0 for an empty store).
@@ -169,9 +178,14 @@ impl Store {
         Some(record)
     }
 
-    /// The full snapshot, subjects written as the keying says.
+    /// Sets how many records one part of a served snapshot holds (at least 1).
+    pub fn set_part_size(&mut self, size: usize) {
+        self.part_size = size.max(1);
+    }
+
+    /// The full snapshot in one document, subjects written as the keying says.
     pub fn snapshot(&self, now_secs: u64) -> Result<FullSnapshotDoc, StoreError> {
-        let records = self
+        let records: Vec<RecordDoc> = self
             .rows_since(0)?
             .into_iter()
             .filter(|(_, _, deleted)| !deleted)
@@ -182,7 +196,51 @@ impl Store {
             generated_at: Some(now_secs),
             subject_key: self.kind(),
             records,
+            parts: None,
+            part: None,
         })
+    }
+
+    /// Part `part` of the current snapshot (records in subject order, `part_size` each);
+    /// `None` past the last part. Every part names the version and the number of parts.
+    pub fn snapshot_part(
+        &self,
+        now_secs: u64,
+        part: usize,
+    ) -> Result<Option<FullSnapshotDoc>, StoreError> {
+        let version = self.version()?;
+        let live: i64 =
+            self.db
+                .query_row("SELECT COUNT(*) FROM records WHERE deleted = 0", [], |r| {
+                    r.get(0)
+                })?;
+        let live = usize::try_from(live).unwrap_or(0);
+        let parts = live.div_ceil(self.part_size).max(1);
+        if part >= parts {
+            return Ok(None);
+        }
+        let mut stmt = self.db.prepare(
+            "SELECT subject, doc FROM records WHERE deleted = 0 ORDER BY subject LIMIT ?1 OFFSET ?2",
+        )?;
+        let limit = i64::try_from(self.part_size).unwrap_or(i64::MAX);
+        let offset = i64::try_from(part * self.part_size).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![limit, offset], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = rows
+            .iter()
+            .filter_map(|(subject, doc)| self.served_record(subject, doc))
+            .collect();
+        Ok(Some(FullSnapshotDoc {
+            version,
+            generated_at: Some(now_secs),
+            subject_key: self.kind(),
+            records,
+            parts: Some(u32::try_from(parts).unwrap_or(u32::MAX)),
+            part: Some(u32::try_from(part).unwrap_or(u32::MAX)),
+        }))
     }
 
     /// What changed after version `from`, or `None` when nothing did.
@@ -290,6 +348,27 @@ mod tests {
             s.delta(current.version, 0).unwrap().is_none(),
             "nothing newer"
         );
+    }
+
+    #[test]
+    fn parts_cover_every_record_once_and_name_the_version() {
+        let mut s = store();
+        for i in 0..25 {
+            s.update(&format!("u-{i:02}"), grant("surveys")).unwrap();
+        }
+        s.set_part_size(10);
+        let mut seen = Vec::new();
+        for part in 0..3 {
+            let doc = s.snapshot_part(0, part).unwrap().unwrap();
+            assert_eq!(
+                (doc.version, doc.parts, doc.part),
+                (25, Some(3), Some(part as u32))
+            );
+            seen.extend(doc.records.into_iter().map(|r| r.subject));
+        }
+        assert!(s.snapshot_part(0, 3).unwrap().is_none());
+        let expected: Vec<String> = (0..25).map(|i| format!("u-{i:02}")).collect();
+        assert_eq!(seen, expected);
     }
 
     #[test]
