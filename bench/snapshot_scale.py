@@ -26,14 +26,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+PART_SIZE = 20_000
+
+
 def snapshot(users):
+    """The snapshot as parts of PART_SIZE records (part 0 at /snapshot, part i at
+    /snapshot/parts/i), as the reference source serves it."""
     recs = []
     for i in range(users):
         g = {"service.improvement": {"policy_version": 1, "explicit": ["location.gps"]}}
         if i % 3 == 0:
             g["marketing.newsletters"] = {"policy_version": 1}
         recs.append({"subject": f"u-{i:07d}", "grants": g})
-    return json.dumps({"version": 1, "subject_key": "plain", "records": recs}, separators=(",", ":")).encode()
+    n = max(1, -(-users // PART_SIZE))
+    return [json.dumps({"version": 1, "subject_key": "plain", "parts": n, "part": p,
+                        "records": recs[p * PART_SIZE:(p + 1) * PART_SIZE]},
+                       separators=(",", ":")).encode() for p in range(n)]
 
 
 def serve(body):
@@ -45,13 +53,16 @@ def serve(body):
                 pass  # the fetcher gave up on this transfer; it says so in Envoy's log
 
         def do_GET(self):
-            if self.path == "/snapshot":
+            part = 0 if self.path == "/snapshot" else None
+            if self.path.startswith("/snapshot/parts/"):
+                part = int(self.path.rsplit("/", 1)[1])
+            if part is not None and part < len(body):
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body)))
+                self.send_header("content-length", str(len(body[part])))
                 self.send_header("etag", '"v1"')
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(body[part])
             else:
                 self.send_response(404)
                 self.send_header("content-length", "0")
@@ -192,7 +203,8 @@ def main():
     t0 = time.time()
     big = snapshot(a.users)
     small = snapshot(1000)
-    print(f"snapshot of {a.users} users: {len(big) / 1e6:.1f} MB (generated in {time.time() - t0:.1f} s)", flush=True)
+    size_mb = sum(len(p) for p in big) / 1e6
+    print(f"snapshot of {a.users} users: {size_mb:.1f} MB in {len(big)} parts (generated in {time.time() - t0:.1f} s)", flush=True)
     src_big, src_small = serve(big), serve(small)
     ports = {k: (free_port(), free_port()) for k in ("big", "small", "plain")}
     procs = {
@@ -215,7 +227,7 @@ def main():
             failures = stat(ports["big"][1], "consent_snapshot_fetch_failures") or 0
             if failures >= 5:
                 sys.exit(f"the fetcher could not load {a.users} users ({failures} failed fetches of "
-                         f"{len(big) / 1e6:.0f} MB): see {work}/big.log")
+                         f"{size_mb:.0f} MB): see {work}/big.log")
             time.sleep(0.2)
         if load is None:
             sys.exit(f"snapshot not loaded: see {work}/big.log")
@@ -240,7 +252,7 @@ def main():
         "# Live snapshot at scale",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {os.cpu_count()} cores; Envoy 1.40, 2 workers each.",
-        f"Snapshot: {a.users} users, {len(big) / 1e6:.1f} MB of JSON, served over loopback.",
+        f"Snapshot: {a.users} users, {size_mb:.1f} MB of JSON in {len(big)} parts of {PART_SIZE} records, served over loopback.",
         "",
         "| measure | value |",
         "|---|---|",

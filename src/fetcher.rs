@@ -1,15 +1,19 @@
 //! The consent fetcher: a root context that runs once per Envoy (as an
-//! `envoy.bootstrap.wasm` singleton with the filter's `vm_id`), pulls the full snapshot
-//! from the consent source with conditional requests, checks it against the policy, and
-//! publishes it to shared data as buckets plus a small metadata record.
+//! `envoy.bootstrap.wasm` singleton with the filter's `vm_id`), pulls the snapshot from the
+//! consent source, checks it against the policy, and publishes it to shared data as buckets
+//! plus a small metadata record.
+//!
+//! A full snapshot may come in parts (`parts` in part 0, the rest at `{path}/parts/{i}`);
+//! records are kept only in compact bucket form while parts arrive. Deltas are applied to
+//! the published buckets they touch, so the fetcher never holds a copy of the snapshot.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use consent_core::buckets::{bucket_of, fingerprint};
+use consent_core::buckets::{encode_bucket, fingerprint, BucketBuilder};
 use consent_core::keyed_snapshot::{
-    bucket_key, DeltaDoc, FullSnapshotDoc, KeyedSnapshot, PublishedMeta, META_KEY,
+    add_part, bucket_key, DeltaDoc, FullSnapshotDoc, KeyedDelta, PublishedMeta, META_KEY,
 };
 use consent_core::subject_key::to_hex;
 use consent_core::CompiledConfig;
@@ -43,8 +47,21 @@ impl Stats {
 /// What an outstanding call asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ask {
+    /// Part 0 of a full snapshot (conditional on the last ETag).
     Full,
+    /// Part `i` (> 0) of the full snapshot being loaded.
+    Part(u32),
+    /// The changes after the published version.
     Delta,
+}
+
+/// A full snapshot arriving in parts.
+struct Loading {
+    version: u64,
+    parts: u32,
+    generated_at: Option<u64>,
+    etag: Option<String>,
+    builder: BucketBuilder,
 }
 
 /// Fetcher state, kept across ticks.
@@ -52,8 +69,7 @@ pub struct Fetcher {
     config: Rc<CompiledConfig>,
     etag: Option<String>,
     in_flight: Option<(u32, Ask)>,
-    /// The snapshot last published, kept to apply deltas to.
-    snapshot: Option<KeyedSnapshot>,
+    loading: Option<Loading>,
     /// A delta could not be applied: the next fetch is a full one.
     need_full: bool,
     published: BTreeSet<u32>,
@@ -68,7 +84,7 @@ impl Fetcher {
             config,
             etag: None,
             in_flight: None,
-            snapshot: None,
+            loading: None,
             need_full: true,
             published: BTreeSet::new(),
             meta: None,
@@ -95,12 +111,19 @@ impl Fetcher {
         if self.in_flight.is_some() {
             return;
         }
+        let ask = match (&self.config.snapshot.deltas_path, &self.meta) {
+            (Some(_), Some(_)) if !self.need_full => Ask::Delta,
+            _ => Ask::Full,
+        };
+        self.ask(ask);
+    }
+
+    fn ask(&mut self, ask: Ask) {
         let s = &self.config.snapshot;
-        let (ask, path) = match (&s.deltas_path, &self.snapshot) {
-            (Some(deltas), Some(snapshot)) if !self.need_full => {
-                (Ask::Delta, format!("{deltas}/{}", snapshot.version))
-            }
-            _ => (Ask::Full, s.path.clone()),
+        let path = match (ask, &s.deltas_path, &self.meta) {
+            (Ask::Delta, Some(deltas), Some(meta)) => format!("{deltas}/{}", meta.version),
+            (Ask::Part(i), _, _) => format!("{}/parts/{i}", s.path),
+            _ => s.path.clone(),
         };
         let mut headers = vec![
             (":method", "GET"),
@@ -115,6 +138,7 @@ impl Fetcher {
         match host::http_call(&s.cluster, headers, Duration::from_millis(s.timeout_ms)) {
             Ok(token) => self.in_flight = Some((token, ask)),
             Err(status) => {
+                self.loading = None;
                 self.count(self.stats.fetch_failures);
                 log::warn!(
                     "consent fetcher: cannot call cluster {}: {status:?}",
@@ -139,83 +163,25 @@ impl Fetcher {
                 .and_then(|(_, v)| std::str::from_utf8(v).ok())
                 .map(str::to_string)
         };
+        let body = || host::http_call_body(body_size).unwrap_or_default();
         match (ask, header(":status").as_deref()) {
             (Ask::Full, Some("304")) | (Ask::Delta, Some("404")) => self.confirm(),
-            (Ask::Full, Some("200")) => {
-                let body = host::http_call_body(body_size).unwrap_or_default();
-                self.publish(&body, header("etag"));
-            }
-            (Ask::Delta, Some("200")) => {
-                let body = host::http_call_body(body_size).unwrap_or_default();
-                self.apply_delta(&body);
-            }
-            (_, Some(status)) => {
+            (Ask::Full, Some("200")) => self.first_part(&body(), header("etag")),
+            (Ask::Part(i), Some("200")) => self.next_part(i, &body()),
+            (Ask::Delta, Some("200")) => self.apply_delta(&body()),
+            (_, status) => {
+                self.loading = None;
                 self.count(self.stats.fetch_failures);
-                log::warn!(
-                    "consent fetcher: source answered {status}; keeping the last good snapshot"
-                )
-            }
-            (_, None) => {
-                self.count(self.stats.fetch_failures);
-                log::warn!("consent fetcher: source unreachable; keeping the last good snapshot")
+                match status {
+                    Some(status) => log::warn!(
+                        "consent fetcher: source answered {status}; keeping the last good snapshot"
+                    ),
+                    None => log::warn!(
+                        "consent fetcher: source unreachable; keeping the last good snapshot"
+                    ),
+                }
             }
         }
-    }
-
-    /// Applies a delta to the held snapshot and republishes the buckets it touched; a
-    /// delta that does not apply makes the next fetch a full one.
-    fn apply_delta(&mut self, body: &[u8]) {
-        let config = Rc::clone(&self.config);
-        let delta = match DeltaDoc::from_json(body) {
-            Ok(d) => d,
-            Err(e) => {
-                self.rejected();
-                self.need_full = true;
-                log::warn!("consent fetcher: delta rejected: {e}; fetching the full snapshot next");
-                return;
-            }
-        };
-        let Some(snapshot) = self.snapshot.as_mut() else {
-            self.need_full = true;
-            return;
-        };
-        let changed = match snapshot.apply(&delta, &config.policy, &config.snapshot.keying) {
-            Ok(changed) => changed,
-            Err(e) => {
-                self.rejected();
-                self.need_full = true;
-                log::warn!(
-                    "consent fetcher: delta not applied: {e}; fetching the full snapshot next"
-                );
-                return;
-            }
-        };
-        let bits = config.snapshot.bucket_bits;
-        let touched: BTreeSet<u32> = changed.iter().map(|k| bucket_of(k, bits)).collect();
-        let buckets = snapshot.buckets(&config.policy, bits, Some(&touched));
-        for (bucket, bytes) in &buckets {
-            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
-                log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
-                self.need_full = true;
-                return;
-            }
-        }
-        self.published.extend(buckets.keys().copied());
-        let meta = PublishedMeta {
-            version: snapshot.version,
-            fetched_at_ms: host::unix_ms(),
-            generated_at: snapshot.generated_at,
-            users: snapshot.records.len() as u64,
-            bucket_bits: bits,
-            fingerprint: to_hex(&fingerprint(&config.policy)),
-        };
-        log::info!(
-            "consent fetcher: applied delta to version {} ({} changes, {} buckets)",
-            meta.version,
-            changed.len(),
-            buckets.len()
-        );
-        self.write_meta(meta);
     }
 
     fn count(&self, counter: Option<host::Metric>) {
@@ -224,8 +190,10 @@ impl Fetcher {
         }
     }
 
-    fn rejected(&self) {
+    fn reject(&mut self, what: &str, error: &dyn std::fmt::Display) {
+        self.loading = None;
         self.count(self.stats.rejected);
+        log::warn!("consent fetcher: {what} rejected: {error}; keeping the last good snapshot");
     }
 
     /// The source says nothing changed: the snapshot is fresh again.
@@ -236,64 +204,218 @@ impl Fetcher {
         }
     }
 
-    fn publish(&mut self, body: &[u8], etag: Option<String>) {
-        let config = Rc::clone(&self.config);
+    fn first_part(&mut self, body: &[u8], etag: Option<String>) {
         let doc = match FullSnapshotDoc::from_json(body) {
             Ok(doc) => doc,
-            Err(e) => {
-                self.rejected();
-                log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
-                return;
-            }
+            Err(e) => return self.reject("snapshot", &e),
         };
-        let keyed = match KeyedSnapshot::compile(&doc, &config.policy, &config.snapshot.keying) {
-            Ok(k) => k,
-            Err(e) => {
-                self.rejected();
-                log::warn!("consent fetcher: snapshot rejected: {e}; keeping the last good one");
-                return;
-            }
+        let mut loading = Loading {
+            version: doc.version,
+            parts: doc.parts.unwrap_or(1).max(1),
+            generated_at: doc.generated_at,
+            etag,
+            builder: BucketBuilder::new(self.config.snapshot.bucket_bits),
         };
-        let bits = config.snapshot.bucket_bits;
-        let mut buckets = keyed.buckets(&config.policy, bits, None);
-        let emptied: BTreeSet<u32> = self
-            .published
-            .iter()
-            .filter(|b| !buckets.contains_key(b))
-            .copied()
-            .collect();
-        buckets.extend(keyed.buckets(&config.policy, bits, Some(&emptied)));
-        for (bucket, bytes) in &buckets {
-            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
+        if let Err(e) = add_part(
+            &doc,
+            &self.config.policy,
+            &self.config.snapshot.keying,
+            &mut loading.builder,
+        ) {
+            return self.reject("snapshot", &e);
+        }
+        drop(doc);
+        self.loading = Some(loading);
+        self.continue_loading(1);
+    }
+
+    fn next_part(&mut self, part: u32, body: &[u8]) {
+        let config = Rc::clone(&self.config);
+        let Some(loading) = self.loading.as_mut() else {
+            return;
+        };
+        let doc = match FullSnapshotDoc::from_json(body) {
+            Ok(doc) => doc,
+            Err(e) => return self.reject("snapshot part", &e),
+        };
+        if doc.version != loading.version || doc.part.unwrap_or(0) != part {
+            // The source moved on while the parts were read: start again.
+            self.loading = None;
+            log::info!(
+                "consent fetcher: the snapshot changed while its parts were read; starting again"
+            );
+            return;
+        }
+        if let Err(e) = add_part(
+            &doc,
+            &config.policy,
+            &config.snapshot.keying,
+            &mut loading.builder,
+        ) {
+            return self.reject("snapshot part", &e);
+        }
+        drop(doc);
+        self.continue_loading(part + 1);
+    }
+
+    /// Asks for part `next`, or publishes when every part has arrived.
+    fn continue_loading(&mut self, next: u32) {
+        let Some(parts) = self.loading.as_ref().map(|l| l.parts) else {
+            return;
+        };
+        if next < parts {
+            self.ask(Ask::Part(next));
+            return;
+        }
+        if let Some(loading) = self.loading.take() {
+            self.publish(loading);
+        }
+    }
+
+    fn publish(&mut self, loading: Loading) {
+        let config = Rc::clone(&self.config);
+        let fp = fingerprint(&config.policy);
+        let users = loading.builder.len() as u64;
+        let mut written = BTreeSet::new();
+        let mut failed = None;
+        let finished = loading
+            .builder
+            .finish_with(fp, loading.version, |bucket, bytes| {
+                if failed.is_none() {
+                    match host::set_shared_data(&bucket_key(bucket), &bytes) {
+                        Ok(()) => {
+                            written.insert(bucket);
+                        }
+                        Err(status) => failed = Some((bucket, status)),
+                    }
+                }
+            });
+        if finished.is_err() {
+            return self.reject("snapshot", &"a subject appears twice");
+        }
+        if let Some((bucket, status)) = failed {
+            log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
+            return;
+        }
+        let emptied: Vec<u32> = self.published.difference(&written).copied().collect();
+        for bucket in emptied {
+            if let Err(status) = host::set_shared_data(
+                &bucket_key(bucket),
+                &encode_bucket(fp, loading.version, &[]),
+            ) {
                 log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
                 return;
             }
         }
-        self.published = buckets.keys().copied().collect();
+        let buckets = written;
+        self.published = buckets.clone();
         let meta = PublishedMeta {
-            version: keyed.version,
+            version: loading.version,
             fetched_at_ms: host::unix_ms(),
-            generated_at: keyed.generated_at,
-            users: keyed.records.len() as u64,
-            bucket_bits: bits,
-            fingerprint: to_hex(&fingerprint(&config.policy)),
+            generated_at: loading.generated_at,
+            users,
+            bucket_bits: config.snapshot.bucket_bits,
+            fingerprint: to_hex(&fp),
         };
         log::info!(
-            "consent fetcher: published snapshot version {} ({} users, {} buckets)",
+            "consent fetcher: published snapshot version {} ({} users, {} parts, {} buckets)",
             meta.version,
             meta.users,
+            loading.parts,
             buckets.len()
         );
         let first = self.meta.is_none();
         self.write_meta(meta);
-        self.etag = etag;
-        self.snapshot = Some(keyed);
+        self.etag = loading.etag;
         self.need_full = false;
         if first {
             if let Err(status) = host::set_tick(Duration::from_millis(config.snapshot.refresh_ms)) {
                 log::error!("consent fetcher: cannot set the refresh period: {status:?}");
             }
         }
+    }
+
+    /// Applies a delta to the published buckets it touches; a delta that does not apply
+    /// makes the next fetch a full one.
+    fn apply_delta(&mut self, body: &[u8]) {
+        let config = Rc::clone(&self.config);
+        let Some(meta) = self.meta.clone() else {
+            self.need_full = true;
+            return;
+        };
+        let doc = match DeltaDoc::from_json(body) {
+            Ok(d) => d,
+            Err(e) => {
+                self.need_full = true;
+                return self.reject("delta", &e);
+            }
+        };
+        if doc.from_version != meta.version {
+            self.need_full = true;
+            log::info!(
+                "consent fetcher: delta starts at version {}, published is {}; fetching the full snapshot next",
+                doc.from_version,
+                meta.version
+            );
+            return;
+        }
+        let bits = config.snapshot.bucket_bits;
+        let delta = match KeyedDelta::compile(&doc, &config.policy, &config.snapshot.keying, bits) {
+            Ok(d) => d,
+            Err(e) => {
+                self.need_full = true;
+                return self.reject("delta", &e);
+            }
+        };
+        let fp = fingerprint(&config.policy);
+        let mut users = meta.users as i64;
+        let mut rewritten = Vec::new();
+        for bucket in delta.buckets() {
+            let current = match host::shared_data(&bucket_key(bucket)) {
+                Ok((bytes, _)) => bytes,
+                Err(status) => {
+                    self.need_full = true;
+                    log::error!("consent fetcher: cannot read bucket {bucket}: {status:?}");
+                    return;
+                }
+            };
+            match delta.apply_to_bucket(bucket, current.as_deref(), fp) {
+                Ok((bytes, change)) => {
+                    users += change;
+                    rewritten.push((bucket, bytes));
+                }
+                Err(e) => {
+                    self.need_full = true;
+                    log::error!(
+                        "consent fetcher: bucket {bucket}: {e}; fetching the full snapshot next"
+                    );
+                    return;
+                }
+            }
+        }
+        for (bucket, bytes) in &rewritten {
+            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
+                self.need_full = true;
+                log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
+                return;
+            }
+            self.published.insert(*bucket);
+        }
+        let meta = PublishedMeta {
+            version: delta.version,
+            fetched_at_ms: host::unix_ms(),
+            generated_at: delta.generated_at.or(meta.generated_at),
+            users: u64::try_from(users).unwrap_or(0),
+            bucket_bits: bits,
+            fingerprint: to_hex(&fp),
+        };
+        log::info!(
+            "consent fetcher: applied delta to version {} ({} changes, {} buckets)",
+            meta.version,
+            delta.len(),
+            rewritten.len()
+        );
+        self.write_meta(meta);
     }
 
     fn write_meta(&mut self, meta: PublishedMeta) {

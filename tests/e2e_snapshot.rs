@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{
-    demo_consents, send, start_demo, start_demo_with, wait_until, Fixture, Req, SnapshotState,
+    demo_consents, send, start_demo, start_demo_parts, start_demo_with, wait_until, Fixture, Req,
+    SnapshotState,
 };
 
 /// Fast refresh and a short staleness bound, for the fault tests.
@@ -244,4 +245,29 @@ fn snapshot_version_users_age_and_failures_are_envoy_stats() {
         prom.contains("consent_snapshot_version"),
         "visible to Prometheus"
     );
+}
+
+#[test]
+fn a_snapshot_served_in_parts_is_loaded_whole() {
+    let f = start_demo_parts(|y| y.to_string(), 1);
+    assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);
+    assert_eq!(
+        reason(&f, "u-bob", "surveys"),
+        (403, "consent_missing".into())
+    );
+    assert_eq!(
+        reason(&f, "u-carol", "support.inquiries"),
+        (403, "use_stopped".into())
+    );
+    let users = support::curl(&[&format!(
+        "http://127.0.0.1:{}/stats?filter=consent_snapshot_users",
+        f.envoy.admin
+    )])
+    .text();
+    assert!(users.contains("consent_snapshot_users: 3"), "{users}");
+    assert_eq!(source_call(&f, "PUT", "/users/u-bob/grants/surveys"), 200);
+    assert!(wait_until(Duration::from_secs(5), || reason(
+        &f, "u-bob", "surveys"
+    )
+    .0 == 200));
 }

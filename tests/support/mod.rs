@@ -380,13 +380,19 @@ pub fn demo_consents() -> String {
 /// consents) and Envoy with the shipped demo config edited by `edit`; waits until a
 /// snapshot is in use.
 pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
+    start_demo_parts(edit, consent_source::store::DEFAULT_PART_SIZE)
+}
+
+/// [`start_demo`] with the consent source serving its snapshot in parts of `part_size`.
+pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixture {
     let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
         .expect("demo consents parse");
-    let source = consent_source::Source::start(
+    let source = consent_source::Source::start_with_parts(
         "127.0.0.1:0",
         Path::new(":memory:"),
         Some(&seed),
         consent_core::subject_key::SubjectKeying::Plain,
+        part_size,
     )
     .expect("consent source");
     let source_port = source.port().expect("source port");

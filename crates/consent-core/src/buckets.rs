@@ -443,32 +443,55 @@ impl BucketBuilder {
         version: u64,
     ) -> Result<BTreeMap<u32, Vec<u8>>, SubjectKey> {
         let mut out = BTreeMap::new();
-        for (bucket, flat) in self.pending {
-            let mut entries: Vec<(SubjectKey, &[u8])> = Vec::new();
-            let mut at = 0;
-            while let Some(key) = flat.get(at..at + 16).and_then(|k| k.first_chunk::<16>()) {
-                let len = flat
-                    .get(at + 16..at + 18)
-                    .and_then(|l| l.first_chunk::<2>())
-                    .map(|l| usize::from(u16::from_le_bytes(*l)))
-                    .unwrap_or(0);
-                let record = flat.get(at + 18..at + 18 + len).unwrap_or_default();
-                entries.push((*key, record));
-                at += 18 + len;
-            }
-            entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            if let Some(w) = entries
-                .windows(2)
-                .find(|w| w.first().map(|x| x.0) == w.get(1).map(|y| y.0))
-            {
-                if let Some((key, _)) = w.first() {
-                    return Err(*key);
-                }
-            }
-            out.insert(bucket, encode_sorted_raw(fingerprint, version, &entries));
-        }
+        self.finish_with(fingerprint, version, |bucket, bytes| {
+            out.insert(bucket, bytes);
+        })?;
         Ok(out)
     }
+
+    /// Encodes the buckets one at a time and hands each to `emit`, so that a publisher never
+    /// holds the whole encoded snapshot twice. Every bucket is checked for a subject given
+    /// twice before anything is emitted.
+    pub fn finish_with(
+        self,
+        fingerprint: [u8; 8],
+        version: u64,
+        mut emit: impl FnMut(u32, Vec<u8>),
+    ) -> Result<(), SubjectKey> {
+        for flat in self.pending.values() {
+            let mut keys: Vec<SubjectKey> = entries_of(flat).into_iter().map(|(k, _)| k).collect();
+            keys.sort_unstable();
+            if let Some(key) = keys
+                .windows(2)
+                .find(|w| w.first() == w.get(1))
+                .and_then(|w| w.first())
+            {
+                return Err(*key);
+            }
+        }
+        for (bucket, flat) in self.pending {
+            let mut entries = entries_of(&flat);
+            entries.sort_unstable_by_key(|e| e.0);
+            emit(bucket, encode_sorted_raw(fingerprint, version, &entries));
+        }
+        Ok(())
+    }
+}
+
+/// The (key, encoded record) entries of one pending bucket.
+fn entries_of(flat: &[u8]) -> Vec<(SubjectKey, &[u8])> {
+    let mut entries = Vec::new();
+    let mut at = 0;
+    while let Some(key) = flat.get(at..at + 16).and_then(|k| k.first_chunk::<16>()) {
+        let len = flat
+            .get(at + 16..at + 18)
+            .and_then(|l| l.first_chunk::<2>())
+            .map(|l| usize::from(u16::from_le_bytes(*l)))
+            .unwrap_or(0);
+        entries.push((*key, flat.get(at + 18..at + 18 + len).unwrap_or_default()));
+        at += 18 + len;
+    }
+    entries
 }
 
 /// Encodes a bucket from entries already sorted by key, with records already encoded.

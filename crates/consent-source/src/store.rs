@@ -43,7 +43,7 @@ pub struct Store {
 }
 
 /// Default number of records in one part of a served snapshot.
-pub const DEFAULT_PART_SIZE: usize = 50_000;
+pub const DEFAULT_PART_SIZE: usize = 20_000;
 
 impl Store {
     /// Opens (or creates) the database at `path` (`:memory:` for a throwaway one).
