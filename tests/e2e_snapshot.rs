@@ -119,6 +119,7 @@ fn a_failing_source_keeps_the_last_good_snapshot_until_the_staleness_bound_then_
         SnapshotState::Fail(500),
         SnapshotState::Garbage,
         SnapshotState::Fail(503),
+        SnapshotState::Hang,
     ] {
         let f = start_demo_with(fast, SnapshotState::Serve(demo_consents()), true);
         assert_eq!(reason(&f, "u-alice", "marketing.newsletters").0, 200);

@@ -64,6 +64,8 @@ pub enum SnapshotState {
     Fail(u16),
     /// Answer 200 with a body that is not a snapshot.
     Garbage,
+    /// Accept the request and answer only a minute later (a hanging source).
+    Hang,
 }
 
 /// Why the backend could not start.
@@ -231,6 +233,14 @@ fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotStat
     }
     let current = state.clone();
     drop(state);
+    if current == SnapshotState::Hang {
+        // Hold the request on its own thread, so the workers keep serving everything else.
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            let _ = request.respond(Response::from_string("").with_status_code(503));
+        });
+        return;
+    }
     let response = match current {
         SnapshotState::Serve(doc) => {
             let etag = format!("\"{:016x}\"", fnv1a(doc.as_bytes()));
@@ -249,6 +259,7 @@ fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotStat
             }
         }
         SnapshotState::Fail(status) => Response::from_string("").with_status_code(status),
+        SnapshotState::Hang => Response::from_string("").with_status_code(503),
         SnapshotState::Garbage => {
             Response::from_string("<html>not a snapshot</html>").with_status_code(200)
         }
