@@ -156,29 +156,14 @@ pub fn encode_bucket(
     version: u64,
     entries: &[(SubjectKey, &ConsentRecord)],
 ) -> Vec<u8> {
-    let mut sorted: BTreeMap<SubjectKey, &ConsentRecord> = BTreeMap::new();
-    for (k, r) in entries {
-        sorted.insert(*k, r);
+    let mut sorted: BTreeMap<SubjectKey, Vec<u8>> = BTreeMap::new();
+    for (key, record) in entries {
+        let mut bytes = Vec::with_capacity(32);
+        encode_record(record, &mut bytes);
+        sorted.insert(*key, bytes);
     }
-    let mut blob = Vec::new();
-    let mut index = Vec::with_capacity(sorted.len() * INDEX_ENTRY);
-    for (key, record) in &sorted {
-        index.extend_from_slice(key);
-        index.extend_from_slice(&u32::try_from(blob.len()).unwrap_or(u32::MAX).to_le_bytes());
-        encode_record(record, &mut blob);
-    }
-    let mut out = Vec::with_capacity(HEADER + index.len() + blob.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&fingerprint);
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(
-        &u32::try_from(sorted.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    out.extend_from_slice(&index);
-    out.extend_from_slice(&blob);
-    out
+    let raw: Vec<(SubjectKey, &[u8])> = sorted.iter().map(|(k, b)| (*k, b.as_slice())).collect();
+    encode_sorted_raw(fingerprint, version, &raw)
 }
 
 /// The snapshot version a bucket was built from.
@@ -193,12 +178,8 @@ pub fn bucket_version(bucket: &[u8]) -> Result<u64, BucketError> {
     Ok(u64::from_le_bytes(*v))
 }
 
-/// Finds the record of `key` in a bucket, checking the bucket's policy fingerprint.
-pub fn find_in_bucket(
-    bucket: &[u8],
-    fingerprint: [u8; 8],
-    key: &SubjectKey,
-) -> Result<Option<ConsentRecord>, BucketError> {
+/// The parts of a bucket after its header checks: index entries and the record blob.
+fn open_bucket(bucket: &[u8], fingerprint: [u8; 8]) -> Result<(&[u8], &[u8]), BucketError> {
     if bucket.get(..4) != Some(MAGIC.as_slice()) {
         return Err(BucketError::BadMagic);
     }
@@ -215,11 +196,35 @@ pub fn find_in_bucket(
         .get(HEADER..index_end)
         .ok_or(BucketError::Truncated)?;
     let blob = bucket.get(index_end..).ok_or(BucketError::Truncated)?;
-    let entry = |i: usize| index.get(i * INDEX_ENTRY..(i + 1) * INDEX_ENTRY);
+    Ok((index, blob))
+}
+
+/// The key and record of one index entry.
+fn entry_record(entry: &[u8], blob: &[u8]) -> Result<(SubjectKey, ConsentRecord), BucketError> {
+    let key = entry.first_chunk::<16>().ok_or(BucketError::Truncated)?;
+    let offset = entry
+        .get(16..20)
+        .and_then(|s| s.first_chunk::<4>())
+        .map(|c| u32::from_le_bytes(*c) as usize)
+        .ok_or(BucketError::Truncated)?;
+    let record = decode_record(blob.get(offset..).ok_or(BucketError::Corrupt)?)?;
+    Ok((*key, record))
+}
+
+/// Finds the record of `key` in a bucket, checking the bucket's policy fingerprint.
+pub fn find_in_bucket(
+    bucket: &[u8],
+    fingerprint: [u8; 8],
+    key: &SubjectKey,
+) -> Result<Option<ConsentRecord>, BucketError> {
+    let (index, blob) = open_bucket(bucket, fingerprint)?;
+    let count = index.len() / INDEX_ENTRY;
     let (mut lo, mut hi) = (0usize, count);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let e = entry(mid).ok_or(BucketError::Truncated)?;
+        let e = index
+            .get(mid * INDEX_ENTRY..(mid + 1) * INDEX_ENTRY)
+            .ok_or(BucketError::Truncated)?;
         match e
             .get(..16)
             .ok_or(BucketError::Truncated)?
@@ -227,15 +232,7 @@ pub fn find_in_bucket(
         {
             std::cmp::Ordering::Less => lo = mid + 1,
             std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => {
-                let offset = e
-                    .get(16..20)
-                    .and_then(|s| s.first_chunk::<4>())
-                    .map(|c| u32::from_le_bytes(*c) as usize)
-                    .ok_or(BucketError::Truncated)?;
-                let record = blob.get(offset..).ok_or(BucketError::Corrupt)?;
-                return decode_record(record).map(Some);
-            }
+            std::cmp::Ordering::Equal => return entry_record(e, blob).map(|(_, r)| Some(r)),
         }
     }
     Ok(None)
@@ -265,14 +262,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::categories::CategoryIdx;
     use crate::subject_key::SubjectKeying;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    fn record(n: u16) -> ConsentRecord {
+    pub(super) fn record(n: u16) -> ConsentRecord {
         let mut explicit = CategorySet::EMPTY;
         explicit.insert(CategoryIdx(10));
         explicit.insert(CategoryIdx(127));
@@ -360,35 +357,12 @@ pub fn decode_bucket(
     bucket: &[u8],
     fingerprint: [u8; 8],
 ) -> Result<(u64, Vec<(SubjectKey, ConsentRecord)>), BucketError> {
-    if bucket.get(..4) != Some(MAGIC.as_slice()) {
-        return Err(BucketError::BadMagic);
-    }
-    if bucket.get(4..12) != Some(fingerprint.as_slice()) {
-        return Err(BucketError::WrongPolicy);
-    }
-    let version = bucket_version(bucket)?;
-    let count = bucket
-        .get(20..24)
-        .and_then(|s| s.first_chunk::<4>())
-        .map(|c| u32::from_le_bytes(*c) as usize)
-        .ok_or(BucketError::Truncated)?;
-    let index_end = HEADER + count * INDEX_ENTRY;
-    let index = bucket
-        .get(HEADER..index_end)
-        .ok_or(BucketError::Truncated)?;
-    let blob = bucket.get(index_end..).ok_or(BucketError::Truncated)?;
-    let mut out = Vec::with_capacity(count);
-    for entry in index.chunks_exact(INDEX_ENTRY) {
-        let key = entry.first_chunk::<16>().ok_or(BucketError::Truncated)?;
-        let offset = entry
-            .get(16..20)
-            .and_then(|s| s.first_chunk::<4>())
-            .map(|c| u32::from_le_bytes(*c) as usize)
-            .ok_or(BucketError::Truncated)?;
-        let record = decode_record(blob.get(offset..).ok_or(BucketError::Corrupt)?)?;
-        out.push((*key, record));
-    }
-    Ok((version, out))
+    let (index, blob) = open_bucket(bucket, fingerprint)?;
+    let records = index
+        .chunks_exact(INDEX_ENTRY)
+        .map(|entry| entry_record(entry, blob))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((bucket_version(bucket)?, records))
 }
 
 /// Builds buckets from records that arrive a few at a time (a snapshot in parts), holding
@@ -524,25 +498,11 @@ fn encode_sorted_raw(
 
 #[cfg(test)]
 mod builder_tests {
+    use super::tests::record;
     use super::*;
-    use crate::categories::CategoryIdx;
     use crate::subject_key::SubjectKeying;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn record(n: u16) -> ConsentRecord {
-        let mut explicit = CategorySet::EMPTY;
-        explicit.insert(CategoryIdx(10));
-        ConsentRecord {
-            grants: vec![Grant {
-                purpose: PurposeIdx(n % 16),
-                policy_version: 1,
-                explicit,
-            }],
-            stop_use: n % 7 == 0,
-            stop_third_party: false,
-        }
-    }
 
     #[test]
     fn the_builder_gives_the_same_buckets_as_encoding_all_at_once() {

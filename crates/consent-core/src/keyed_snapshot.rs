@@ -87,29 +87,27 @@ pub struct FullSnapshotDoc {
     pub part: Option<u32>,
 }
 
+/// Parses a document served by a source; errors name the field (under `root`), never a value.
+fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8], root: &str) -> Result<T, ConfigError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let doc: T =
+        serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::from_serde(root, e))?;
+    de.end()
+        .map_err(|_| ConfigError::invalid(root, "trailing characters after the JSON document"))?;
+    Ok(doc)
+}
+
 impl FullSnapshotDoc {
-    /// Parses a snapshot served by a source; errors name the field, never a value.
+    /// Parses a snapshot (or part) served by a source.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc: FullSnapshotDoc = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| ConfigError::from_serde("snapshot", e))?;
-        de.end().map_err(|_| {
-            ConfigError::invalid("snapshot", "trailing characters after the JSON document")
-        })?;
-        Ok(doc)
+        parse_doc(bytes, "snapshot")
     }
 }
 
 impl DeltaDoc {
-    /// Parses a delta served by a source; errors name the field, never a value.
+    /// Parses a delta served by a source.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let doc: DeltaDoc = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| ConfigError::from_serde("delta", e))?;
-        de.end().map_err(|_| {
-            ConfigError::invalid("delta", "trailing characters after the JSON document")
-        })?;
-        Ok(doc)
+        parse_doc(bytes, "delta")
     }
 }
 
