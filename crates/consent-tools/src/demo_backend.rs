@@ -7,6 +7,7 @@
 //! - `GET /users`: `{"items": [profile, ...]}` for the three demo users (multi-subject);
 //! - `GET /history?n=N`: a profile with N transactions (large bodies);
 //! - `GET /broken-json`: a truncated JSON body labelled `application/json`;
+//! - `GET /gzip-profile`: the profile of u-alice, gzip-compressed (`content-encoding: gzip`);
 //! - anything else: `{"method", "path", "query", "headers", "body"}` of the request as seen.
 //!
 //! Every request is also recorded, so tests can assert what the backend saw.
@@ -190,6 +191,9 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex
         None if path_only == "/users" => (user_list(), Vec::new()),
         None if path_only == "/history" => (history(&record.path), Vec::new()),
         None if path_only == "/broken-json" => (Value::Null, Vec::new()),
+        None if path_only == "/gzip-profile" => {
+            (profile("u-alice"), vec![("content-encoding", "gzip")])
+        }
         None => (echo(&record), Vec::new()),
     };
     lock(seen).push(record);
@@ -198,7 +202,11 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex
     } else {
         payload.to_string()
     };
-    let mut response = Response::from_string(text);
+    let mut response = if path_only == "/gzip-profile" {
+        Response::from_data(gzip(text.as_bytes()))
+    } else {
+        Response::from_data(text.into_bytes())
+    };
     for (name, value) in [("content-type", "application/json")]
         .into_iter()
         .chain(extra_headers)
@@ -286,6 +294,16 @@ fn profile_headers() -> Vec<(&'static str, &'static str)> {
         ("x-geo-position", "35.8617,139.6455"),
         ("x-user-email", "hanako@example.jp"),
     ]
+}
+
+/// Compresses a body (for `/gzip-profile`).
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    if encoder.write_all(data).is_err() {
+        return Vec::new();
+    }
+    encoder.finish().unwrap_or_default()
 }
 
 /// `GET /history?n=N`: a profile with N transactions, each with a merchant and a GPS
