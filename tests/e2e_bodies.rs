@@ -264,10 +264,20 @@ fn gzip_bodies_are_decompressed_by_envoy_first_and_then_enforced() {
 
 #[test]
 fn compressed_responses_are_refused_never_passed_unread() {
-    let (resp, seen) = send(fixture(), Req::get("/gzip-profile").who("u-alice", "marketing.newsletters"));
+    let (resp, seen) = send(
+        fixture(),
+        Req::get("/gzip-profile").who("u-alice", "marketing.newsletters"),
+    );
     let seen = seen.expect("reached the backend");
-    assert_eq!(seen.header("accept-encoding"), None, "the demo asks upstreams for identity bodies");
-    assert_eq!((resp.status, resp.json()["reason"].as_str()), (502, Some("body_encoding_unsupported")));
+    assert_eq!(
+        seen.header("accept-encoding"),
+        None,
+        "the demo asks upstreams for identity bodies"
+    );
+    assert_eq!(
+        (resp.status, resp.json()["reason"].as_str()),
+        (502, Some("body_encoding_unsupported"))
+    );
     assert!(!resp.text().contains("hanako"));
 }
 
