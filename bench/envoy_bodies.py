@@ -134,8 +134,9 @@ def start_envoy(envoy, yaml, workdir, name, concurrency):
     return proc
 
 
-def wait_ready(admin, proc, name, workdir):
-    for _ in range(300):
+def wait_ready(admin, proc, name, workdir, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
         if proc.poll() is not None:
             sys.exit(f"{name} exited: see {workdir}/{name}.log")
         try:

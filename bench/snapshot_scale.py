@@ -9,7 +9,6 @@ import http.server
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,12 +17,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from envoy_bodies import free_port, start_envoy, wait_ready  # noqa: E402  (shared Envoy plumbing)
 
 
 PART_SIZE = 20_000
@@ -152,26 +147,7 @@ def stat(admin, name):
 
 
 def start(envoy, yaml, work, name):
-    path = os.path.join(work, f"{name}.yaml")
-    open(path, "w").write(yaml)
-    log = open(os.path.join(work, f"{name}.log"), "w")
-    return subprocess.Popen([envoy, "-c", path, "--concurrency", "2", "--disable-hot-restart", "-l", "warning"],
-                            stdout=log, stderr=log)
-
-
-def wait_ready(admin, proc, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit("envoy exited")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit("envoy not ready")
+    return start_envoy(envoy, yaml, work, name, 2)
 
 
 LUA = """
@@ -213,10 +189,10 @@ def main():
     }
     try:
         for k in ("plain", "small"):
-            wait_ready(ports[k][1], procs[k])
+            wait_ready(ports[k][1], procs[k], k, work)
         t_start = time.time()
         procs["big"] = start(a.envoy, envoy_yaml(*ports["big"], src_big.server_port, a.wasm, True), work, "big")
-        wait_ready(ports["big"][1], procs["big"], 120)
+        wait_ready(ports["big"][1], procs["big"], "big", work, 120)
         load = None
         while time.time() - t_start < 600:
             if stat(ports["big"][1], "consent_snapshot_users") == a.users:

@@ -70,6 +70,18 @@ impl Decision {
         }
     }
 
+    /// A pass with every category of the policy removed, for `reason`.
+    pub fn strip_all(policy: &CompiledPolicy, reason: Reason, purpose: PurposeIdx) -> Self {
+        Decision {
+            outcome: Outcome::Redact,
+            reason,
+            purpose: Some(purpose),
+            redacted: policy.all_categories,
+            stripped_for: Some(reason),
+            not_granted: CategorySet::EMPTY,
+        }
+    }
+
     /// Whether anything must be removed from the traffic.
     pub fn redacts(&self) -> bool {
         self.outcome == Outcome::Redact && !self.redacted.is_empty()
@@ -125,14 +137,7 @@ pub fn decide_without_snapshot(
     strip: bool,
 ) -> Decision {
     match identify(request, policy, require_user) {
-        Ok((idx, _, _)) if strip => Decision {
-            outcome: Outcome::Redact,
-            reason,
-            purpose: Some(idx),
-            redacted: policy.all_categories,
-            stripped_for: Some(reason),
-            not_granted: CategorySet::EMPTY,
-        },
+        Ok((idx, _, _)) if strip => Decision::strip_all(policy, reason, idx),
         Ok((idx, _, _)) => Decision::block(reason, Some(idx)),
         Err(blocked) => blocked,
     }
@@ -187,14 +192,7 @@ fn decide_for_purpose(
         };
         return match purpose.without_consent {
             WithoutConsent::Block => Decision::block(reason, Some(idx)),
-            WithoutConsent::Strip => Decision {
-                outcome: Outcome::Redact,
-                reason,
-                purpose: Some(idx),
-                redacted: policy.all_categories,
-                stripped_for: Some(reason),
-                not_granted: CategorySet::EMPTY,
-            },
+            WithoutConsent::Strip => Decision::strip_all(policy, reason, idx),
         };
     }
     let granted_explicit = current_grant.map(|g| g.explicit).unwrap_or_default();
