@@ -102,6 +102,16 @@ pub fn set_shared_data(key: &str, value: &[u8]) -> Result<(), Status> {
     hostcalls::set_shared_data(key, Some(value), None)
 }
 
+/// A string property of the stream or connection (e.g. `["xds", "route_name"]`).
+/// Absent or empty is `None`; a value that is not UTF-8 becomes U+FFFD, which no
+/// identity or route pattern matches (it still counts as present).
+pub fn string_property(path: &[&str]) -> Result<Option<String>, Status> {
+    let value = hostcalls::get_property(path.to_vec())?;
+    Ok(value
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8(v).unwrap_or_else(|_| String::from("\u{fffd}"))))
+}
+
 /// The root id this plugin instance was configured with.
 pub fn root_id() -> Option<String> {
     hostcalls::get_property(vec!["plugin_root_id"])

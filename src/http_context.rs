@@ -10,13 +10,62 @@ use consent_core::config::{FailureMode, SnapshotSource};
 use consent_core::decision::decide_without_snapshot;
 use consent_core::decision::{Decision, Outcome};
 use consent_core::header_plan::{plan_request, plan_response, HeaderEdits};
+use consent_core::party::{CallerFacts, CallerFrom};
 use consent_core::reply::{block_body, decision_header_value};
-use consent_core::{CompiledConfig, Reason, RequestView};
+use consent_core::routes::RouteFacts;
+use consent_core::{CompiledConfig, Reason, RequestContext, RequestView};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Status};
 
 use crate::host::{self, Direction};
 use crate::shared_snapshot::{self, Lookup};
+
+/// Reads what the caller resolution and the route rules need from the host: peer
+/// certificate SANs or the destination cluster, the route name, host and path.
+fn request_context(
+    config: &CompiledConfig,
+    headers: &[(String, Vec<u8>)],
+) -> Result<RequestContext, proxy_wasm::types::Status> {
+    let (uri_san, dns_san, cluster) = match config.caller.from {
+        CallerFrom::PeerCertificate => (
+            host::string_property(&["connection", "uri_san_peer_certificate"])?,
+            host::string_property(&["connection", "dns_san_peer_certificate"])?,
+            None,
+        ),
+        CallerFrom::UpstreamCluster => {
+            (None, None, host::string_property(&["xds", "cluster_name"])?)
+        }
+    };
+    let route_name = if config.routes.uses_route_name {
+        host::string_property(&["xds", "route_name"])?
+    } else {
+        None
+    };
+    let pseudo = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let (host_name, path) = if config.routes.uses_host_or_path {
+        (pseudo(":authority"), pseudo(":path"))
+    } else {
+        (None, None)
+    };
+    let caller = CallerFacts {
+        uri_san: uri_san.as_deref(),
+        dns_san: dns_san.as_deref(),
+        cluster: cluster.as_deref(),
+        ..CallerFacts::default()
+    };
+    let route = RouteFacts {
+        route_name: route_name.as_deref(),
+        host: host_name,
+        path,
+    };
+    let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+    Ok(config.context(&caller, &route, pairs))
+}
 
 /// Decides a request view against the configured snapshot source.
 fn decide_view(config: &CompiledConfig, view: &RequestView<'_>) -> Decision {
@@ -32,7 +81,7 @@ fn decide_view(config: &CompiledConfig, view: &RequestView<'_>) -> Decision {
         Lookup::Fault(reason) => decide_without_snapshot(
             view,
             &config.policy,
-            config.settings.require_user,
+            &config.enforcement(view),
             reason,
             config.snapshot.failure_mode == FailureMode::Strip,
         ),
@@ -66,7 +115,7 @@ impl ConsentHttp {
         self.request_body = BodyMode::Skip;
         self.response_body = BodyMode::Skip;
         let body = block_body(&config.policy, decision);
-        let header = decision_header_value(&config.policy, decision);
+        let header = decision_header_value(&config.policy, &config.routes, decision);
         let headers = vec![
             ("content-type", "application/json"),
             ("cache-control", "no-store"),
@@ -241,7 +290,7 @@ impl ConsentHttp {
             .and_then(|p| config.policy.purpose(p))
             .map_or(&[][..], |p| p.actions.as_slice());
         let rules = BodyRules {
-            matcher: &config.policy.matcher,
+            matcher: config.matcher(decision),
             actions,
             coarsen: &config.policy.coarsen,
             key: config.key.as_deref(),
@@ -252,15 +301,14 @@ impl ConsentHttp {
         } else {
             consent_core::categories::CategorySet::EMPTY
         };
-        let purpose = decision.purpose;
-        match (config.body.has_elements(), purpose) {
-            (true, Some(purpose)) => {
+        match (config.body.has_elements(), decision.purpose) {
+            (true, Some(_)) => {
                 let element_rules = ElementRules {
                     elements: &config.body.elements,
                     subject_paths: &config.body.subject_paths,
                 };
                 let mut verdict = |subject: Option<&str>| {
-                    config.element_verdict_with(purpose, subject, |view| decide_view(config, view))
+                    config.element_verdict_with(decision, subject, |view| decide_view(config, view))
                 };
                 redact(
                     body,
@@ -322,11 +370,16 @@ impl HttpContext for ConsentHttp {
             Err(_) => return self.fail_closed(&config, "cannot read request headers"),
         };
         let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+        let context = match request_context(&config, &headers) {
+            Ok(context) => context,
+            Err(_) => return self.fail_closed(&config, "cannot read the caller or route"),
+        };
         let view = RequestView::from_headers(
             &config.settings.user_header,
             &config.settings.purpose_header,
             pairs(),
-        );
+        )
+        .with_context(context);
         let decision = decide_view(&config, &view);
         if decision.outcome == Outcome::Block {
             return self.reply(&config, &decision, config.settings.block_status);
@@ -340,7 +393,7 @@ impl HttpContext for ConsentHttp {
         if apply_request_edits(&edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
-        let header = decision_header_value(&config.policy, &decision);
+        let header = decision_header_value(&config.policy, &config.routes, &decision);
         if host::set_request_header(&config.settings.decision_header, &header).is_err() {
             return self.fail_closed(&config, "cannot set the decision header");
         }

@@ -395,6 +395,7 @@ fn non_json_bodies_pass_unread_by_default() {
 #[test]
 fn a_block_action_refuses_a_body_holding_that_category() {
     let consent = r#"{
+  "caller": {"unidentified_party": "tsunagu"},
   "consents": {"records": [{"subject": "u-dave", "grants": {"marketing.third_party_offers": {"policy_version": 1}}}]}
 }"#;
     let f = start_demo(|yaml| with_plugin_config(yaml, consent));

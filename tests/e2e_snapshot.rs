@@ -80,7 +80,24 @@ fn withdrawal_stop_use_and_erasure_take_effect_within_one_refresh_period() {
         200
     );
     assert!(wait_until(Duration::from_secs(5), || {
-        reason(&f, "u-alice", "marketing.newsletters") == (403, "consent_missing".into())
+        reason(&f, "u-alice", "marketing.newsletters") == (403, "consent_withdrawn".into())
+    }));
+    // Withdrawing a notice-based purpose is an objection (§10).
+    assert_eq!(reason(&f, "u-alice", "marketing.analysis").0, 200);
+    assert_eq!(
+        source_call(&f, "DELETE", "/users/u-alice/grants/marketing.analysis"),
+        200
+    );
+    assert!(wait_until(Duration::from_secs(5), || {
+        reason(&f, "u-alice", "marketing.analysis") == (403, "objected".into())
+    }));
+    // A new grant ends the withdrawal.
+    assert_eq!(
+        source_call(&f, "PUT", "/users/u-alice/grants/marketing.newsletters"),
+        200
+    );
+    assert!(wait_until(Duration::from_secs(5), || {
+        reason(&f, "u-alice", "marketing.newsletters").0 == 200
     }));
     assert_eq!(reason(&f, "u-alice", "support.inquiries").0, 200);
     assert_eq!(source_call(&f, "PUT", "/users/u-alice/stop-use"), 200);

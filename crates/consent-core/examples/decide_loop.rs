@@ -41,7 +41,7 @@ fn main() {
     for _ in 0..n {
         let decision = config.evaluate(headers.iter().copied());
         let edits = plan_request(&config.policy, &decision, headers.iter().copied());
-        let header = decision_header_value(&config.policy, &decision);
+        let header = decision_header_value(&config.policy, &config.routes, &decision);
         let resp = plan_response(&config.policy, &decision, response.iter().copied());
         total += edits.remove.len()
             + header.len()

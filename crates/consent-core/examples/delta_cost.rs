@@ -27,6 +27,7 @@ fn record(i: usize, stop_use: bool) -> RecordDoc {
         grants,
         stop_use,
         stop_third_party: false,
+        withdrawn: Vec::new(),
     }
 }
 

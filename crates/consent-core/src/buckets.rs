@@ -7,11 +7,12 @@
 //! records name purposes and categories by position: a reader with another policy must
 //! not trust them.
 //!
-//! Bucket layout (little-endian): `b"CB1\0"`, fingerprint (8), version (u64), count
+//! Bucket layout (little-endian): `b"CB2\0"`, fingerprint (8), version (u64), count
 //! (u32), then `count` index entries of key (16) and record offset (u32), then the
-//! records. Record: flags (u8: 1 stop use, 2 stop third party), grant count (u8), then
-//! per grant purpose (u16), policy version (u32) and explicit categories (LEB128 of the
-//! 128-bit set).
+//! records. Record: flags (u8: 1 stop use, 2 stop third party, 4 withdrawals follow),
+//! if flag 4 a withdrawn count (u8) and that many purposes (u16), then grant count (u8),
+//! then per grant purpose (u16), policy version (u32) and explicit categories (LEB128 of
+//! the 128-bit set).
 
 use std::collections::BTreeMap;
 
@@ -22,7 +23,7 @@ use crate::policy::{CompiledPolicy, PurposeIdx};
 use crate::snapshot::{ConsentRecord, Grant};
 use crate::subject_key::SubjectKey;
 
-const MAGIC: &[u8; 4] = b"CB1\0";
+const MAGIC: &[u8; 4] = b"CB2\0";
 const HEADER: usize = 4 + 8 + 8 + 4;
 const INDEX_ENTRY: usize = 16 + 4;
 
@@ -79,8 +80,18 @@ pub fn bucket_of(key: &SubjectKey, bits: u8) -> u32 {
 }
 
 fn encode_record(record: &ConsentRecord, out: &mut Vec<u8>) {
-    let flags = u8::from(record.stop_use) | (u8::from(record.stop_third_party) << 1);
+    let has_withdrawn = !record.withdrawn.is_empty();
+    let flags = u8::from(record.stop_use)
+        | (u8::from(record.stop_third_party) << 1)
+        | (u8::from(has_withdrawn) << 2);
     out.push(flags);
+    if has_withdrawn {
+        let withdrawn = record.withdrawn.iter().take(255);
+        out.push(u8::try_from(record.withdrawn.len().min(255)).unwrap_or(255));
+        for p in withdrawn {
+            out.extend_from_slice(&p.0.to_le_bytes());
+        }
+    }
     let grants = record.grants.iter().take(255);
     out.push(u8::try_from(record.grants.len().min(255)).unwrap_or(255));
     for g in grants {
@@ -119,6 +130,13 @@ impl Reader<'_> {
 fn decode_record(bytes: &[u8]) -> Result<ConsentRecord, BucketError> {
     let mut r = Reader { bytes, pos: 0 };
     let [flags] = r.take::<1>()?;
+    let mut withdrawn = Vec::new();
+    if flags & 4 != 0 {
+        let [n] = r.take::<1>()?;
+        for _ in 0..n {
+            withdrawn.push(PurposeIdx(u16::from_le_bytes(r.take::<2>()?)));
+        }
+    }
     let [count] = r.take::<1>()?;
     let mut grants = Vec::with_capacity(usize::from(count));
     for _ in 0..count {
@@ -147,6 +165,7 @@ fn decode_record(bytes: &[u8]) -> Result<ConsentRecord, BucketError> {
         grants,
         stop_use: flags & 1 != 0,
         stop_third_party: flags & 2 != 0,
+        withdrawn,
     })
 }
 
@@ -288,6 +307,11 @@ pub(crate) mod tests {
             ],
             stop_use: n % 3 == 0,
             stop_third_party: n % 5 == 0,
+            withdrawn: if n % 4 == 0 {
+                vec![PurposeIdx(2), PurposeIdx(n % 16)]
+            } else {
+                Vec::new()
+            },
         }
     }
 

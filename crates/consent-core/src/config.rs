@@ -7,13 +7,16 @@ use crate::body::redactor::ElementVerdict;
 use crate::body::selector::{parse_selector, Segment};
 use crate::body::{EncodedBody, UnparsedBody};
 use crate::categories::CategoryIdx;
-use crate::decision::{decide, Decision, Outcome};
+use crate::decision::{decide, Decision, Enforcement, Outcome};
 use crate::error::ConfigError;
+use crate::gpc::{is_signal, GpcDoc, GpcSettings, GPC_HEADER};
 use crate::keyed_snapshot::SubjectKeyKind;
-use crate::policy::PurposeIdx;
+use crate::party::{resolve_caller, CallerFacts, CallerFrom, IdentityPattern, Party, PartyIdx};
 use crate::policy::{normalise_header_name, CompiledPolicy, PolicyDoc};
 use crate::request::HeaderValue;
+use crate::request::RequestContext;
 use crate::request::RequestView;
+use crate::routes::{RouteFacts, RouteRuleDoc, RouteTable};
 use crate::snapshot::ConsentRecord as ConsentRecordRef;
 use crate::snapshot::{ConsentIndex, SnapshotDoc};
 use crate::subject_key::SubjectKeying;
@@ -275,6 +278,54 @@ pub struct ConfigDoc {
     /// Live snapshot: where records come from and how fresh they must be.
     #[serde(default)]
     pub snapshot: SnapshotSettingsDoc,
+    /// Who receives the data: where the caller's identity comes from.
+    #[serde(default)]
+    pub caller: CallerDoc,
+    /// Global Privacy Control handling.
+    #[serde(default)]
+    pub gpc: GpcDoc,
+    /// Per-route rules, matched by route name, host and path prefix.
+    #[serde(default)]
+    pub routes: Vec<RouteRuleDoc>,
+    /// The rule for requests no route rule matches.
+    #[serde(default)]
+    pub default_route: RouteRuleDoc,
+}
+
+/// Where the caller's identity comes from (`caller`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallerDoc {
+    /// `peer_certificate` (default: the mTLS peer's URI or DNS SAN) or `upstream_cluster`
+    /// (egress: the destination cluster receives the data).
+    #[serde(default)]
+    pub from: CallerFrom,
+    /// Party id for connections that carry no identity at all (no client certificate, no
+    /// cluster). Absent: they are third parties. Only for listeners every client of which
+    /// is that party (e.g. a local demo listener).
+    #[serde(default)]
+    pub unidentified_party: Option<String>,
+    /// Development only: a request header naming the caller (matched against `header:`
+    /// identities). Anyone can send a header, so never set this in production.
+    #[serde(default)]
+    pub dev_header: Option<String>,
+    /// Identities by party id, replacing the policy's for that party (the trust domain
+    /// and cluster names of one deployment).
+    #[serde(default)]
+    pub identities: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+/// Checked caller settings.
+#[derive(Debug, Clone, Default)]
+pub struct CallerSettings {
+    /// The policy's parties with this deployment's identities.
+    pub parties: Vec<Party>,
+    /// Identity source.
+    pub from: CallerFrom,
+    /// Party of unidentified connections.
+    pub unidentified: Option<PartyIdx>,
+    /// Lowercase development header name, when enabled.
+    pub dev_header: Option<String>,
 }
 
 /// Checked settings the request path reads.
@@ -309,20 +360,77 @@ pub struct CompiledConfig {
     pub snapshot: SnapshotSettings,
     /// Fingerprint of the policy, checked against published buckets.
     pub policy_fingerprint: [u8; 8],
+    /// Caller identification.
+    pub caller: CallerSettings,
+    /// GPC handling.
+    pub gpc: GpcSettings,
+    /// Route rules.
+    pub routes: RouteTable,
 }
 
 impl CompiledConfig {
-    /// Reads a request's identity headers and decides it against this configuration.
+    /// Reads a request's identity headers and decides it against this configuration, for
+    /// a caller without identity on the default route (tests, tools).
     pub fn evaluate<'a, I>(&self, headers: I) -> Decision
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
+        let headers: Vec<(&'a str, &'a [u8])> = headers.into_iter().collect();
         let view = RequestView::from_headers(
             &self.settings.user_header,
             &self.settings.purpose_header,
-            headers,
+            headers.iter().copied(),
         );
-        self.decide(&view)
+        let context = self.context(
+            &CallerFacts::default(),
+            &RouteFacts::default(),
+            headers.iter().copied(),
+        );
+        self.decide(&view.with_context(context))
+    }
+
+    /// Resolves the caller, the GPC signal and the route rule of a request. `headers` are
+    /// read for `Sec-GPC` and the development caller header.
+    pub fn context<'a, I>(
+        &self,
+        caller: &CallerFacts<'_>,
+        route: &RouteFacts<'_>,
+        headers: I,
+    ) -> RequestContext
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut gpc = false;
+        let mut dev = Vec::new();
+        for (name, value) in headers {
+            if name == GPC_HEADER {
+                gpc |= is_signal(value);
+            } else if self.caller.dev_header.as_deref() == Some(name) {
+                dev.push(value);
+            }
+        }
+        let facts = CallerFacts {
+            header: HeaderValue::fold(dev),
+            ..*caller
+        };
+        RequestContext {
+            caller: resolve_caller(
+                &self.caller.parties,
+                self.caller.from,
+                self.caller.unidentified,
+                &facts,
+            ),
+            gpc,
+            rule: self.routes.select(route),
+        }
+    }
+
+    /// The rule and GPC handling a request view is decided under.
+    pub fn enforcement(&self, view: &RequestView<'_>) -> Enforcement<'_> {
+        Enforcement {
+            rule: self.routes.rule(view.context.rule),
+            gpc: &self.gpc,
+        }
     }
 
     /// Looks up the request's user and decides.
@@ -334,7 +442,7 @@ impl CompiledConfig {
             },
             _ => None,
         };
-        decide(view, &self.policy, record, self.settings.require_user)
+        decide(view, &self.policy, record, &self.enforcement(view))
     }
 
     /// Decides with a record found elsewhere (e.g. in shared data) instead of `consents`.
@@ -343,28 +451,44 @@ impl CompiledConfig {
         view: &RequestView<'_>,
         record: Option<&ConsentRecordRef>,
     ) -> Decision {
-        decide(view, &self.policy, record, self.settings.require_user)
+        decide(view, &self.policy, record, &self.enforcement(view))
+    }
+
+    /// The JSON selectors for a decision's bodies: the route rule's when it adds some,
+    /// else the policy's.
+    pub fn matcher(&self, decision: &Decision) -> &Matcher {
+        self.routes
+            .rule(decision.facts.rule)
+            .matcher
+            .as_ref()
+            .unwrap_or(&self.policy.matcher)
     }
 
     /// Decides one element of a multi-subject body: the same purpose, the element's own
     /// subject. A blocked subject (or a missing one, where users are required) drops it.
-    pub fn element_verdict(&self, purpose: PurposeIdx, subject: Option<&str>) -> ElementVerdict {
-        self.element_verdict_with(purpose, subject, |view| self.decide(view))
+    pub fn element_verdict(&self, request: &Decision, subject: Option<&str>) -> ElementVerdict {
+        self.element_verdict_with(request, subject, |view| self.decide(view))
     }
 
-    /// [`CompiledConfig::element_verdict`] with the decision made by `decide_view`.
+    /// [`CompiledConfig::element_verdict`] with the decision made by `decide_view`. The
+    /// element is decided for the request's purpose, caller, GPC signal and route rule.
     pub fn element_verdict_with(
         &self,
-        purpose: PurposeIdx,
+        request: &Decision,
         subject: Option<&str>,
         decide_view: impl FnOnce(&RequestView<'_>) -> Decision,
     ) -> ElementVerdict {
-        let Some(p) = self.policy.purpose(purpose) else {
+        let Some(p) = request.purpose.and_then(|idx| self.policy.purpose(idx)) else {
             return ElementVerdict::Drop;
         };
         let view = RequestView {
             user: subject.map_or(HeaderValue::Absent, HeaderValue::One),
             purpose: HeaderValue::One(&p.id),
+            context: RequestContext {
+                caller: request.facts.caller,
+                gpc: request.facts.gpc,
+                rule: request.facts.rule,
+            },
         };
         let decision = decide_view(&view);
         match decision.outcome {
@@ -379,7 +503,9 @@ impl CompiledConfig {
     pub fn body_needed(&self, decision: &Decision) -> bool {
         decision.outcome != Outcome::Block
             && (self.body.has_elements()
-                || decision.redacted.intersects(self.policy.matcher.categories))
+                || decision
+                    .redacted
+                    .intersects(self.matcher(decision).categories))
     }
 }
 
@@ -447,6 +573,13 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         None => None,
     };
     let policy_fingerprint = crate::buckets::fingerprint(&policy);
+    let caller = compile_caller(
+        &doc.caller,
+        &policy,
+        [&user_header, &purpose_header, &decision_header],
+    )?;
+    let gpc = GpcSettings::compile(&doc.gpc, &policy, "gpc")?;
+    let routes = RouteTable::compile(&doc.routes, &doc.default_route, &policy, doc.require_user)?;
     Ok(CompiledConfig {
         settings: Settings {
             user_header,
@@ -461,6 +594,55 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         key,
         snapshot,
         policy_fingerprint,
+        caller,
+        gpc,
+        routes,
+    })
+}
+
+fn compile_caller(
+    doc: &CallerDoc,
+    policy: &CompiledPolicy,
+    reserved: [&String; 3],
+) -> Result<CallerSettings, ConfigError> {
+    let unidentified = match &doc.unidentified_party {
+        None => None,
+        Some(id) => Some(policy.party_idx(id).ok_or_else(|| {
+            ConfigError::invalid("caller.unidentified_party", format!("unknown party `{id}`"))
+        })?),
+    };
+    let dev_header = match &doc.dev_header {
+        None => None,
+        Some(name) => {
+            let name = normalise_header_name(name, "caller.dev_header")?;
+            if reserved.contains(&&name) || name == GPC_HEADER {
+                return Err(ConfigError::invalid(
+                    "caller.dev_header",
+                    "must differ from the user, purpose, decision and sec-gpc headers",
+                ));
+            }
+            Some(name)
+        }
+    };
+    let mut parties = policy.parties.clone();
+    for (id, texts) in &doc.identities {
+        let at = format!("caller.identities.{id}");
+        let idx = policy
+            .party_idx(id)
+            .ok_or_else(|| ConfigError::invalid(&at, format!("unknown party `{id}`")))?;
+        let mut patterns = Vec::with_capacity(texts.len());
+        for (j, text) in texts.iter().enumerate() {
+            patterns.push(IdentityPattern::parse(text, &format!("{at}[{j}]"))?);
+        }
+        if let Some(party) = parties.get_mut(usize::from(idx.0)) {
+            party.identities = patterns;
+        }
+    }
+    Ok(CallerSettings {
+        parties,
+        from: doc.from,
+        unidentified,
+        dev_header,
     })
 }
 
@@ -661,8 +843,9 @@ mod tests {
             "purposes": [
                 {"id": "headers-only", "label": {"ja": "a", "en": "b"}, "basis": "notice", "categories": ["email"]},
                 {"id": "needs-body", "label": {"ja": "a", "en": "b"}, "basis": "notice", "categories": ["device_id"]}
-            ]
-        }});
+            ],
+            "parties": [{"id": "op", "label": {"ja": "a", "en": "b"}, "kind": "operator"}]
+        }, "caller": {"unidentified_party": "op"}});
         let c = compile_config(doc.to_string().as_bytes()).unwrap();
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"headers-only")];
         assert!(
@@ -674,7 +857,7 @@ mod tests {
             c.body_needed(&c.evaluate(h)),
             "email has a selector and is forbidden"
         );
-        let with_elements = serde_json::json!({"policy": doc["policy"], "body": {"subjects": [{"elements": "$.items[*]", "subject": "$.id"}]}});
+        let with_elements = serde_json::json!({"policy": doc["policy"], "caller": doc["caller"], "body": {"subjects": [{"elements": "$.items[*]", "subject": "$.id"}]}});
         let c = compile_config(with_elements.to_string().as_bytes()).unwrap();
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u"), ("x-data-purpose", b"headers-only")];
         assert!(
@@ -719,6 +902,7 @@ mod tests {
         let keying = SubjectKeying::Hmac(b"0123456789abcdef-key".to_vec());
         let doc = serde_json::json!({
             "snapshot": {"subject_key": "hmac_sha256", "subject_key_secret": "0123456789abcdef-key"},
+            "caller": {"unidentified_party": "tsunagu"},
             "consents": {"records": [{"subject": keying.subject_for("u-1"), "grants": {"surveys": {"policy_version": 1}}}]}
         });
         let c = compile_config(doc.to_string().as_bytes()).unwrap();
@@ -729,7 +913,7 @@ mod tests {
     #[test]
     fn evaluate_reads_headers_and_looks_up_the_user() {
         let c = compile_config(
-            br#"{"consents": {"records": [{"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}}]}}"#,
+            br#"{"caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}}]}}"#,
         )
         .unwrap();
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-1"), ("x-data-purpose", b"surveys")];
@@ -740,5 +924,58 @@ mod tests {
         );
         let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-2"), ("x-data-purpose", b"surveys")];
         assert_eq!(c.evaluate(h).reason, Reason::ConsentMissing);
+    }
+
+    #[test]
+    fn by_default_a_caller_without_identity_is_a_third_party() {
+        let c = compile_config(br#"{"consents": {"records": [{"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}}]}}"#).unwrap();
+        let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-1"), ("x-data-purpose", b"surveys")];
+        let d = c.evaluate(h);
+        assert_eq!(
+            (d.outcome, d.reason),
+            (Outcome::Block, Reason::ThirdPartyConsentMissing)
+        );
+        assert!(d.facts.caller.is_third_party());
+    }
+
+    #[test]
+    fn caller_settings_are_checked() {
+        let err = compile_config(br#"{"caller": {"unidentified_party": "tsunagi"}}"#).unwrap_err();
+        assert_eq!(err.path(), "caller.unidentified_party");
+        let err = compile_config(br#"{"caller": {"dev_header": "x-user-id"}}"#).unwrap_err();
+        assert_eq!(err.path(), "caller.dev_header");
+        let err = compile_config(br#"{"caller": {"from": "peer"}}"#).unwrap_err();
+        assert_eq!(err.path(), "caller.from");
+        let err = compile_config(br#"{"gpc": {"purposes": ["nope"]}}"#).unwrap_err();
+        assert_eq!(err.path(), "gpc.purposes[0]");
+        let err = compile_config(br#"{"default_route": {"match": {"host": "a"}}}"#).unwrap_err();
+        assert_eq!(err.path(), "default_route");
+        let err = compile_config(br#"{"caller": {"identities": {"saitama-city": ["city"]}}}"#)
+            .unwrap_err();
+        assert_eq!(err.path(), "caller.identities.saitama-city[0]");
+        let err = compile_config(br#"{"caller": {"identities": {"saitama": []}}}"#).unwrap_err();
+        assert_eq!(err.path(), "caller.identities.saitama");
+    }
+
+    #[test]
+    fn a_deployment_can_replace_a_party_s_identities() {
+        let c = compile_config(
+            br#"{"caller": {"identities": {"saitama-city": ["spiffe://city.example/*"]}}}"#,
+        )
+        .unwrap();
+        let facts = CallerFacts {
+            uri_san: Some("spiffe://city.example/sa/portal"),
+            ..CallerFacts::default()
+        };
+        let ctx = c.context(&facts, &RouteFacts::default(), []);
+        assert_eq!(ctx.caller.party, c.policy.party_idx("saitama-city"));
+        let old = CallerFacts {
+            uri_san: Some("spiffe://minna-app.example/ns/saitama-city/sa/x"),
+            ..CallerFacts::default()
+        };
+        assert!(c
+            .context(&old, &RouteFacts::default(), [])
+            .caller
+            .is_third_party());
     }
 }

@@ -3,10 +3,13 @@
 use serde::Serialize;
 
 use crate::categories::{CategoryIdx, CategorySet};
-use crate::policy::{Basis, CompiledPolicy, Purpose, PurposeIdx, WithoutConsent};
+use crate::gpc::GpcSettings;
+use crate::party::Caller;
+use crate::policy::{Basis, CompiledPolicy, PartyKind, Purpose, PurposeIdx, WithoutConsent};
 use crate::reason::Reason;
 use crate::request::{HeaderValue, RequestView};
-use crate::snapshot::ConsentRecord;
+use crate::routes::{RouteRule, RuleIdx};
+use crate::snapshot::{ConsentRecord, Grant};
 
 /// What happens to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -40,6 +43,33 @@ pub struct Redaction {
     pub reason: Reason,
 }
 
+/// The facts a decision rests on, for logs and the explain tool. Fixed size: no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Facts {
+    /// Who receives the data and how that was established.
+    pub caller: Caller,
+    /// The route rule applied (`None`: the default rule).
+    pub rule: Option<RuleIdx>,
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// The purpose's legal basis, once the purpose is known.
+    pub basis: Option<Basis>,
+    /// Policy version under which the person granted the purpose, if they did.
+    pub grant_version: Option<u32>,
+    /// Policy version in which the purpose's terms last changed materially.
+    pub changed_in: Option<u32>,
+    /// Policy version of the person's consent to third-party provision, if any.
+    pub provision_grant_version: Option<u32>,
+    /// The snapshot holds a record for the person.
+    pub has_record: bool,
+    /// The person asked to stop use (§10).
+    pub stop_use: bool,
+    /// The person asked to stop third-party provision (§10).
+    pub stop_third_party: bool,
+    /// The person withdrew consent to, or objected to, this purpose (§10).
+    pub withdrawn: bool,
+}
+
 /// The decision for one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
@@ -51,10 +81,14 @@ pub struct Decision {
     pub purpose: Option<PurposeIdx>,
     /// Categories that must not pass (empty unless the outcome is `Redact`).
     pub redacted: CategorySet,
+    /// What the decision rests on.
+    pub facts: Facts,
     /// Categories removed because consent for the purpose is missing or outdated.
     stripped_for: Option<Reason>,
     /// Categories removed because they need an explicit grant that is missing.
     not_granted: CategorySet,
+    /// Categories removed because the person's consent to provision does not cover them.
+    not_for_third_parties: CategorySet,
 }
 
 impl Decision {
@@ -65,8 +99,10 @@ impl Decision {
             reason,
             purpose,
             redacted: CategorySet::EMPTY,
+            facts: Facts::default(),
             stripped_for: None,
             not_granted: CategorySet::EMPTY,
+            not_for_third_parties: CategorySet::EMPTY,
         }
     }
 
@@ -74,12 +110,16 @@ impl Decision {
     pub fn strip_all(policy: &CompiledPolicy, reason: Reason, purpose: PurposeIdx) -> Self {
         Decision {
             outcome: Outcome::Redact,
-            reason,
-            purpose: Some(purpose),
             redacted: policy.all_categories,
             stripped_for: Some(reason),
-            not_granted: CategorySet::EMPTY,
+            ..Decision::block(reason, Some(purpose))
         }
+    }
+
+    /// The same decision resting on `facts`.
+    pub fn with_facts(mut self, facts: Facts) -> Self {
+        self.facts = facts;
+        self
     }
 
     /// Whether anything must be removed from the traffic.
@@ -100,74 +140,131 @@ impl Decision {
             reason
         } else if self.not_granted.contains(category) {
             Reason::ExplicitGrantMissing
+        } else if self.not_for_third_parties.contains(category) {
+            Reason::NotForThirdParties
         } else {
             Reason::CategoryNotInPurpose
         }
     }
 }
 
+/// What the configuration adds to the policy for one request: the route rule that applies
+/// and how the Global Privacy Control signal is honoured.
+#[derive(Debug, Clone, Copy)]
+pub struct Enforcement<'a> {
+    /// The route rule (accepted purposes, whether a user ID is required).
+    pub rule: &'a RouteRule,
+    /// GPC handling.
+    pub gpc: &'a GpcSettings,
+}
+
 /// Decides one request. Pure: the same inputs always give the same decision.
 ///
 /// `record` is the consent record of the request's user, looked up by the caller
-/// (`None` when the snapshot has none, which counts as no consent at all).
-/// `require_user` says whether a request without a user ID is blocked. When in doubt
-/// (a malformed, repeated or unknown header) the decision blocks.
+/// (`None` when the snapshot has none, which counts as no consent at all). The request
+/// view carries the resolved caller, the GPC signal and the route rule. When in doubt
+/// (a malformed, repeated or unknown header, an unknown caller) the decision is the
+/// stricter one.
 pub fn decide(
     request: &RequestView<'_>,
     policy: &CompiledPolicy,
     record: Option<&ConsentRecord>,
-    require_user: bool,
+    enforcement: &Enforcement<'_>,
 ) -> Decision {
-    match identify(request, policy, require_user) {
-        Ok((idx, purpose, has_user)) => {
-            decide_for_purpose(policy, idx, purpose, record.filter(|_| has_user))
-        }
+    match identify(request, policy, enforcement) {
+        Ok((idx, purpose, has_user, facts)) => decide_for_purpose(
+            policy,
+            idx,
+            purpose,
+            record.filter(|_| has_user),
+            enforcement.gpc,
+            facts,
+        ),
         Err(blocked) => blocked,
     }
 }
 
 /// Decides a request whose consent record cannot be known (no snapshot yet, or one older
-/// than allowed): the identity headers are checked as usual, then the request is blocked
-/// with `reason`, or, when `strip` is set, passed with every category removed.
+/// than allowed): the identity headers, route and party are checked as usual, then the
+/// request is blocked with `reason`, or, when `strip` is set, passed with every category
+/// removed.
 pub fn decide_without_snapshot(
     request: &RequestView<'_>,
     policy: &CompiledPolicy,
-    require_user: bool,
+    enforcement: &Enforcement<'_>,
     reason: Reason,
     strip: bool,
 ) -> Decision {
-    match identify(request, policy, require_user) {
-        Ok((idx, _, _)) if strip => Decision::strip_all(policy, reason, idx),
-        Ok((idx, _, _)) => Decision::block(reason, Some(idx)),
+    match identify(request, policy, enforcement) {
+        Ok((idx, _, _, facts)) if strip => {
+            Decision::strip_all(policy, reason, idx).with_facts(facts)
+        }
+        Ok((idx, _, _, facts)) => Decision::block(reason, Some(idx)).with_facts(facts),
         Err(blocked) => blocked,
     }
 }
 
-/// Checks the identity headers: the purpose (use beyond purpose, §4) and the user. Returns
-/// the purpose and whether a user was named, or the blocking decision.
+/// Checks what needs no consent record: the purpose (use beyond purpose, §4), the route,
+/// the user header and who receives the data (joint use, §8). Returns the purpose,
+/// whether a user was named and the facts so far, or the blocking decision.
 fn identify<'p>(
     request: &RequestView<'_>,
     policy: &'p CompiledPolicy,
-    require_user: bool,
-) -> Result<(PurposeIdx, &'p Purpose, bool), Decision> {
+    enforcement: &Enforcement<'_>,
+) -> Result<(PurposeIdx, &'p Purpose, bool, Facts), Decision> {
+    let mut facts = Facts {
+        caller: request.context.caller,
+        rule: request.context.rule,
+        gpc: request.context.gpc,
+        ..Facts::default()
+    };
+    let block = |reason, purpose, facts| Err(Decision::block(reason, purpose).with_facts(facts));
     let purpose_id = match request.purpose {
         HeaderValue::One(id) => id,
-        HeaderValue::Absent => return Err(Decision::block(Reason::PurposeMissing, None)),
-        HeaderValue::Repeated => return Err(Decision::block(Reason::PurposeAmbiguous, None)),
-        HeaderValue::Invalid => return Err(Decision::block(Reason::PurposeInvalid, None)),
+        HeaderValue::Absent => return block(Reason::PurposeMissing, None, facts),
+        HeaderValue::Repeated => return block(Reason::PurposeAmbiguous, None, facts),
+        HeaderValue::Invalid => return block(Reason::PurposeInvalid, None, facts),
     };
     let Some(idx) = policy.purpose_idx(purpose_id) else {
-        return Err(Decision::block(Reason::PurposeUnknown, None));
+        return block(Reason::PurposeUnknown, None, facts);
     };
     let Some(purpose) = policy.purpose(idx) else {
-        return Err(Decision::block(Reason::InternalError, None));
+        return block(Reason::InternalError, None, facts);
     };
-    match request.user {
-        HeaderValue::One(_) => Ok((idx, purpose, true)),
-        HeaderValue::Absent if require_user => Err(Decision::block(Reason::UserMissing, Some(idx))),
-        HeaderValue::Absent => Ok((idx, purpose, false)),
-        HeaderValue::Repeated => Err(Decision::block(Reason::UserAmbiguous, Some(idx))),
-        HeaderValue::Invalid => Err(Decision::block(Reason::UserInvalid, Some(idx))),
+    facts.basis = Some(purpose.basis);
+    facts.changed_in = Some(purpose.changed_in);
+    if !enforcement.rule.accepts(idx) {
+        return block(Reason::PurposeNotOnRoute, Some(idx), facts);
+    }
+    let has_user = match request.user {
+        HeaderValue::One(_) => true,
+        HeaderValue::Absent if enforcement.rule.require_user => {
+            return block(Reason::UserMissing, Some(idx), facts)
+        }
+        HeaderValue::Absent => false,
+        HeaderValue::Repeated => return block(Reason::UserAmbiguous, Some(idx), facts),
+        HeaderValue::Invalid => return block(Reason::UserInvalid, Some(idx), facts),
+    };
+    match facts.caller.kind {
+        PartyKind::JointUser if !purpose.joint_use => block(Reason::JointUseOnly, Some(idx), facts),
+        PartyKind::ThirdParty if purpose.joint_use => {
+            block(Reason::PartyNotJointUser, Some(idx), facts)
+        }
+        _ => Ok((idx, purpose, has_user, facts)),
+    }
+}
+
+/// Whether a grant counts under the loaded policy (§11), and if not, why.
+fn grant_status(
+    policy: &CompiledPolicy,
+    changed_in: u32,
+    grant: Option<&Grant>,
+) -> Result<(), Reason> {
+    match grant {
+        None => Err(Reason::ConsentMissing),
+        Some(g) if g.policy_version > policy.version => Err(Reason::ConsentVersionUnknown),
+        Some(g) if g.policy_version < changed_in => Err(Reason::ReconsentRequired),
+        Some(_) => Ok(()),
     }
 }
 
@@ -176,30 +273,75 @@ fn decide_for_purpose(
     idx: PurposeIdx,
     purpose: &Purpose,
     record: Option<&ConsentRecord>,
+    gpc: &GpcSettings,
+    mut facts: Facts,
 ) -> Decision {
-    let stop_use = record.is_some_and(|r| r.stop_use);
-    if stop_use && purpose.basis != Basis::Legal {
-        return Decision::block(Reason::UseStopped, Some(idx));
-    }
-    // A grant counts only if it was given under the purpose's current terms (§11).
     let grant = record.and_then(|r| r.grant(idx));
-    let current_grant = grant.filter(|g| g.policy_version >= purpose.changed_in);
-    if purpose.basis == Basis::Consent && current_grant.is_none() {
-        let reason = if grant.is_some() {
-            Reason::ReconsentRequired
-        } else {
-            Reason::ConsentMissing
+    facts.has_record = record.is_some();
+    facts.stop_use = record.is_some_and(|r| r.stop_use);
+    facts.stop_third_party = record.is_some_and(|r| r.stop_third_party);
+    facts.withdrawn = record.is_some_and(|r| r.has_withdrawn(idx));
+    facts.grant_version = grant.map(|g| g.policy_version);
+    let block = |reason, facts| Decision::block(reason, Some(idx)).with_facts(facts);
+    let legal = purpose.basis == Basis::Legal;
+    // Rights (§10): stop use leaves only legally required use; withdrawal and objection
+    // end one purpose.
+    if facts.stop_use && !legal {
+        return block(Reason::UseStopped, facts);
+    }
+    if facts.withdrawn {
+        match purpose.basis {
+            Basis::Consent => return block(Reason::ConsentWithdrawn, facts),
+            Basis::Notice => return block(Reason::Objected, facts),
+            Basis::Contract | Basis::Legal => {}
+        }
+    }
+    let gpc_signal = facts.gpc && gpc.enabled;
+    if gpc_signal && gpc.objects_to(idx) {
+        return block(Reason::GpcObjection, facts);
+    }
+    // Provision to third parties (§7): only with consent, unless the law allows it.
+    let mut not_for_third_parties = CategorySet::EMPTY;
+    if facts.caller.is_third_party() && !legal {
+        if facts.stop_third_party {
+            return block(Reason::ThirdPartyStopped, facts);
+        }
+        if gpc_signal && gpc.third_party_provision {
+            return block(Reason::GpcObjection, facts);
+        }
+        let Some((provision_idx, provision)) = policy.third_party_provision() else {
+            return block(Reason::ThirdPartyConsentMissing, facts);
         };
-        return match purpose.without_consent {
-            WithoutConsent::Block => Decision::block(reason, Some(idx)),
-            WithoutConsent::Strip => Decision::strip_all(policy, reason, idx),
-        };
+        let provision_grant = record.and_then(|r| r.grant(provision_idx));
+        facts.provision_grant_version = provision_grant.map(|g| g.policy_version);
+        let withdrawn = record.is_some_and(|r| r.has_withdrawn(provision_idx));
+        match grant_status(policy, provision.changed_in, provision_grant) {
+            Ok(()) if !withdrawn => {}
+            Err(Reason::ReconsentRequired) => return block(Reason::ReconsentRequired, facts),
+            Err(Reason::ConsentVersionUnknown) => {
+                return block(Reason::ConsentVersionUnknown, facts)
+            }
+            _ => return block(Reason::ThirdPartyConsentMissing, facts),
+        }
+        not_for_third_parties = policy.all_categories.difference(provision.categories);
+    }
+    // Consent to the purpose under its current terms (§3, §11).
+    let current_grant = grant.filter(|g| grant_status(policy, purpose.changed_in, Some(g)).is_ok());
+    if purpose.basis == Basis::Consent {
+        if let Err(reason) = grant_status(policy, purpose.changed_in, grant) {
+            return match purpose.without_consent {
+                WithoutConsent::Block => block(reason, facts),
+                WithoutConsent::Strip => Decision::strip_all(policy, reason, idx).with_facts(facts),
+            };
+        }
     }
     let granted_explicit = current_grant.map(|g| g.explicit).unwrap_or_default();
     let needs_grant = purpose.categories.intersection(policy.explicit_grant);
     let not_granted = needs_grant.difference(granted_explicit);
     let not_in_purpose = policy.all_categories.difference(purpose.categories);
-    let redacted = not_in_purpose.union(not_granted);
+    let redacted = not_in_purpose
+        .union(not_granted)
+        .union(not_for_third_parties);
     let reason = match purpose.basis {
         Basis::Consent => Reason::ConsentGranted,
         Basis::Notice => Reason::NoticeBasis,
@@ -215,8 +357,10 @@ fn decide_for_purpose(
         reason,
         purpose: Some(idx),
         redacted,
+        facts,
         stripped_for: None,
         not_granted,
+        not_for_third_parties: not_for_third_parties.difference(not_in_purpose.union(not_granted)),
     }
 }
 
@@ -229,6 +373,49 @@ mod tests {
 
     fn policy() -> CompiledPolicy {
         CompiledPolicy::default_policy().unwrap()
+    }
+
+    /// The operator itself, as the shipped demo listener identifies unidentified callers.
+    fn operator(p: &CompiledPolicy) -> crate::request::RequestContext {
+        crate::request::RequestContext {
+            caller: Caller {
+                party: p.party_idx("tsunagu"),
+                kind: PartyKind::Operator,
+                source: crate::party::CallerSource::Unidentified,
+            },
+            ..Default::default()
+        }
+    }
+
+    pub(crate) struct Owned {
+        routes: crate::routes::RouteTable,
+        gpc: GpcSettings,
+    }
+
+    impl Owned {
+        pub(crate) fn as_ref(&self) -> Enforcement<'_> {
+            Enforcement {
+                rule: self.routes.rule(None),
+                gpc: &self.gpc,
+            }
+        }
+    }
+
+    pub(crate) fn enforcement(p: &CompiledPolicy, require_user: bool) -> Owned {
+        Owned {
+            routes: crate::routes::RouteTable::compile(&[], &Default::default(), p, require_user)
+                .unwrap(),
+            gpc: GpcSettings::default(),
+        }
+    }
+
+    fn decide_t(
+        view: &RequestView<'_>,
+        p: &CompiledPolicy,
+        record: Option<&ConsentRecord>,
+        require_user: bool,
+    ) -> Decision {
+        decide(view, p, record, &enforcement(p, require_user).as_ref())
     }
 
     fn index(p: &CompiledPolicy, v: serde_json::Value) -> ConsentIndex {
@@ -245,9 +432,10 @@ mod tests {
         let view = RequestView {
             user: user.map_or(HeaderValue::Absent, HeaderValue::One),
             purpose: purpose.map_or(HeaderValue::Absent, HeaderValue::One),
+            context: operator(p),
         };
         let record = user.and_then(|u| idx.lookup(u));
-        decide(&view, p, record, true)
+        decide_t(&view, p, record, true)
     }
 
     fn redacted_ids(p: &CompiledPolicy, d: &Decision) -> Vec<String> {
@@ -304,8 +492,9 @@ mod tests {
         let view = RequestView {
             user: HeaderValue::Absent,
             purpose: HeaderValue::One("marketing.newsletters"),
+            context: operator(&p),
         };
-        let d = decide(&view, &p, None, false);
+        let d = decide_t(&view, &p, None, false);
         assert_eq!(
             (d.outcome, d.reason),
             (Outcome::Block, Reason::ConsentMissing)
@@ -318,21 +507,27 @@ mod tests {
         let view = RequestView {
             user: HeaderValue::Repeated,
             purpose: HeaderValue::One("surveys"),
+            context: operator(&p),
         };
-        assert_eq!(decide(&view, &p, None, true).reason, Reason::UserAmbiguous);
+        assert_eq!(
+            decide_t(&view, &p, None, true).reason,
+            Reason::UserAmbiguous
+        );
         let view = RequestView {
             user: HeaderValue::One("alice"),
             purpose: HeaderValue::Repeated,
+            context: operator(&p),
         };
         assert_eq!(
-            decide(&view, &p, None, true).reason,
+            decide_t(&view, &p, None, true).reason,
             Reason::PurposeAmbiguous
         );
         let view = RequestView {
             user: HeaderValue::Invalid,
             purpose: HeaderValue::One("surveys"),
+            context: operator(&p),
         };
-        assert_eq!(decide(&view, &p, None, true).reason, Reason::UserInvalid);
+        assert_eq!(decide_t(&view, &p, None, true).reason, Reason::UserInvalid);
     }
 
     #[test]
@@ -487,13 +682,26 @@ mod tests {
         let view = RequestView {
             user: HeaderValue::One("u"),
             purpose: HeaderValue::One("support.inquiries"),
+            context: operator(&p),
         };
-        let d = decide_without_snapshot(&view, &p, true, Reason::SnapshotStale, false);
+        let d = decide_without_snapshot(
+            &view,
+            &p,
+            &enforcement(&p, true).as_ref(),
+            Reason::SnapshotStale,
+            false,
+        );
         assert_eq!(
             (d.outcome, d.reason),
             (Outcome::Block, Reason::SnapshotStale)
         );
-        let d = decide_without_snapshot(&view, &p, true, Reason::SnapshotUnavailable, true);
+        let d = decide_without_snapshot(
+            &view,
+            &p,
+            &enforcement(&p, true).as_ref(),
+            Reason::SnapshotUnavailable,
+            true,
+        );
         assert_eq!(
             (d.outcome, d.reason),
             (Outcome::Redact, Reason::SnapshotUnavailable)
@@ -502,9 +710,17 @@ mod tests {
         let bad = RequestView {
             user: HeaderValue::One("u"),
             purpose: HeaderValue::One("nope"),
+            context: operator(&p),
         };
         assert_eq!(
-            decide_without_snapshot(&bad, &p, true, Reason::SnapshotStale, true).reason,
+            decide_without_snapshot(
+                &bad,
+                &p,
+                &enforcement(&p, true).as_ref(),
+                Reason::SnapshotStale,
+                true
+            )
+            .reason,
             Reason::PurposeUnknown
         );
     }

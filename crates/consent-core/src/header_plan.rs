@@ -98,7 +98,7 @@ mod tests {
     #[test]
     fn forbidden_headers_and_params_are_planned_for_removal() {
         let c = compile_config(
-            br#"{"consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
+            br#"{"caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
         )
         .unwrap();
         let headers: Vec<(&str, &[u8])> = vec![

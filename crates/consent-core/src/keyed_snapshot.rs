@@ -200,7 +200,7 @@ fn keyed_record(
     let key = keying.key_of_subject(doc.subject.trim()).ok_or_else(|| {
         ConfigError::invalid(format!("{at}.subject"), "not a subject of this keying")
     })?;
-    Ok((key, ConsentRecord::compile(doc, policy, at)?))
+    Ok((key, ConsentRecord::compile_lenient(doc, policy, at)?))
 }
 
 /// Checks one part of a full snapshot and adds its records to `builder` in compact form.
@@ -515,7 +515,7 @@ mod tests {
         .unwrap();
         let delta: DeltaDoc = serde_json::from_value(serde_json::json!({
             "from_version": 1, "version": 2,
-            "upserts": [{"subject": "v"}, {"subject": "w", "grants": {"nope": {"policy_version": 1}}}],
+            "upserts": [{"subject": "v"}, {"subject": "w", "grants": {"surveys": {"policy_version": 0}}}],
             "deletes": ["u"]
         }))
         .unwrap();

@@ -12,20 +12,25 @@ pub mod categories;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod gpc;
 pub mod header_plan;
 pub mod keyed_snapshot;
+pub mod party;
 pub mod policy;
+#[cfg(test)]
+mod policy_clauses;
 pub mod query;
 pub mod reason;
 pub mod reply;
 pub mod request;
+pub mod routes;
 pub mod snapshot;
 pub mod subject_key;
 
 pub use config::{compile_config, CompiledConfig, Settings};
-pub use decision::{decide, Decision, Outcome, Redaction};
+pub use decision::{decide, Decision, Enforcement, Facts, Outcome, Redaction};
 pub use error::ConfigError;
 pub use policy::{CompiledPolicy, DEFAULT_POLICY_JSON};
 pub use reason::Reason;
-pub use request::{HeaderValue, RequestView};
+pub use request::{HeaderValue, RequestContext, RequestView};
 pub use snapshot::{ConsentIndex, ConsentRecord};

@@ -16,6 +16,7 @@ use crate::body::selector::parse_selector;
 use crate::body::transform::CoarsenSpec;
 use crate::categories::{CategoryIdx, CategorySet};
 use crate::error::ConfigError;
+use crate::party::{IdentityPattern, Party, PartyIdx};
 
 /// The shipped default policy: さいたま市みんなのアプリ's privacy policy (2024-07-29).
 pub const DEFAULT_POLICY_JSON: &str =
@@ -80,6 +81,18 @@ pub enum PartyKind {
     JointUser,
     /// Anyone else (第三者).
     ThirdParty,
+}
+
+impl PartyKind {
+    /// The stable snake_case code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartyKind::Operator => "operator",
+            PartyKind::Processor => "processor",
+            PartyKind::JointUser => "joint_user",
+            PartyKind::ThirdParty => "third_party",
+        }
+    }
 }
 
 /// One data category as written in the policy file.
@@ -158,7 +171,9 @@ pub struct PartyDoc {
     pub label: Label,
     /// Role under the policy.
     pub kind: PartyKind,
-    /// Peer identities (mTLS principals / SPIFFE IDs) that belong to this party.
+    /// Identities that name this party: `spiffe://…` (peer URI SAN), `dns:…` (peer DNS
+    /// SAN), `cluster:…` (destination cluster), `header:…` (development header); a
+    /// trailing `*` matches any suffix. See [`crate::party`].
     #[serde(default)]
     pub identities: Vec<String>,
 }
@@ -187,6 +202,11 @@ pub struct PolicyDoc {
     /// Parties that may receive data.
     #[serde(default)]
     pub parties: Vec<PartyDoc>,
+    /// The consent-basis purpose whose grant is consent to provision to third parties
+    /// (§7); its categories are all a third party may receive. Without it, third parties
+    /// receive data only for purposes with a legal basis.
+    #[serde(default)]
+    pub third_party_provision: Option<String>,
 }
 
 /// Index of a purpose in the compiled policy.
@@ -254,7 +274,11 @@ pub struct CompiledPolicy {
     pub matcher: Matcher,
     /// Coarsening per category (by position).
     pub coarsen: Vec<Option<CoarsenSpec>>,
+    /// Parties with their identities (§6-§8).
+    pub parties: Vec<Party>,
+    third_party_provision: Option<PurposeIdx>,
     purpose_ids: HashMap<String, PurposeIdx>,
+    party_ids: HashMap<String, PartyIdx>,
     category_ids: HashMap<String, CategoryIdx>,
     header_categories: HashMap<String, CategorySet>,
     query_categories: HashMap<String, CategorySet>,
@@ -423,16 +447,59 @@ impl CompiledPolicy {
             });
         }
         let mut party_ids = HashMap::new();
+        let mut parties = Vec::with_capacity(doc.parties.len());
         for (i, party) in doc.parties.iter().enumerate() {
             let at = format!("{path}.parties[{i}]");
             check_id(&party.id, &format!("{at}.id"))?;
-            if party_ids.insert(party.id.clone(), i).is_some() {
+            let idx = u16::try_from(i)
+                .map(PartyIdx)
+                .map_err(|_| ConfigError::invalid(format!("{path}.parties"), "too many parties"))?;
+            if party_ids.insert(party.id.clone(), idx).is_some() {
                 return Err(ConfigError::invalid(
                     format!("{at}.id"),
                     format!("duplicate party id `{}`", party.id),
                 ));
             }
+            let mut identities = Vec::with_capacity(party.identities.len());
+            for (j, text) in party.identities.iter().enumerate() {
+                let pattern = IdentityPattern::parse(text, &format!("{at}.identities[{j}]"))?;
+                let claimed = parties
+                    .iter()
+                    .position(|p: &Party| p.identities.contains(&pattern));
+                if let Some(k) = claimed {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.identities[{j}]"),
+                        format!("the same identity already names parties[{k}]"),
+                    ));
+                }
+                identities.push(pattern);
+            }
+            parties.push(Party {
+                id: party.id.clone(),
+                kind: party.kind,
+                identities,
+            });
         }
+        let third_party_provision = match &doc.third_party_provision {
+            None => None,
+            Some(id) => {
+                let at = format!("{path}.third_party_provision");
+                let idx = purpose_ids
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| ConfigError::invalid(&at, format!("unknown purpose `{id}`")))?;
+                let ok = purposes
+                    .get(usize::from(idx.0))
+                    .is_some_and(|p: &Purpose| p.basis == Basis::Consent && !p.joint_use);
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        at,
+                        "must name a purpose with basis `consent` outside joint use",
+                    ));
+                }
+                Some(idx)
+            }
+        };
         Ok(CompiledPolicy {
             id: doc.id.clone(),
             version: doc.version,
@@ -442,7 +509,10 @@ impl CompiledPolicy {
             explicit_grant,
             matcher,
             coarsen,
+            parties,
+            third_party_provision,
             purpose_ids,
+            party_ids,
             category_ids,
             header_categories,
             query_categories,
@@ -463,6 +533,22 @@ impl CompiledPolicy {
     /// Finds a purpose by id; `None` means use beyond purpose (§4).
     pub fn purpose_idx(&self, id: &str) -> Option<PurposeIdx> {
         self.purpose_ids.get(id).copied()
+    }
+
+    /// The purpose whose grant is consent to third-party provision, if the policy has one.
+    pub fn third_party_provision(&self) -> Option<(PurposeIdx, &Purpose)> {
+        let idx = self.third_party_provision?;
+        self.purpose(idx).map(|p| (idx, p))
+    }
+
+    /// Finds a party by id.
+    pub fn party_idx(&self, id: &str) -> Option<PartyIdx> {
+        self.party_ids.get(id).copied()
+    }
+
+    /// The party at `idx`.
+    pub fn party(&self, idx: PartyIdx) -> Option<&Party> {
+        self.parties.get(usize::from(idx.0))
     }
 
     /// The purpose at `idx`.
@@ -588,10 +674,37 @@ mod tests {
             "joint.administrative_information",
             "joint.ebpm",
             "joint.troubleshooting",
+            "third_party.provision",
         ] {
             assert!(p.purpose_idx(id).is_some(), "missing purpose {id}");
         }
-        assert_eq!(p.purposes.len(), 16);
+        assert_eq!(p.purposes.len(), 17);
+        let (_, provision) = p.third_party_provision().unwrap();
+        assert_eq!(provision.id, "third_party.provision");
+    }
+
+    #[test]
+    fn party_and_provision_mistakes_name_the_field() {
+        let mut doc = minimal();
+        doc["parties"] = serde_json::json!([
+            {"id": "a", "label": {"ja": "a", "en": "a"}, "kind": "operator", "identities": ["spiffe://x/a"]},
+            {"id": "b", "label": {"ja": "b", "en": "b"}, "kind": "third_party", "identities": ["spiffe://x/a"]}
+        ]);
+        assert_eq!(
+            compile(doc.clone()).unwrap_err().path(),
+            "policy.parties[1].identities[0]"
+        );
+        doc["parties"][1]["identities"] = serde_json::json!(["nope"]);
+        assert_eq!(
+            compile(doc.clone()).unwrap_err().path(),
+            "policy.parties[1].identities[0]"
+        );
+        doc["parties"][1]["identities"] = serde_json::json!([]);
+        doc["third_party_provision"] = serde_json::json!("missing");
+        assert_eq!(
+            compile(doc.clone()).unwrap_err().path(),
+            "policy.third_party_provision"
+        );
     }
 
     #[test]

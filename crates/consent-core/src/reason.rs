@@ -55,6 +55,26 @@ pub enum Reason {
     SnapshotUnavailable,
     /// Blocked or stripped: the consent snapshot is older than the staleness bound.
     SnapshotStale,
+    /// Blocked: the person withdrew consent to this purpose (§10).
+    ConsentWithdrawn,
+    /// Blocked: the person objected to this notice-based purpose (§10).
+    Objected,
+    /// Blocked or stripped: the consent names a policy version newer than the one loaded.
+    ConsentVersionUnknown,
+    /// Blocked: the caller is a third party and the person has not consented to provision (§7).
+    ThirdPartyConsentMissing,
+    /// Blocked: the caller is a third party and the person asked to stop provision (§10).
+    ThirdPartyStopped,
+    /// Blocked: the request carries Global Privacy Control, which objects to this use.
+    GpcObjection,
+    /// Blocked: a joint user asked for a purpose outside joint use (§8).
+    JointUseOnly,
+    /// Blocked: a caller outside the joint users asked for a joint-use purpose (§8).
+    PartyNotJointUser,
+    /// Blocked: the route does not accept this purpose.
+    PurposeNotOnRoute,
+    /// Removed: the person's consent to provision does not cover this category (§7).
+    NotForThirdParties,
     /// Blocked: the filter could not evaluate the request (fail closed).
     InternalError,
 }
@@ -86,6 +106,16 @@ impl Reason {
             Reason::BodyNotJson => "body_not_json",
             Reason::SnapshotUnavailable => "snapshot_unavailable",
             Reason::SnapshotStale => "snapshot_stale",
+            Reason::ConsentWithdrawn => "consent_withdrawn",
+            Reason::Objected => "objected",
+            Reason::ConsentVersionUnknown => "consent_version_unknown",
+            Reason::ThirdPartyConsentMissing => "third_party_consent_missing",
+            Reason::ThirdPartyStopped => "third_party_stopped",
+            Reason::GpcObjection => "gpc_objection",
+            Reason::JointUseOnly => "joint_use_only",
+            Reason::PartyNotJointUser => "party_not_joint_user",
+            Reason::PurposeNotOnRoute => "purpose_not_on_route",
+            Reason::NotForThirdParties => "not_for_third_parties",
             Reason::InternalError => "internal_error",
         }
     }
@@ -122,12 +152,32 @@ impl Reason {
             Reason::BodyNotJson => "the body is not JSON and cannot be inspected",
             Reason::SnapshotUnavailable => "the consent filter has no consent snapshot yet",
             Reason::SnapshotStale => "the consent filter's consent snapshot is out of date",
+            Reason::ConsentWithdrawn => "the person withdrew consent to this purpose",
+            Reason::Objected => "the person objected to this use of their data",
+            Reason::ConsentVersionUnknown => {
+                "the person's consent refers to a policy version this filter does not know"
+            }
+            Reason::ThirdPartyConsentMissing => {
+                "the person has not consented to provision of their data to third parties"
+            }
+            Reason::ThirdPartyStopped => {
+                "the person asked to stop provision of their data to third parties"
+            }
+            Reason::GpcObjection => {
+                "the request carries a Global Privacy Control objection to this use"
+            }
+            Reason::JointUseOnly => "joint users may use the data only for the joint-use purposes",
+            Reason::PartyNotJointUser => "only the joint users may use the data for this purpose",
+            Reason::PurposeNotOnRoute => "this route does not accept the data purpose",
+            Reason::NotForThirdParties => {
+                "the person's consent to provision does not cover this data category"
+            }
             Reason::InternalError => "the consent filter could not evaluate the request",
         }
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 34] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -151,6 +201,16 @@ impl Reason {
         Reason::BodyNotJson,
         Reason::SnapshotUnavailable,
         Reason::SnapshotStale,
+        Reason::ConsentWithdrawn,
+        Reason::Objected,
+        Reason::ConsentVersionUnknown,
+        Reason::ThirdPartyConsentMissing,
+        Reason::ThirdPartyStopped,
+        Reason::GpcObjection,
+        Reason::JointUseOnly,
+        Reason::PartyNotJointUser,
+        Reason::PurposeNotOnRoute,
+        Reason::NotForThirdParties,
         Reason::InternalError,
     ];
 }

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::decision::{Decision, Outcome};
 use crate::policy::CompiledPolicy;
+use crate::routes::RouteTable;
 
 #[derive(Serialize)]
 struct BlockBody<'a> {
@@ -34,16 +35,36 @@ pub fn block_body(policy: &CompiledPolicy, decision: &Decision) -> String {
 }
 
 /// The value of the decision header, e.g.
-/// `outcome=redact; reason=consent_granted; purpose=marketing.newsletters; policy=saitama-minna-app; policy_version=1; redacted=device_id,location.gps`.
-pub fn decision_header_value(policy: &CompiledPolicy, decision: &Decision) -> String {
+/// `outcome=redact; reason=consent_granted; purpose=marketing.newsletters; party=tsunagu; party_kind=operator; rule=default; policy=saitama-minna-app; policy_version=1; redacted=device_id,location.gps`.
+///
+/// `party` is `-` for a caller no party claims (`party_kind=third_party`); `gpc=1` is added
+/// when the request carried the signal.
+pub fn decision_header_value(
+    policy: &CompiledPolicy,
+    rules: &RouteTable,
+    decision: &Decision,
+) -> String {
+    let caller = decision.facts.caller;
+    let party = caller
+        .party
+        .and_then(|p| policy.party(p))
+        .map_or("-", |p| p.id.as_str());
     let mut out = format!(
-        "outcome={}; reason={}; purpose={}; policy={}; policy_version={}",
+        "outcome={}; reason={}; purpose={}; party={}; party_kind={}; rule={}",
         decision.outcome.as_str(),
         decision.reason.as_str(),
         purpose_id(policy, decision).unwrap_or("-"),
-        policy.id,
-        policy.version,
+        party,
+        caller.kind.as_str(),
+        rules.rule(decision.facts.rule).name,
     );
+    if decision.facts.gpc {
+        out.push_str("; gpc=1");
+    }
+    out.push_str(&format!(
+        "; policy={}; policy_version={}",
+        policy.id, policy.version
+    ));
     if decision.outcome == Outcome::Redact {
         out.push_str("; redacted=");
         let mut first = true;
@@ -74,7 +95,7 @@ mod tests {
 
     #[test]
     fn block_body_names_reason_and_purpose_but_not_the_user() {
-        let c = compile_config(b"").unwrap();
+        let c = compile_config(br#"{"caller": {"unidentified_party": "tsunagu"}}"#).unwrap();
         let h: [(&str, &[u8]); 2] = [
             ("x-user-id", b"u-secret-42"),
             ("x-data-purpose", b"surveys"),
@@ -100,15 +121,15 @@ mod tests {
     #[test]
     fn decision_header_lists_redacted_categories() {
         let c = compile_config(
-            br#"{"consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
+            br#"{"caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
         )
         .unwrap();
         let h: [(&str, &[u8]); 2] = [
             ("x-user-id", b"u"),
             ("x-data-purpose", b"marketing.newsletters"),
         ];
-        let value = decision_header_value(&c.policy, &c.evaluate(h));
-        assert!(value.starts_with("outcome=redact; reason=consent_granted; purpose=marketing.newsletters; policy=saitama-minna-app; policy_version=1; redacted="), "{value}");
+        let value = decision_header_value(&c.policy, &c.routes, &c.evaluate(h));
+        assert!(value.starts_with("outcome=redact; reason=consent_granted; purpose=marketing.newsletters; party=tsunagu; party_kind=operator; rule=default; policy=saitama-minna-app; policy_version=1; redacted="), "{value}");
         assert!(value.contains("location.gps"));
         assert!(!value.contains("email"));
     }

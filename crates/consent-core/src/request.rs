@@ -1,12 +1,16 @@
 //! The request as the decision sees it: who the data is about and why it is used.
 
+use crate::party::Caller;
+use crate::routes::RuleIdx;
+
 /// Longest accepted user-ID or purpose value, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
 
 /// What one identity header held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderValue<'a> {
     /// Not sent, or sent empty.
+    #[default]
     Absent,
     /// Exactly one well-formed value.
     One(&'a str),
@@ -33,6 +37,33 @@ fn classify(raw: &[u8]) -> HeaderValue<'_> {
     HeaderValue::One(text)
 }
 
+/// What the decision knows about a request besides its identity headers: who receives
+/// the data, the GPC signal and the route rule. The default is the strictest: an unknown
+/// caller (a third party), no signal, the default rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RequestContext {
+    /// The resolved caller (§7, §8).
+    pub caller: Caller,
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// The route rule that matched; `None` is the default rule.
+    pub rule: Option<RuleIdx>,
+}
+
+impl<'a> HeaderValue<'a> {
+    /// Folds every occurrence of one header into a single value (see [`HeaderValue`]).
+    pub fn fold<I>(values: I) -> Self
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        let mut occurrences = Occurrences::default();
+        for v in values {
+            occurrences.add(v);
+        }
+        occurrences.value()
+    }
+}
+
 /// The facts of one request that the decision reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestView<'a> {
@@ -40,6 +71,8 @@ pub struct RequestView<'a> {
     pub user: HeaderValue<'a>,
     /// Why it is being used.
     pub purpose: HeaderValue<'a>,
+    /// Caller, GPC and route.
+    pub context: RequestContext,
 }
 
 impl<'a> RequestView<'a> {
@@ -61,7 +94,13 @@ impl<'a> RequestView<'a> {
         RequestView {
             user: user.value(),
             purpose: purpose.value(),
+            context: RequestContext::default(),
         }
+    }
+
+    /// A view with the given identity headers and context.
+    pub fn with_context(self, context: RequestContext) -> Self {
+        RequestView { context, ..self }
     }
 }
 

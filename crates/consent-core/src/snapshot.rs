@@ -1,8 +1,17 @@
 //! Consent records and the index the filter looks them up in.
 //!
 //! A snapshot is a list of records, one per person. It is compiled against a policy:
-//! purpose and category ids become indexes, unknown ids are errors, and records are
-//! keyed by subject for a lookup that never scans.
+//! purpose and category ids become indexes and records are keyed by subject for a lookup
+//! that never scans.
+//!
+//! Records an operator writes (inline in the configuration, or sent to the reference
+//! source) are compiled strictly: an unknown purpose or category is an error naming the
+//! field. Live snapshots are compiled leniently, because policies change (§11) while
+//! snapshots keep flowing: ids the loaded policy does not know are skipped rather than
+//! rejecting every record, since a grant for a purpose the policy no longer has, or an
+//! explicit grant of a category that no longer takes one, can only count for less, never
+//! for more. Either way a grant under a policy version newer than the loaded one is kept,
+//! and the decision refuses to count it (`consent_version_unknown`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +49,10 @@ pub struct RecordDoc {
     /// The person asked to stop third-party provision (第三者提供の停止, §10).
     #[serde(default)]
     pub stop_third_party: bool,
+    /// Purposes the person withdrew consent to or objected to (§10). A withdrawal wins
+    /// over a grant of the same purpose.
+    #[serde(default)]
+    pub withdrawn: Vec<String>,
 }
 
 /// A consent snapshot as written: a version and the records.
@@ -74,6 +87,8 @@ pub struct ConsentRecord {
     pub stop_use: bool,
     /// Stop third-party provision request (§10).
     pub stop_third_party: bool,
+    /// Withdrawn or objected purposes (§10).
+    pub withdrawn: Vec<PurposeIdx>,
 }
 
 impl ConsentRecord {
@@ -82,42 +97,69 @@ impl ConsentRecord {
         self.grants.iter().find(|g| g.purpose == purpose)
     }
 
-    /// Compiles one record against a policy; `path` names it in errors (never by subject).
+    /// Whether the person withdrew consent to, or objected to, `purpose`.
+    pub fn has_withdrawn(&self, purpose: PurposeIdx) -> bool {
+        self.withdrawn.contains(&purpose)
+    }
+
+    /// Compiles one record strictly against a policy: unknown purposes and categories are
+    /// errors. `path` names the record in errors (never by subject).
     pub fn compile(
         doc: &RecordDoc,
         policy: &CompiledPolicy,
         path: &str,
     ) -> Result<Self, ConfigError> {
+        Self::compile_with(doc, policy, path, true)
+    }
+
+    /// Compiles one record of a live snapshot: ids the policy does not know are skipped.
+    pub fn compile_lenient(
+        doc: &RecordDoc,
+        policy: &CompiledPolicy,
+        path: &str,
+    ) -> Result<Self, ConfigError> {
+        Self::compile_with(doc, policy, path, false)
+    }
+
+    fn compile_with(
+        doc: &RecordDoc,
+        policy: &CompiledPolicy,
+        path: &str,
+        strict: bool,
+    ) -> Result<Self, ConfigError> {
+        let unknown = |at: String, what: &str, id: &str| {
+            ConfigError::invalid(at, format!("unknown {what} `{id}`"))
+        };
         let mut grants = Vec::with_capacity(doc.grants.len());
         for (purpose_id, grant) in &doc.grants {
             let at = format!("{path}.grants.{purpose_id}");
-            let purpose = policy.purpose_idx(purpose_id).ok_or_else(|| {
-                ConfigError::invalid(&at, format!("unknown purpose `{purpose_id}`"))
-            })?;
-            if grant.policy_version == 0 || grant.policy_version > policy.version {
+            let Some(purpose) = policy.purpose_idx(purpose_id) else {
+                if strict {
+                    return Err(unknown(at, "purpose", purpose_id));
+                }
+                continue;
+            };
+            if grant.policy_version == 0 {
                 return Err(ConfigError::invalid(
                     format!("{at}.policy_version"),
-                    format!(
-                        "must be between 1 and the policy version {}",
-                        policy.version
-                    ),
+                    "must be 1 or more",
                 ));
             }
             let mut explicit = CategorySet::EMPTY;
             for (i, cid) in grant.explicit.iter().enumerate() {
-                let cat = policy.category_idx(cid).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("{at}.explicit[{i}]"),
-                        format!("unknown category `{cid}`"),
-                    )
-                })?;
-                if !policy.explicit_grant.contains(cat) {
-                    return Err(ConfigError::invalid(
-                        format!("{at}.explicit[{i}]"),
-                        format!("category `{cid}` does not take an explicit grant"),
-                    ));
+                let cat = policy
+                    .category_idx(cid)
+                    .filter(|c| policy.explicit_grant.contains(*c));
+                match cat {
+                    Some(cat) => explicit.insert(cat),
+                    None if strict => {
+                        return Err(ConfigError::invalid(
+                            format!("{at}.explicit[{i}]"),
+                            format!("`{cid}` is not a category that takes an explicit grant"),
+                        ))
+                    }
+                    None => {}
                 }
-                explicit.insert(cat);
             }
             grants.push(Grant {
                 purpose,
@@ -125,10 +167,28 @@ impl ConsentRecord {
                 explicit,
             });
         }
+        if strict {
+            if let Some((i, id)) = doc
+                .withdrawn
+                .iter()
+                .enumerate()
+                .find(|(_, id)| policy.purpose_idx(id).is_none())
+            {
+                return Err(unknown(format!("{path}.withdrawn[{i}]"), "purpose", id));
+            }
+        }
+        let mut withdrawn: Vec<PurposeIdx> = doc
+            .withdrawn
+            .iter()
+            .filter_map(|id| policy.purpose_idx(id))
+            .collect();
+        withdrawn.sort_by_key(|p| p.0);
+        withdrawn.dedup();
         Ok(ConsentRecord {
             grants,
             stop_use: doc.stop_use,
             stop_third_party: doc.stop_third_party,
+            withdrawn,
         })
     }
 }
@@ -220,34 +280,73 @@ mod tests {
     }
 
     #[test]
-    fn unknown_purpose_in_a_grant_names_the_record_by_position() {
-        let err = snapshot(serde_json::json!({"records": [
-            {"subject": "secret-user", "grants": {"survey": {"policy_version": 1}}}
-        ]}))
-        .unwrap_err();
-        assert_eq!(err.path(), "consents.records[0].grants.survey");
-        assert!(!err.to_string().contains("secret-user"));
+    fn live_records_skip_ids_the_policy_does_not_know() {
+        let doc: RecordDoc = serde_json::from_value(serde_json::json!(
+            {"subject": "u", "grants": {
+                "retired.purpose": {"policy_version": 1},
+                "surveys": {"policy_version": 1, "explicit": ["email", "retired.category"]}
+            }, "withdrawn": ["retired.purpose", "marketing.campaigns"]}
+        ))
+        .unwrap();
+        let p = policy();
+        let r = ConsentRecord::compile_lenient(&doc, &p, "r").unwrap();
+        assert_eq!(r.grants.len(), 1);
+        assert!(r.grants[0].explicit.is_empty());
+        assert_eq!(
+            r.withdrawn,
+            vec![p.purpose_idx("marketing.campaigns").unwrap()]
+        );
     }
 
     #[test]
-    fn explicit_grant_of_a_category_that_takes_none_is_rejected() {
-        let err = snapshot(serde_json::json!({"records": [
-            {"subject": "u", "grants": {"surveys": {"policy_version": 1, "explicit": ["email"]}}}
-        ]}))
-        .unwrap_err();
-        assert_eq!(err.path(), "consents.records[0].grants.surveys.explicit[0]");
+    fn records_an_operator_writes_name_unknown_ids_by_position() {
+        let cases = [
+            (
+                serde_json::json!({"surveys": {"policy_version": 1}, "survey": {"policy_version": 1}}),
+                serde_json::json!([]),
+                "consents.records[0].grants.survey",
+            ),
+            (
+                serde_json::json!({"surveys": {"policy_version": 1, "explicit": ["email"]}}),
+                serde_json::json!([]),
+                "consents.records[0].grants.surveys.explicit[0]",
+            ),
+            (
+                serde_json::json!({}),
+                serde_json::json!(["surveys", "nope"]),
+                "consents.records[0].withdrawn[1]",
+            ),
+        ];
+        for (grants, withdrawn, path) in cases {
+            let err = snapshot(serde_json::json!({"records": [
+                {"subject": "secret-user", "grants": grants, "withdrawn": withdrawn}
+            ]}))
+            .unwrap_err();
+            assert_eq!(err.path(), path);
+            assert!(!err.to_string().contains("secret-user"));
+        }
     }
 
     #[test]
-    fn consent_under_a_future_policy_version_is_rejected() {
+    fn a_grant_under_version_zero_names_the_record_by_position() {
         let err = snapshot(serde_json::json!({"records": [
-            {"subject": "u", "grants": {"surveys": {"policy_version": 9}}}
+            {"subject": "secret-user", "grants": {"surveys": {"policy_version": 0}}}
         ]}))
         .unwrap_err();
         assert_eq!(
             err.path(),
             "consents.records[0].grants.surveys.policy_version"
         );
+        assert!(!err.to_string().contains("secret-user"));
+    }
+
+    #[test]
+    fn consent_under_a_future_policy_version_is_kept_for_the_decision_to_refuse() {
+        let idx = snapshot(serde_json::json!({"records": [
+            {"subject": "u", "grants": {"surveys": {"policy_version": 9}}}
+        ]}))
+        .unwrap();
+        assert_eq!(idx.lookup("u").unwrap().grants[0].policy_version, 9);
     }
 
     #[test]

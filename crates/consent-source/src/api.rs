@@ -7,7 +7,7 @@
 //! | `GET /deltas/{from}` | the changes after version `from`; 404 when there are none |
 //! | `GET /users/{id}` | the stored record, 404 when none |
 //! | `PUT /users/{id}/grants/{purpose}` | grant (body optional: `{"policy_version": n, "explicit": [..]}`) |
-//! | `DELETE /users/{id}/grants/{purpose}` | withdraw consent to a purpose |
+//! | `DELETE /users/{id}/grants/{purpose}` | withdraw consent to, or object to, a purpose (§10; recorded in `withdrawn` until a new grant) |
 //! | `PUT` / `DELETE /users/{id}/stop-use` | ask / stop asking to stop use (§10) |
 //! | `PUT` / `DELETE /users/{id}/stop-third-party` | the same for third-party provision |
 //! | `DELETE /users/{id}` | erase the record |
@@ -124,6 +124,7 @@ pub fn handle(mut request: Request, store: &Mutex<Store>) {
                     let version = g.policy_version.unwrap_or(store.policy().version);
                     let purpose = purpose.to_string();
                     changed(store.update(id, move |r: &mut RecordDoc| {
+                        r.withdrawn.retain(|w| *w != purpose);
                         r.grants.insert(
                             purpose,
                             GrantDoc {
@@ -140,6 +141,9 @@ pub fn handle(mut request: Request, store: &Mutex<Store>) {
             let purpose = purpose.to_string();
             changed(store.update(id, move |r| {
                 r.grants.remove(&purpose);
+                if !r.withdrawn.contains(&purpose) {
+                    r.withdrawn.push(purpose);
+                }
             }))
         }
         (

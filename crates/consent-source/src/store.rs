@@ -105,6 +105,7 @@ impl Store {
             grants: Default::default(),
             stop_use: false,
             stop_third_party: false,
+            withdrawn: Vec::new(),
         });
         change(&mut record);
         record.subject = subject.to_string();
