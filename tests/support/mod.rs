@@ -354,6 +354,8 @@ pub struct Fixture {
     pub envoy: Envoy,
     /// The reference consent source, when the fixture runs one.
     pub source: Option<consent_source::Source>,
+    /// Client certificate every request presents by default (mTLS listeners only).
+    pub client_tls: Option<ClientTls>,
 }
 
 impl Fixture {
@@ -402,6 +404,43 @@ pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixt
         Some(source),
         source_port,
         true,
+        None,
+    )
+}
+
+/// [`start_demo`] with the listener turned into an mTLS listener that requires a client
+/// certificate from `pki`'s CA; requests present `default_client` unless they name another.
+pub fn start_demo_mtls(
+    edit: impl Fn(&str) -> String,
+    pki: &TestPki,
+    default_client: ClientTls,
+) -> Fixture {
+    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
+        .expect("demo consents parse");
+    let source = consent_source::Source::start_with_parts(
+        "127.0.0.1:0",
+        Path::new(":memory:"),
+        Some(&seed),
+        consent_core::subject_key::SubjectKeying::Plain,
+        consent_source::store::DEFAULT_PART_SIZE,
+    )
+    .expect("consent source");
+    let source_port = source.port().expect("source port");
+    let tls = pki.server_transport_socket();
+    let with_tls = |yaml: &str| {
+        edit(yaml).replacen(
+            "    filter_chains:\n    - filters:",
+            &format!("    filter_chains:\n    - {tls}\n      filters:"),
+            1,
+        )
+    };
+    launch(
+        with_tls,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        true,
+        Some(default_client),
     )
 }
 
@@ -414,7 +453,7 @@ pub fn start_demo_with(
     wait_for_snapshot: bool,
 ) -> Fixture {
     let without_deltas = |yaml: &str| edit(yaml).replace("\"deltas_path\": \"/deltas\",", "");
-    launch(without_deltas, state, None, 0, wait_for_snapshot)
+    launch(without_deltas, state, None, 0, wait_for_snapshot, None)
 }
 
 fn launch(
@@ -423,6 +462,7 @@ fn launch(
     source: Option<consent_source::Source>,
     source_port: u16,
     wait_for_snapshot: bool,
+    client_tls: Option<ClientTls>,
 ) -> Fixture {
     let backend =
         consent_tools::demo_backend::DemoBackend::start_with_snapshot("127.0.0.1:0", state)
@@ -446,6 +486,7 @@ fn launch(
         backend,
         envoy,
         source,
+        client_tls,
     };
     if wait_for_snapshot {
         let published = wait_until(Duration::from_secs(15), || {
@@ -482,6 +523,7 @@ pub struct Req {
     body: Option<Vec<u8>>,
     http2: bool,
     chunked: bool,
+    client: Option<ClientTls>,
 }
 
 impl Req {
@@ -532,6 +574,151 @@ impl Req {
         self.chunked = true;
         self
     }
+
+    /// Presents `client`'s certificate (mTLS fixtures).
+    pub fn with_client(mut self, client: &ClientTls) -> Req {
+        self.client = Some(client.clone());
+        self
+    }
+}
+
+/// A client certificate and key, with the CA that signed the server's certificate.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate (PEM).
+    pub cert: PathBuf,
+    /// Client key (PEM).
+    pub key: PathBuf,
+}
+
+/// A throwaway CA made with the `openssl` command, issuing a server certificate for
+/// 127.0.0.1 and client certificates with the URI SAN a test asks for.
+pub struct TestPki {
+    dir: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (installed by make deps)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TestPki {
+    /// A new CA and server certificate in a fresh temporary directory.
+    pub fn new() -> TestPki {
+        let dir = std::env::temp_dir().join(tag("pki"));
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=consent-test-ca",
+                "-days",
+                "2",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        );
+        let pki = TestPki { dir };
+        pki.issue("server", "IP:127.0.0.1,DNS:localhost");
+        pki
+    }
+
+    fn issue(&self, name: &str, san: &str) -> ClientTls {
+        let key = format!("{name}.key");
+        let csr = format!("{name}.csr");
+        let crt = format!("{name}.crt");
+        let ext = format!("subjectAltName={san}");
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                &ext,
+            ],
+        );
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-copy_extensions",
+                "copy",
+            ],
+        );
+        ClientTls {
+            ca: self.dir.join("ca.crt"),
+            cert: self.dir.join(crt),
+            key: self.dir.join(key),
+        }
+    }
+
+    /// A client certificate whose URI SAN is `uri` (e.g. a SPIFFE ID).
+    pub fn client(&self, name: &str, uri: &str) -> ClientTls {
+        self.issue(name, &format!("URI:{uri}"))
+    }
+
+    /// The listener's `transport_socket` (flow YAML): TLS with a required client
+    /// certificate signed by this CA.
+    pub fn server_transport_socket(&self) -> String {
+        let f = |n: &str| self.dir.join(n).display().to_string();
+        format!(
+            "transport_socket: {{ name: envoy.transport_sockets.tls, typed_config: {{ \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext, require_client_certificate: true, common_tls_context: {{ tls_certificates: [{{ certificate_chain: {{ filename: \"{}\" }}, private_key: {{ filename: \"{}\" }} }}], validation_context: {{ trusted_ca: {{ filename: \"{}\" }} }} }} }} }}",
+            f("server.crt"),
+            f("server.key"),
+            f("ca.crt")
+        )
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Sends `req` through the fixture's Envoy; returns the response and what the backend saw
@@ -560,12 +747,26 @@ pub fn send(f: &Fixture, req: Req) -> (Response, Option<consent_tools::demo_back
         args.push("-H".into());
         args.push("transfer-encoding: chunked".into());
     }
-    args.push(if req.http2 {
-        "--http2-prior-knowledge".into()
-    } else {
-        "--http1.1".into()
+    let client = req.client.as_ref().or(f.client_tls.as_ref());
+    args.push(match (req.http2, client.is_some()) {
+        (true, false) => "--http2-prior-knowledge".into(),
+        (true, true) => "--http2".into(),
+        (false, _) => "--http1.1".into(),
     });
-    args.push(f.envoy.url(&req.path));
+    match client {
+        Some(tls) => {
+            for (flag, path) in [
+                ("--cacert", &tls.ca),
+                ("--cert", &tls.cert),
+                ("--key", &tls.key),
+            ] {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+            args.push(f.envoy.url(&req.path).replacen("http://", "https://", 1));
+        }
+        None => args.push(f.envoy.url(&req.path)),
+    }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let response = curl(&refs);
     if let Some(path) = body_file {
