@@ -12,6 +12,7 @@ pub mod categories;
 pub mod config;
 pub mod decision;
 pub mod error;
+pub mod explain;
 pub mod gpc;
 pub mod header_plan;
 pub mod keyed_snapshot;

@@ -232,6 +232,8 @@ pub struct Purpose {
     /// Human labels.
     pub label: Label,
     /// Legal basis.
+    /// The policy clause it comes from, e.g. `§3(1)ア②`.
+    pub section: Option<String>,
     pub basis: Basis,
     /// Block or strip when an opt-in consent is missing.
     pub without_consent: WithoutConsent,
@@ -438,6 +440,7 @@ impl CompiledPolicy {
             purposes.push(Purpose {
                 id: p.id.clone(),
                 label: p.label.clone(),
+                section: p.section.clone(),
                 basis: p.basis,
                 without_consent,
                 categories: set,
