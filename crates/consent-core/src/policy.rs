@@ -231,9 +231,9 @@ pub struct Purpose {
     pub id: String,
     /// Human labels.
     pub label: Label,
-    /// Legal basis.
     /// The policy clause it comes from, e.g. `§3(1)ア②`.
     pub section: Option<String>,
+    /// Legal basis.
     pub basis: Basis,
     /// Block or strip when an opt-in consent is missing.
     pub without_consent: WithoutConsent,
