@@ -73,6 +73,10 @@ pub struct Fetcher {
     /// A delta could not be applied: the next fetch is a full one.
     need_full: bool,
     published: BTreeSet<u32>,
+    /// Buckets may hold data this fetcher did not write (an earlier fetcher's, before a
+    /// configuration reload or a lease handover): the next full publish empties every
+    /// bucket it does not write.
+    published_unknown: bool,
     meta: Option<PublishedMeta>,
     stats: Stats,
 }
@@ -87,9 +91,21 @@ impl Fetcher {
             loading: None,
             need_full: true,
             published: BTreeSet::new(),
+            published_unknown: matches!(host::shared_data(META_KEY), Ok((Some(_), _))),
             meta: None,
             stats: Stats::define(),
         }
+    }
+
+    /// Forgets what this fetcher published (another one may publish meanwhile): the next
+    /// fetch is a full one that rewrites or empties every bucket.
+    pub fn forget(&mut self) {
+        self.in_flight = None;
+        self.loading = None;
+        self.need_full = true;
+        self.published.clear();
+        self.published_unknown = true;
+        self.meta = None;
     }
 
     /// Starts ticking.
@@ -297,7 +313,12 @@ impl Fetcher {
             log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
             return;
         }
-        let emptied: Vec<u32> = self.published.difference(&written).copied().collect();
+        let emptied: Vec<u32> = if self.published_unknown {
+            let count = 1u32 << u32::from(config.snapshot.bucket_bits.clamp(1, 24));
+            (0..count).filter(|b| !written.contains(b)).collect()
+        } else {
+            self.published.difference(&written).copied().collect()
+        };
         for bucket in emptied {
             if let Err(status) = host::set_shared_data(
                 &bucket_key(bucket),
@@ -309,6 +330,7 @@ impl Fetcher {
         }
         let buckets = written;
         self.published = buckets.clone();
+        self.published_unknown = false;
         let meta = PublishedMeta {
             version: loading.version,
             fetched_at_ms: host::unix_ms(),

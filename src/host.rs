@@ -44,7 +44,7 @@ pub fn send_reply(status: u16, headers: Vec<(&str, &str)>, body: &[u8]) -> Resul
 }
 
 /// Which body a call is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
     /// The request body (downstream to upstream).
     Request,
@@ -110,6 +110,18 @@ pub fn string_property(path: &[&str]) -> Result<Option<String>, Status> {
     Ok(value
         .filter(|v| !v.is_empty())
         .map(|v| String::from_utf8(v).unwrap_or_else(|_| String::from("\u{fffd}"))))
+}
+
+/// Sets a stream property; Envoy keeps it in filter state as `wasm.<name>`, where access
+/// logs can read it.
+pub fn set_property(name: &str, value: &[u8]) -> Result<(), Status> {
+    hostcalls::set_property(vec![name], Some(value))
+}
+
+/// Sets a value in Envoy shared data only if it has not changed since the read that gave
+/// `cas` (the write fails with `CasMismatch` otherwise). `None` writes unconditionally.
+pub fn set_shared_data_cas(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
 }
 
 /// The root id this plugin instance was configured with.
@@ -180,6 +192,12 @@ impl Metric {
 
     /// Adds one to a counter.
     pub fn inc(self) {
-        let _ = hostcalls::increment_metric(self.0, 1);
+        self.add(1);
+    }
+
+    /// Adds `by` to a counter.
+    pub fn add(self, by: u64) {
+        let by = i64::try_from(by).unwrap_or(i64::MAX);
+        let _ = hostcalls::increment_metric(self.0, by);
     }
 }

@@ -1,102 +1,36 @@
-//! The per-request context: decide on request headers, apply the plan to headers, query
-//! and JSON bodies on the way in and on the way out. Any host failure blocks (fail closed).
+//! The per-request context: decide on request headers, apply the plan to headers and
+//! query, hand bodies to `body_flow`, and record everything for metrics and the decision
+//! log. Any host failure blocks (fail closed), except in dry-run, where nothing is ever
+//! changed and a failure is only recorded.
 
 use std::rc::Rc;
 
-use consent_core::body::redactor::{redact, BodyOutcome, BodyReport, BodyRules, ElementRules};
-use consent_core::body::transform::CivilDate;
-use consent_core::body::{body_mode, BodyHeaders, BodyMode};
-use consent_core::config::{FailureMode, SnapshotSource};
-use consent_core::decision::decide_without_snapshot;
+use consent_core::body::BodyMode;
 use consent_core::decision::{Decision, Outcome};
+use consent_core::decision_log::{safe_request_id, StreamFacts, Way};
 use consent_core::header_plan::{plan_request, plan_response, HeaderEdits};
-use consent_core::party::{CallerFacts, CallerFrom};
 use consent_core::reply::{block_body, decision_header_value};
-use consent_core::routes::RouteFacts;
-use consent_core::{CompiledConfig, Reason, RequestContext, RequestView};
+use consent_core::{CompiledConfig, Reason, RequestView};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Status};
 
 use crate::host::{self, Direction};
-use crate::shared_snapshot::{self, Lookup};
-
-/// Reads what the caller resolution and the route rules need from the host: peer
-/// certificate SANs or the destination cluster, the route name, host and path.
-fn request_context(
-    config: &CompiledConfig,
-    headers: &[(String, Vec<u8>)],
-) -> Result<RequestContext, proxy_wasm::types::Status> {
-    let (uri_san, dns_san, cluster) = match config.caller.from {
-        CallerFrom::PeerCertificate => (
-            host::string_property(&["connection", "uri_san_peer_certificate"])?,
-            host::string_property(&["connection", "dns_san_peer_certificate"])?,
-            None,
-        ),
-        CallerFrom::UpstreamCluster => {
-            (None, None, host::string_property(&["xds", "cluster_name"])?)
-        }
-    };
-    let route_name = if config.routes.uses_route_name {
-        host::string_property(&["xds", "route_name"])?
-    } else {
-        None
-    };
-    let pseudo = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    };
-    let (host_name, path) = if config.routes.uses_host_or_path {
-        (pseudo(":authority"), pseudo(":path"))
-    } else {
-        (None, None)
-    };
-    let caller = CallerFacts {
-        uri_san: uri_san.as_deref(),
-        dns_san: dns_san.as_deref(),
-        cluster: cluster.as_deref(),
-        ..CallerFacts::default()
-    };
-    let route = RouteFacts {
-        route_name: route_name.as_deref(),
-        host: host_name,
-        path,
-    };
-    let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-    Ok(config.context(&caller, &route, pairs))
-}
-
-/// Decides a request view against the configured snapshot source.
-fn decide_view(config: &CompiledConfig, view: &RequestView<'_>) -> Decision {
-    if config.snapshot.source == SnapshotSource::Inline {
-        return config.decide(view);
-    }
-    let user = match view.user {
-        consent_core::HeaderValue::One(u) => Some(u),
-        _ => None,
-    };
-    match shared_snapshot::lookup(config, user) {
-        Lookup::Record(record) => config.decide_with_record(view, record.as_ref()),
-        Lookup::Fault(reason) => decide_without_snapshot(
-            view,
-            &config.policy,
-            &config.enforcement(view),
-            reason,
-            config.snapshot.failure_mode == FailureMode::Strip,
-        ),
-    }
-}
+use crate::request_facts::{decide_view, request_context};
+use crate::{metrics, observe};
 
 /// Status of the reply when the filter itself cannot evaluate a request.
 const INTERNAL_ERROR_STATUS: u16 = 500;
 
 /// State of one HTTP stream.
 pub struct ConsentHttp {
-    config: Option<Rc<CompiledConfig>>,
-    decision: Option<Decision>,
-    request_body: BodyMode,
-    response_body: BodyMode,
+    pub(crate) config: Option<Rc<CompiledConfig>>,
+    pub(crate) decision: Option<Decision>,
+    pub(crate) request_body: BodyMode,
+    pub(crate) response_body: BodyMode,
+    /// Decide and record, change nothing.
+    pub(crate) dry_run: bool,
+    /// What the stream did, for the decision log.
+    pub(crate) stream: StreamFacts,
 }
 
 impl ConsentHttp {
@@ -107,6 +41,8 @@ impl ConsentHttp {
             decision: None,
             request_body: BodyMode::Skip,
             response_body: BodyMode::Skip,
+            dry_run: false,
+            stream: StreamFacts::default(),
         }
     }
 
@@ -116,208 +52,96 @@ impl ConsentHttp {
         self.response_body = BodyMode::Skip;
         let body = block_body(&config.policy, decision);
         let header = decision_header_value(&config.policy, &config.routes, decision);
+        observe::expose_decision(&header);
         let headers = vec![
             ("content-type", "application/json"),
             ("cache-control", "no-store"),
             (config.settings.decision_header.as_str(), header.as_str()),
         ];
-        log::debug!(
-            "consent decision: outcome=block reason={} purpose={} status={status}",
-            decision.reason.as_str(),
-            purpose_label(config, decision)
-        );
         if let Err(status) = host::send_reply(status, headers, body.as_bytes()) {
             log::error!("consent filter: cannot send the block reply: {status:?}");
         }
         Action::Pause
     }
 
-    /// Blocks with `reason`, keeping the purpose of the request's decision.
-    fn refuse(&mut self, config: &CompiledConfig, reason: Reason, direction: Direction) -> Action {
+    /// Refuses the stream with `reason` after the decision (a body that cannot be checked,
+    /// or holds a blocked category). In dry-run the refusal is only recorded.
+    pub(crate) fn refuse(
+        &mut self,
+        config: &CompiledConfig,
+        reason: Reason,
+        direction: Direction,
+    ) -> Action {
+        metrics::refusal(reason, direction, self.dry_run);
+        self.stream.refusal = Some((way(direction), reason));
+        if self.dry_run {
+            match direction {
+                Direction::Request => self.request_body = BodyMode::Skip,
+                Direction::Response => self.response_body = BodyMode::Skip,
+            }
+            return Action::Continue;
+        }
         let purpose = self.decision.as_ref().and_then(|d| d.purpose);
-        let decision = Decision::block(reason, purpose);
+        let mut decision = Decision::block(reason, purpose);
+        if let Some(d) = &self.decision {
+            decision = decision.with_facts(d.facts);
+        }
         let status = refusal_status(config, reason, direction);
         self.reply(config, &decision, status)
     }
 
-    fn fail_closed(&mut self, config: &CompiledConfig, what: &str) -> Action {
-        log::error!("consent filter: {what}; blocking the request");
+    /// The filter cannot do its job: block with `internal_error` (in dry-run: record it
+    /// and let the request through unchanged).
+    pub(crate) fn fail_closed(&mut self, config: &CompiledConfig, what: &str) -> Action {
+        log::error!(
+            "consent filter: {what}; {}",
+            if self.dry_run {
+                "dry-run: passing the request unchanged"
+            } else {
+                "blocking the request"
+            }
+        );
+        if self.dry_run {
+            self.request_body = BodyMode::Skip;
+            self.response_body = BodyMode::Skip;
+            self.stream.refusal = Some((Way::Request, Reason::InternalError));
+            return Action::Continue;
+        }
         let decision = Decision::block(Reason::InternalError, None);
+        metrics::decision(config, &decision, false);
         self.reply(config, &decision, INTERNAL_ERROR_STATUS)
     }
 
-    /// Chooses the body mode from the headers of one direction; pauses when the body must
-    /// be read (content-length goes, as the body may change).
-    fn start_body(
+    fn decide_request(
         &mut self,
         config: &CompiledConfig,
-        direction: Direction,
         headers: &host::Headers,
-    ) -> Action {
-        let Some(decision) = self.decision.as_ref() else {
-            return Action::Continue;
-        };
-        let facts =
-            BodyHeaders::from_headers(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-        let mode = body_mode(
-            config.body_needed(decision),
-            &facts,
-            config.body.max_bytes,
-            config.body.encoded,
-            config.body.unparsed,
-        );
-        match mode {
-            BodyMode::Skip => Action::Continue,
-            BodyMode::Refuse(reason) => self.refuse(config, reason, direction),
-            BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip => {
-                let mut result = host::remove_header(direction, "content-length");
-                if mode == BodyMode::Strip {
-                    result =
-                        result.and_then(|()| host::remove_header(direction, "content-encoding"));
-                }
-                if result.is_err() {
-                    return self.fail_closed(config, "cannot prepare the body for rewriting");
-                }
-                match direction {
-                    Direction::Request => self.request_body = mode,
-                    Direction::Response => self.response_body = mode,
-                }
-                Action::Pause
-            }
-        }
-    }
-
-    /// Buffers a body until its end, then rewrites or refuses it.
-    fn on_body(&mut self, direction: Direction, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.reading(direction) {
-            return Action::Continue;
-        }
-        let Some(config) = self.config.clone() else {
-            return Action::Continue;
-        };
-        if body_size > config.body.max_bytes {
-            return self.refuse(&config, Reason::BodyTooLarge, direction);
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.finish_body(&config, direction, body_size)
-    }
-
-    /// Whether the body of `direction` is being buffered for a rewrite.
-    fn reading(&self, direction: Direction) -> bool {
-        let mode = match direction {
-            Direction::Request => self.request_body,
-            Direction::Response => self.response_body,
-        };
-        matches!(mode, BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip)
-    }
-
-    /// Trailers end the body: finish it now (Envoy's decompressor, for one, adds trailers).
-    fn on_trailers(&mut self, direction: Direction) -> Action {
-        if !self.reading(direction) {
-            return Action::Continue;
-        }
-        let Some(config) = self.config.clone() else {
-            return Action::Continue;
-        };
-        self.finish_body(&config, direction, usize::MAX)
-    }
-
-    /// Reads the whole buffered body (at most `size` bytes) and rewrites, strips or refuses it.
-    fn finish_body(
-        &mut self,
-        config: &CompiledConfig,
-        direction: Direction,
-        size: usize,
-    ) -> Action {
-        let mode = match direction {
-            Direction::Request => std::mem::replace(&mut self.request_body, BodyMode::Skip),
-            Direction::Response => std::mem::replace(&mut self.response_body, BodyMode::Skip),
-        };
-        let body = match host::body(direction, size) {
-            Ok(body) => body,
-            Err(_) => return self.fail_closed(config, "cannot read the body"),
-        };
-        if body.len() > config.body.max_bytes {
-            return self.refuse(config, Reason::BodyTooLarge, direction);
-        }
-        if mode == BodyMode::Strip {
-            return match host::replace_body(direction, body.len(), b"") {
-                Ok(()) => Action::Continue,
-                Err(_) => self.fail_closed(config, "cannot strip the body"),
+    ) -> Result<Decision, &'static str> {
+        let context =
+            request_context(config, headers).map_err(|_| "cannot read the caller or route")?;
+        let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+        let view = RequestView::from_headers(
+            &config.settings.user_header,
+            &config.settings.purpose_header,
+            pairs,
+        )
+        .with_context(context);
+        let decision = decide_view(config, &view);
+        if config.decision_log.enabled {
+            self.stream.subject = match view.user {
+                consent_core::HeaderValue::One(user) => config.decision_log.subject_hash(user),
+                _ => None,
             };
         }
-        match self.redact_body(config, &body) {
-            Ok((BodyOutcome::Unchanged, _)) => Action::Continue,
-            Ok((BodyOutcome::Rewritten(new_body), report)) => {
-                log::debug!(
-                    "consent body: direction={direction:?} removed={} transformed={} dropped_elements={} bytes_in={} bytes_out={}",
-                    report.removed,
-                    report.transformed,
-                    report.dropped_elements,
-                    body.len(),
-                    new_body.len()
-                );
-                match host::replace_body(direction, body.len(), &new_body) {
-                    Ok(()) => Action::Continue,
-                    Err(_) => self.fail_closed(config, "cannot replace the body"),
-                }
-            }
-            Ok((BodyOutcome::Blocked(category), _)) => {
-                log::debug!(
-                    "consent body: direction={direction:?} blocked on category {}",
-                    config.policy.category_id(category)
-                );
-                self.refuse(config, Reason::ForbiddenDataPresent, direction)
-            }
-            // An undeclared body that is not JSON carries no fields to find.
-            Err(_) if mode == BodyMode::Sniff => Action::Continue,
-            Err(_) => self.refuse(config, Reason::BodyInvalidJson, direction),
-        }
+        Ok(decision)
     }
 
-    fn redact_body(
-        &self,
-        config: &CompiledConfig,
-        body: &[u8],
-    ) -> Result<(BodyOutcome, BodyReport), consent_core::body::scan::JsonError> {
-        let Some(decision) = self.decision.as_ref() else {
-            return Ok((BodyOutcome::Unchanged, BodyReport::default()));
-        };
-        let actions = decision
-            .purpose
-            .and_then(|p| config.policy.purpose(p))
-            .map_or(&[][..], |p| p.actions.as_slice());
-        let rules = BodyRules {
-            matcher: config.matcher(decision),
-            actions,
-            coarsen: &config.policy.coarsen,
-            key: config.key.as_deref(),
-            today: CivilDate::from_unix_seconds(host::unix_seconds()),
-        };
-        let forbidden = if decision.outcome == Outcome::Redact {
-            decision.redacted
+    fn header_value(&self, config: &CompiledConfig, decision: &Decision) -> String {
+        let value = decision_header_value(&config.policy, &config.routes, decision);
+        if self.dry_run {
+            format!("mode=dry_run; {value}")
         } else {
-            consent_core::categories::CategorySet::EMPTY
-        };
-        match (config.body.has_elements(), decision.purpose) {
-            (true, Some(_)) => {
-                let element_rules = ElementRules {
-                    elements: &config.body.elements,
-                    subject_paths: &config.body.subject_paths,
-                };
-                let mut verdict = |subject: Option<&str>| {
-                    config.element_verdict_with(decision, subject, |view| decide_view(config, view))
-                };
-                redact(
-                    body,
-                    &rules,
-                    forbidden,
-                    Some((&element_rules, &mut verdict)),
-                )
-            }
-            _ => redact(body, &rules, forbidden, None),
+            value
         }
     }
 }
@@ -335,11 +159,12 @@ fn refusal_status(config: &CompiledConfig, reason: Reason, direction: Direction)
     }
 }
 
-fn purpose_label<'c>(config: &'c CompiledConfig, decision: &Decision) -> &'c str {
-    decision
-        .purpose
-        .and_then(|p| config.policy.purpose(p))
-        .map_or("-", |p| p.id.as_str())
+/// The decision log's name for a direction.
+pub(crate) fn way(direction: Direction) -> Way {
+    match direction {
+        Direction::Request => Way::Request,
+        Direction::Response => Way::Response,
+    }
 }
 
 fn apply_request_edits(edits: &HeaderEdits) -> Result<(), Status> {
@@ -365,47 +190,67 @@ impl HttpContext for ConsentHttp {
             );
             return Action::Pause;
         };
+        // Until a rule is chosen, failures follow the default rule's mode.
+        self.dry_run = config.routes.rule(None).dry_run;
         let headers = match host::request_headers() {
             Ok(headers) => headers,
             Err(_) => return self.fail_closed(&config, "cannot read request headers"),
         };
-        let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let context = match request_context(&config, &headers) {
-            Ok(context) => context,
-            Err(_) => return self.fail_closed(&config, "cannot read the caller or route"),
+        let decision = match self.decide_request(&config, &headers) {
+            Ok(decision) => decision,
+            Err(what) => return self.fail_closed(&config, what),
         };
-        let view = RequestView::from_headers(
-            &config.settings.user_header,
-            &config.settings.purpose_header,
-            pairs(),
-        )
-        .with_context(context);
-        let decision = decide_view(&config, &view);
-        if decision.outcome == Outcome::Block {
+        self.dry_run = config.dry_run(&decision);
+        self.stream.dry_run = self.dry_run;
+        if config.decision_log.enabled {
+            self.stream.request_id = headers
+                .iter()
+                .find(|(n, _)| n == "x-request-id")
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                .and_then(safe_request_id)
+                .map(str::to_string);
+        }
+        metrics::decision(&config, &decision, self.dry_run);
+        if decision.outcome == Outcome::Block && !self.dry_run {
+            self.decision = Some(decision.clone());
             return self.reply(&config, &decision, config.settings.block_status);
         }
-        let edits = plan_request(&config.policy, &decision, pairs());
-        let purpose = decision.purpose.and_then(|p| config.policy.purpose(p));
+        let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+        let edits = plan_request(&config.policy, &decision, pairs);
+        self.stream.removed.request_headers =
+            edits.removed_count.saturating_sub(edits.removed_params);
+        self.stream.removed.query_params = edits.removed_params;
+        metrics::redactions(
+            &config,
+            edits.removed.iter(),
+            Direction::Request,
+            self.dry_run,
+        );
+        let header = self.header_value(&config, &decision);
+        self.decision = Some(decision);
+        let purpose = self
+            .decision
+            .as_ref()
+            .and_then(|d| d.purpose)
+            .and_then(|p| config.policy.purpose(p));
         if purpose.and_then(|p| p.blocks_any(edits.removed)).is_some() {
-            self.decision = Some(decision);
-            return self.refuse(&config, Reason::ForbiddenDataPresent, Direction::Request);
+            let action = self.refuse(&config, Reason::ForbiddenDataPresent, Direction::Request);
+            if !self.dry_run {
+                return action;
+            }
         }
-        if apply_request_edits(&edits).is_err() {
+        if !self.dry_run && apply_request_edits(&edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
-        let header = decision_header_value(&config.policy, &config.routes, &decision);
         if host::set_request_header(&config.settings.decision_header, &header).is_err() {
             return self.fail_closed(&config, "cannot set the decision header");
         }
-        log::debug!(
-            "consent decision: outcome={} reason={} purpose={} removed_from_request={}",
-            decision.outcome.as_str(),
-            decision.reason.as_str(),
-            purpose_label(&config, &decision),
-            edits.removed_count
-        );
-        self.decision = Some(decision);
-        if end_of_stream {
+        observe::expose_decision(&header);
+        let blocked_in_dry_run = self
+            .decision
+            .as_ref()
+            .is_some_and(|d| d.outcome == Outcome::Block);
+        if end_of_stream || blocked_in_dry_run {
             return Action::Continue;
         }
         self.start_body(&config, Direction::Request, &headers)
@@ -423,7 +268,9 @@ impl HttpContext for ConsentHttp {
         let (Some(config), Some(decision)) = (self.config.clone(), self.decision.as_ref()) else {
             return Action::Continue;
         };
-        if !decision.redacts() && !config.body.has_elements() {
+        if decision.outcome == Outcome::Block
+            || (!decision.redacts() && !config.body.has_elements())
+        {
             return Action::Continue;
         }
         let headers = match host::response_headers() {
@@ -432,16 +279,19 @@ impl HttpContext for ConsentHttp {
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
         let edits = plan_response(&config.policy, decision, pairs);
-        for name in &edits.remove {
-            if host::remove_response_header(name).is_err() {
-                return self.fail_closed(&config, "cannot remove forbidden response headers");
+        self.stream.removed.response_headers = edits.removed_count;
+        metrics::redactions(
+            &config,
+            edits.removed.iter(),
+            Direction::Response,
+            self.dry_run,
+        );
+        if !self.dry_run {
+            for name in &edits.remove {
+                if host::remove_response_header(name).is_err() {
+                    return self.fail_closed(&config, "cannot remove forbidden response headers");
+                }
             }
-        }
-        if edits.removed_count > 0 {
-            log::debug!(
-                "consent decision: removed_from_response={}",
-                edits.removed_count
-            );
         }
         if end_of_stream {
             return Action::Continue;
@@ -455,5 +305,11 @@ impl HttpContext for ConsentHttp {
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         self.on_trailers(Direction::Response)
+    }
+
+    fn on_log(&mut self) {
+        if let (Some(config), Some(decision)) = (self.config.as_ref(), self.decision.as_ref()) {
+            observe::log_decision(config, decision, &mut self.stream);
+        }
     }
 }

@@ -6,11 +6,19 @@
 //! integration tests (`tests/`) drive the built `.wasm` inside real Envoy.
 
 #[cfg(target_arch = "wasm32")]
+mod body_flow;
+#[cfg(target_arch = "wasm32")]
 mod fetcher;
 #[cfg(target_arch = "wasm32")]
 mod host;
 #[cfg(target_arch = "wasm32")]
 mod http_context;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
+#[cfg(target_arch = "wasm32")]
+mod observe;
+#[cfg(target_arch = "wasm32")]
+mod request_facts;
 #[cfg(target_arch = "wasm32")]
 mod root_context;
 #[cfg(target_arch = "wasm32")]

@@ -1,10 +1,13 @@
 //! The root context: compiles the plugin configuration once per VM in `on_configure`.
 //! Configured with root id `consent_fetcher` (as a bootstrap singleton), it runs the
-//! snapshot fetcher instead of serving as a filter.
+//! snapshot fetcher instead of serving as a filter. With `snapshot.fetcher: worker_lease`
+//! the filter's own root contexts run the fetcher, one at a time under a lease in shared
+//! data (for Istio and Envoy Gateway, which cannot add bootstrap extensions).
 
 use std::rc::Rc;
 
-use consent_core::config::SnapshotSource;
+use consent_core::config::{FetcherMode, SnapshotSource};
+use consent_core::lease::{claim, next_holder_id, Lease, LEASE_KEY, LEASE_SEQ_KEY};
 use consent_core::{compile_config, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -21,6 +24,41 @@ pub const FETCHER_ROOT_ID: &str = "consent_fetcher";
 pub struct ConsentRoot {
     config: Option<Rc<CompiledConfig>>,
     fetcher: Option<Fetcher>,
+    /// With a worker lease: this root context's holder id and whether it holds the lease.
+    lease: Option<(u64, bool)>,
+}
+
+/// Takes a holder id from the shared counter (compare-and-swap, a few tries).
+fn holder_id() -> Option<u64> {
+    for _ in 0..16 {
+        let (stored, cas) = host::shared_data(LEASE_SEQ_KEY).ok()?;
+        let id = next_holder_id(stored.as_deref());
+        if host::set_shared_data_cas(LEASE_SEQ_KEY, &id.to_le_bytes(), cas).is_ok() {
+            return Some(id);
+        }
+    }
+    None
+}
+
+/// Claims or renews the lease for `me`; true while this root context holds it.
+fn hold_lease(me: u64, ttl_ms: u64) -> bool {
+    let Ok((stored, cas)) = host::shared_data(LEASE_KEY) else {
+        return false;
+    };
+    let current = stored.as_deref().and_then(Lease::decode);
+    if stored.is_none() {
+        // Create the key first, so that every later claim is a compare-and-swap.
+        let free = Lease {
+            holder: 0,
+            expires_ms: 0,
+        };
+        let _ = host::set_shared_data_cas(LEASE_KEY, &free.encode(), None);
+        return false;
+    }
+    match claim(current, me, host::unix_ms(), ttl_ms) {
+        Some(lease) => host::set_shared_data_cas(LEASE_KEY, &lease.encode(), cas).is_ok(),
+        None => false,
+    }
 }
 
 impl Context for ConsentRoot {
@@ -75,6 +113,19 @@ impl RootContext for ConsentRoot {
                     self.fetcher = Some(fetcher);
                     return started;
                 }
+                if config.snapshot.source == SnapshotSource::Shared
+                    && config.snapshot.fetcher == FetcherMode::WorkerLease
+                {
+                    let Some(me) = holder_id() else {
+                        log::error!("consent filter: cannot take a fetcher lease id");
+                        return false;
+                    };
+                    let fetcher = Fetcher::new(config);
+                    let started = fetcher.start();
+                    self.fetcher = Some(fetcher);
+                    self.lease = Some((me, false));
+                    return started;
+                }
                 true
             }
             Err(err) => {
@@ -85,9 +136,27 @@ impl RootContext for ConsentRoot {
     }
 
     fn on_tick(&mut self) {
-        if let Some(fetcher) = self.fetcher.as_mut() {
-            fetcher.on_tick();
+        let Some(fetcher) = self.fetcher.as_mut() else {
+            return;
+        };
+        if let (Some((me, held)), Some(config)) = (self.lease.as_mut(), self.config.as_ref()) {
+            let ttl = config.snapshot.refresh_ms.saturating_mul(3).max(3000);
+            let holds = hold_lease(*me, ttl);
+            if holds != *held {
+                log::info!(
+                    "consent fetcher: worker {me} {} the fetcher lease",
+                    if holds { "took" } else { "lost" }
+                );
+                if !holds {
+                    fetcher.forget();
+                }
+                *held = holds;
+            }
+            if !holds {
+                return;
+            }
         }
+        fetcher.on_tick();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

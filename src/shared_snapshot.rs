@@ -77,3 +77,8 @@ pub fn lookup(config: &CompiledConfig, user: Option<&str>) -> Lookup {
         Err(_) => Lookup::Fault(Reason::SnapshotUnavailable),
     }
 }
+
+/// Version of the snapshot this VM last read (no host call), for decision logs.
+pub fn last_version() -> Option<u64> {
+    META.with(|m| m.borrow().as_ref().map(|(_, meta)| meta.version))
+}

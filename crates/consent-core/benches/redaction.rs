@@ -95,6 +95,7 @@ fn rules(policy: &CompiledPolicy) -> BodyRules<'_> {
             month: 11,
             day: 27,
         },
+        record_paths: false,
     }
 }
 

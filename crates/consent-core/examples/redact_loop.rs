@@ -51,6 +51,7 @@ fn main() {
             month: 11,
             day: 27,
         },
+        record_paths: false,
     };
     let mut total = 0usize;
     let start = std::time::Instant::now();

@@ -3,11 +3,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::body::matcher::Matcher;
-use crate::body::redactor::ElementVerdict;
+use crate::body::redactor::{
+    redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict,
+};
+use crate::body::scan::JsonError;
 use crate::body::selector::{parse_selector, Segment};
+use crate::body::transform::CivilDate;
 use crate::body::{EncodedBody, UnparsedBody};
 use crate::categories::CategoryIdx;
 use crate::decision::{decide, Decision, Enforcement, Outcome};
+use crate::decision_log::{DecisionLogDoc, DecisionLogSettings};
 use crate::error::ConfigError;
 use crate::gpc::{is_signal, GpcDoc, GpcSettings, GPC_HEADER};
 use crate::keyed_snapshot::SubjectKeyKind;
@@ -133,6 +138,23 @@ pub struct SnapshotSettingsDoc {
     /// `block` (default) or `strip`, when the snapshot is missing or stale.
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Who fetches: `singleton` (an `envoy.bootstrap.wasm` service with root id
+    /// `consent_fetcher`, default) or `worker_lease` (one of the filter's own worker VMs,
+    /// elected through a lease in shared data; for Istio and Envoy Gateway, which cannot
+    /// add bootstrap extensions).
+    #[serde(default)]
+    pub fetcher: FetcherMode,
+}
+
+/// Who fetches the live snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FetcherMode {
+    /// A bootstrap singleton with root id `consent_fetcher`.
+    #[default]
+    Singleton,
+    /// The filter's worker VMs, one at a time under a lease.
+    WorkerLease,
 }
 
 impl Default for SnapshotSettingsDoc {
@@ -150,6 +172,7 @@ impl Default for SnapshotSettingsDoc {
             subject_key: SubjectKeyKind::default(),
             subject_key_secret: None,
             failure_mode: FailureMode::default(),
+            fetcher: FetcherMode::default(),
         }
     }
 }
@@ -179,6 +202,8 @@ pub struct SnapshotSettings {
     pub keying: SubjectKeying,
     /// Failure mode.
     pub failure_mode: FailureMode,
+    /// Who fetches.
+    pub fetcher: FetcherMode,
 }
 
 /// Where the subjects of a multi-subject body are.
@@ -290,6 +315,12 @@ pub struct ConfigDoc {
     /// The rule for requests no route rule matches.
     #[serde(default)]
     pub default_route: RouteRuleDoc,
+    /// Shadow mode: decide and record everything, change nothing (rules may override).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Decision log lines.
+    #[serde(default)]
+    pub decision_log: DecisionLogDoc,
 }
 
 /// Where the caller's identity comes from (`caller`).
@@ -366,6 +397,8 @@ pub struct CompiledConfig {
     pub gpc: GpcSettings,
     /// Route rules.
     pub routes: RouteTable,
+    /// Decision logging.
+    pub decision_log: DecisionLogSettings,
 }
 
 impl CompiledConfig {
@@ -423,6 +456,11 @@ impl CompiledConfig {
             gpc,
             rule: self.routes.select(route),
         }
+    }
+
+    /// Whether the request `decision` was made for runs in dry-run (shadow) mode.
+    pub fn dry_run(&self, decision: &Decision) -> bool {
+        self.routes.rule(decision.facts.rule).dry_run
     }
 
     /// The rule and GPC handling a request view is decided under.
@@ -496,6 +534,54 @@ impl CompiledConfig {
             Outcome::Allow => ElementVerdict::Forbid(crate::categories::CategorySet::EMPTY),
             Outcome::Redact => ElementVerdict::Forbid(decision.redacted),
         }
+    }
+
+    /// Redacts one JSON body for `decision`: the decision's forbidden categories with the
+    /// purpose's actions, and, when `body.subjects` is set, each multi-subject element
+    /// decided for its own subject with `decide_element` (which looks the subject up the
+    /// same way the request was). `record_paths` fills the report's field paths.
+    pub fn redact_body(
+        &self,
+        decision: &Decision,
+        body: &[u8],
+        today: CivilDate,
+        record_paths: bool,
+        decide_element: impl FnMut(&RequestView<'_>) -> Decision,
+    ) -> Result<(BodyOutcome, BodyReport), JsonError> {
+        let actions = decision
+            .purpose
+            .and_then(|p| self.policy.purpose(p))
+            .map_or(&[][..], |p| p.actions.as_slice());
+        let rules = BodyRules {
+            matcher: self.matcher(decision),
+            actions,
+            coarsen: &self.policy.coarsen,
+            key: self.key.as_deref(),
+            today,
+            record_paths,
+        };
+        let forbidden = if decision.outcome == Outcome::Redact {
+            decision.redacted
+        } else {
+            crate::categories::CategorySet::EMPTY
+        };
+        if !self.body.has_elements() || decision.purpose.is_none() {
+            return redact(body, &rules, forbidden, None);
+        }
+        let element_rules = ElementRules {
+            elements: &self.body.elements,
+            subject_paths: &self.body.subject_paths,
+        };
+        let mut decide_element = decide_element;
+        let mut verdict = |subject: Option<&str>| {
+            self.element_verdict_with(decision, subject, &mut decide_element)
+        };
+        redact(
+            body,
+            &rules,
+            forbidden,
+            Some((&element_rules, &mut verdict)),
+        )
     }
 
     /// Whether a decision needs the body read: it forbids a category some selector finds,
@@ -579,7 +665,20 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         [&user_header, &purpose_header, &decision_header],
     )?;
     let gpc = GpcSettings::compile(&doc.gpc, &policy, "gpc")?;
-    let routes = RouteTable::compile(&doc.routes, &doc.default_route, &policy, doc.require_user)?;
+    let routes = RouteTable::compile(
+        &doc.routes,
+        &doc.default_route,
+        &policy,
+        doc.require_user,
+        doc.dry_run,
+    )?;
+    let log_key = doc
+        .snapshot
+        .subject_key_secret
+        .as_ref()
+        .or(doc.pseudonymisation_key.as_ref())
+        .map(String::as_bytes);
+    let decision_log = DecisionLogSettings::compile(&doc.decision_log, log_key)?;
     Ok(CompiledConfig {
         settings: Settings {
             user_header,
@@ -597,6 +696,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         caller,
         gpc,
         routes,
+        decision_log,
     })
 }
 
@@ -712,6 +812,7 @@ fn compile_snapshot(doc: &SnapshotSettingsDoc) -> Result<SnapshotSettings, Confi
         bucket_bits: doc.bucket_bits,
         keying,
         failure_mode: doc.failure_mode,
+        fetcher: doc.fetcher,
     })
 }
 

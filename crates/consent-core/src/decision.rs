@@ -12,7 +12,7 @@ use crate::routes::{RouteRule, RuleIdx};
 use crate::snapshot::{ConsentRecord, Grant};
 
 /// What happens to the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Pass unchanged.
@@ -403,8 +403,14 @@ mod tests {
 
     pub(crate) fn enforcement(p: &CompiledPolicy, require_user: bool) -> Owned {
         Owned {
-            routes: crate::routes::RouteTable::compile(&[], &Default::default(), p, require_user)
-                .unwrap(),
+            routes: crate::routes::RouteTable::compile(
+                &[],
+                &Default::default(),
+                p,
+                require_user,
+                false,
+            )
+            .unwrap(),
             gpc: GpcSettings::default(),
         }
     }

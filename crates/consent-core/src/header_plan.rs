@@ -16,6 +16,8 @@ pub struct HeaderEdits {
     pub removed: CategorySet,
     /// Number of headers and parameters removed.
     pub removed_count: usize,
+    /// Of which query parameters.
+    pub removed_params: usize,
 }
 
 impl HeaderEdits {
@@ -74,6 +76,7 @@ where
             });
             edits.removed = edits.removed.union(hit);
             edits.removed_count += count;
+            edits.removed_params += count;
             continue;
         }
         let cats = policy.header_categories(name).intersection(forbidden);

@@ -11,11 +11,13 @@ pub mod buckets;
 pub mod categories;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod error;
 pub mod explain;
 pub mod gpc;
 pub mod header_plan;
 pub mod keyed_snapshot;
+pub mod lease;
 pub mod party;
 pub mod policy;
 #[cfg(test)]

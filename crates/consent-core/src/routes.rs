@@ -47,6 +47,9 @@ pub struct RouteRuleDoc {
     /// Extra JSON selectors for this route's bodies, by category id (added to the policy's).
     #[serde(default)]
     pub json: BTreeMap<String, Vec<String>>,
+    /// Dry-run (shadow) mode for this route; the top-level `dry_run` when absent.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
 }
 
 /// Index of a rule in the table; `None` in a request view means the default rule.
@@ -127,6 +130,8 @@ pub struct RouteRule {
     pub require_user: bool,
     /// The policy's selectors plus this rule's; `None` when the rule adds none.
     pub matcher: Option<Matcher>,
+    /// Decide and record, change nothing.
+    pub dry_run: bool,
 }
 
 impl RouteRule {
@@ -156,6 +161,7 @@ impl RouteTable {
         default: &RouteRuleDoc,
         policy: &CompiledPolicy,
         require_user: bool,
+        dry_run: bool,
     ) -> Result<Self, ConfigError> {
         if default.matches.is_some() || default.name.is_some() {
             return Err(ConfigError::invalid(
@@ -170,6 +176,7 @@ impl RouteTable {
             "default",
             policy,
             require_user,
+            dry_run,
         )?;
         let mut compiled: Vec<RouteRule> = Vec::with_capacity(rules.len());
         for (i, doc) in rules.iter().enumerate() {
@@ -206,6 +213,7 @@ impl RouteTable {
                 &name,
                 policy,
                 require_user,
+                dry_run,
             )?);
         }
         if compiled.len() > usize::from(u16::MAX) {
@@ -341,6 +349,7 @@ fn compile_rule(
     name: &str,
     policy: &CompiledPolicy,
     require_user: bool,
+    dry_run: bool,
 ) -> Result<RouteRule, ConfigError> {
     let accepted = match &doc.purposes {
         None => None,
@@ -386,6 +395,7 @@ fn compile_rule(
         accepted,
         require_user: doc.require_user.unwrap_or(require_user),
         matcher,
+        dry_run: doc.dry_run.unwrap_or(dry_run),
     })
 }
 
@@ -398,7 +408,7 @@ mod tests {
     fn table(rules: serde_json::Value) -> Result<RouteTable, ConfigError> {
         let docs: Vec<RouteRuleDoc> = serde_json::from_value(rules).unwrap();
         let policy = CompiledPolicy::default_policy().unwrap();
-        RouteTable::compile(&docs, &RouteRuleDoc::default(), &policy, true)
+        RouteTable::compile(&docs, &RouteRuleDoc::default(), &policy, true, false)
     }
 
     fn pick<'t>(t: &'t RouteTable, name: Option<&str>, host: &str, path: &str) -> &'t str {

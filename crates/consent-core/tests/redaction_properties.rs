@@ -126,6 +126,7 @@ fn rules(m: &Matcher) -> BodyRules<'_> {
         coarsen: &[],
         key: None,
         today: TODAY,
+        record_paths: false,
     }
 }
 

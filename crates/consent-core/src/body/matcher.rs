@@ -179,6 +179,12 @@ impl Matcher {
         self.slots = slots;
     }
 
+    /// Whether some selector names `key` (a `$..name` or a `Key` step): such names may
+    /// appear in logged field paths.
+    pub fn knows_name(&self, key: &[u8]) -> bool {
+        self.name_with_head(key, head_word(key)).is_some()
+    }
+
     /// The categories a key's name carries through `$..name` selectors, and its id when
     /// some general selector has it as a `Key` step.
     #[inline]

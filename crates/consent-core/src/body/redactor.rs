@@ -39,6 +39,8 @@ pub struct BodyRules<'a> {
     pub key: Option<&'a [u8]>,
     /// Today's date, for age bands.
     pub today: CivilDate,
+    /// Record the path of every field acted on (for logs, dry-run and the explain tool).
+    pub record_paths: bool,
 }
 
 /// How the elements of a multi-subject body are found and identified.
@@ -73,8 +75,40 @@ pub enum BodyOutcome {
     Blocked(CategoryIdx),
 }
 
+/// Most field paths one report records; further hits are only counted.
+pub const MAX_FIELD_HITS: usize = 64;
+
+/// What was done to one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HitAction {
+    /// The member or element was removed.
+    Removed,
+    /// The value was coarsened.
+    Coarsened,
+    /// The value was replaced by a keyed hash.
+    Pseudonymised,
+    /// The field made the whole body refused.
+    Blocked,
+    /// A multi-subject element was removed because its subject's decision blocks.
+    ElementDropped,
+}
+
+/// One field acted on. The path names only keys the policy's selectors know and array
+/// indexes; any other key is written `*`, so no key taken from the body (which could be
+/// personal data, e.g. an e-mail address used as a key) reaches a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldHit {
+    /// JSONPath-like location, e.g. `$.items[3].gps`.
+    pub path: String,
+    /// The category acted on (`None` for a dropped element).
+    pub category: Option<CategoryIdx>,
+    /// What was done.
+    pub action: HitAction,
+}
+
 /// Counts of what a pass did, for logs and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyReport {
     /// Members or elements removed.
     pub removed: usize,
@@ -84,6 +118,19 @@ pub struct BodyReport {
     pub dropped_elements: usize,
     /// Categories found and acted on.
     pub categories: CategorySet,
+    /// Fields acted on, in body order (only with [`BodyRules::record_paths`]; at most
+    /// [`MAX_FIELD_HITS`]).
+    pub fields: Vec<FieldHit>,
+    /// More fields were acted on than `fields` holds.
+    pub fields_truncated: bool,
+}
+
+/// One step of the path to the current value, while paths are recorded.
+#[derive(Debug, Clone)]
+enum PathSeg<'a> {
+    Key(Cow<'a, [u8]>),
+    Unknown,
+    Index(usize),
 }
 
 enum Stop {
@@ -127,6 +174,7 @@ pub fn redact<'v>(
         copied: 0,
         changed: false,
         report: BodyReport::default(),
+        path: Vec::new(),
     };
     let root = rules.matcher.root_id();
     let element_root = r.element_rules.map(|er| er.elements.root_id());
@@ -158,6 +206,7 @@ struct Redactor<'a, 'r, 'v> {
     copied: usize,
     changed: bool,
     report: BodyReport,
+    path: Vec<PathSeg<'a>>,
 }
 
 impl<'a> Redactor<'a, '_, '_> {
@@ -204,7 +253,7 @@ impl<'a> Redactor<'a, '_, '_> {
         loop {
             self.sc.skip_ws();
             let member_start = self.sc.pos;
-            let key_bytes: Cow<'a, [u8]>;
+            let mut key_bytes: Cow<'a, [u8]> = Cow::Borrowed(&[]);
             let key = if is_object {
                 let (s, e, escaped) = self.sc.string()?;
                 key_bytes = decode_string(input.get(s..e).unwrap_or_default(), escaped);
@@ -238,13 +287,29 @@ impl<'a> Redactor<'a, '_, '_> {
             }
             let hit = matched.intersection(forbidden);
             let mut removed = false;
+            let seg = if !self.rules.record_paths {
+                PathSeg::Unknown
+            } else if is_object {
+                if self.rules.matcher.knows_name(&key_bytes) {
+                    PathSeg::Key(key_bytes.clone())
+                } else {
+                    PathSeg::Unknown
+                }
+            } else {
+                PathSeg::Index(index)
+            };
             if !hit.is_empty() {
+                let first = hit.iter().next();
                 match self.resolve(hit) {
-                    Resolved::Block(c) => return Err(Stop::Block(c)),
+                    Resolved::Block(c) => {
+                        self.record(seg, Some(c), HitAction::Blocked);
+                        return Err(Stop::Block(c));
+                    }
                     Resolved::Remove => {
                         self.sc.skip_value(depth + 1)?;
                         self.report.removed += 1;
                         self.report.categories = self.report.categories.union(hit);
+                        self.record(seg, first, HitAction::Removed);
                         removed = true;
                     }
                     Resolved::Transform(category, action) => {
@@ -255,9 +320,16 @@ impl<'a> Redactor<'a, '_, '_> {
                             Some(bytes) => {
                                 self.replace(value_start, self.sc.pos, &bytes);
                                 self.report.transformed += 1;
+                                let done = if action == FieldAction::Pseudonymise {
+                                    HitAction::Pseudonymised
+                                } else {
+                                    HitAction::Coarsened
+                                };
+                                self.record(seg, Some(category), done);
                             }
                             None => {
                                 self.report.removed += 1;
+                                self.record(seg, Some(category), HitAction::Removed);
                                 removed = true;
                             }
                         }
@@ -268,14 +340,19 @@ impl<'a> Redactor<'a, '_, '_> {
                     ElementVerdict::Drop => {
                         self.sc.skip_value(depth + 1)?;
                         self.report.dropped_elements += 1;
+                        self.record(seg, None, HitAction::ElementDropped);
                         removed = true;
                     }
                     ElementVerdict::Forbid(element_forbidden) => {
+                        self.enter(seg);
                         self.value(child_state, None, element_forbidden, depth + 1)?;
+                        self.leave();
                     }
                 }
             } else {
+                self.enter(seg);
                 self.value(child_state, child_element_state, forbidden, depth + 1)?;
+                self.leave();
             }
             let value_end = self.sc.pos;
             if removed {
@@ -360,6 +437,49 @@ impl<'a> Redactor<'a, '_, '_> {
             Some(verdict) => verdict(subject.as_deref()),
             None => ElementVerdict::Drop,
         }
+    }
+
+    fn enter(&mut self, seg: PathSeg<'a>) {
+        if self.rules.record_paths {
+            self.path.push(seg);
+        }
+    }
+
+    fn leave(&mut self) {
+        if self.rules.record_paths {
+            self.path.pop();
+        }
+    }
+
+    /// Records a field acted on at `seg` below the current path.
+    fn record(&mut self, seg: PathSeg<'a>, category: Option<CategoryIdx>, action: HitAction) {
+        if !self.rules.record_paths {
+            return;
+        }
+        if self.report.fields.len() >= MAX_FIELD_HITS {
+            self.report.fields_truncated = true;
+            return;
+        }
+        let mut path = String::from("$");
+        for s in self.path.iter().chain(std::iter::once(&seg)) {
+            match s {
+                PathSeg::Key(k) => {
+                    path.push('.');
+                    path.push_str(std::str::from_utf8(k).unwrap_or("*"));
+                }
+                PathSeg::Unknown => path.push_str(".*"),
+                PathSeg::Index(i) => {
+                    path.push('[');
+                    path.push_str(&i.to_string());
+                    path.push(']');
+                }
+            }
+        }
+        self.report.fields.push(FieldHit {
+            path,
+            category,
+            action,
+        });
     }
 
     fn cut(&mut self, from: usize, to: usize) {
@@ -481,8 +601,80 @@ mod tests {
             coarsen: &coarsen,
             key: Some(b"test-key-0123456789"),
             today: TODAY,
+            record_paths: false,
         };
         redact(input.as_bytes(), &rules, set(forbidden), None)
+    }
+
+    fn report_with_paths(
+        input: &str,
+        forbidden: &[CategoryIdx],
+        actions: &[(CategoryIdx, FieldAction)],
+    ) -> BodyReport {
+        let m = matcher();
+        let coarsen = vec![None, Some(CoarsenSpec::GridDegrees(0.01)), None, None, None];
+        let rules = BodyRules {
+            matcher: &m,
+            actions,
+            coarsen: &coarsen,
+            key: Some(b"test-key-0123456789"),
+            today: TODAY,
+            record_paths: true,
+        };
+        let with = redact(input.as_bytes(), &rules, set(forbidden), None).unwrap();
+        let without = redact(
+            input.as_bytes(),
+            &BodyRules {
+                record_paths: false,
+                ..rules
+            },
+            set(forbidden),
+            None,
+        )
+        .unwrap();
+        assert_eq!(with.0, without.0, "recording paths changes nothing");
+        with.1
+    }
+
+    #[test]
+    fn field_paths_name_known_keys_and_indexes_and_hide_every_other_key() {
+        let input = r#"{"a@example.jp": {"email": "x", "gps": "35.86123,139.64567"},
+                        "transactions": [{"merchant": "m"}, {"amount": 1, "merchant": "n"}],
+                        "\u0065mail": "y"}"#;
+        let report = report_with_paths(
+            input,
+            &[EMAIL, GPS, MERCHANT],
+            &[(GPS, FieldAction::Coarsen)],
+        );
+        let got: Vec<(&str, HitAction)> = report
+            .fields
+            .iter()
+            .map(|f| (f.path.as_str(), f.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("$.*.email", HitAction::Removed),
+                ("$.*.gps", HitAction::Coarsened),
+                ("$.transactions[0].merchant", HitAction::Removed),
+                ("$.transactions[1].merchant", HitAction::Removed),
+                ("$.email", HitAction::Removed),
+            ]
+        );
+        assert!(report.fields.iter().all(|f| !f.path.contains("example")));
+        assert_eq!(report.fields[1].category, Some(GPS));
+    }
+
+    #[test]
+    fn field_paths_are_bounded() {
+        let many: Vec<String> = (0..MAX_FIELD_HITS + 10)
+            .map(|i| format!("{{\"email\": \"{i}\"}}"))
+            .collect();
+        let input = format!("[{}]", many.join(","));
+        let report = report_with_paths(&input, &[EMAIL], &[]);
+        assert_eq!(report.fields.len(), MAX_FIELD_HITS);
+        assert!(report.fields_truncated);
+        assert_eq!(report.removed, MAX_FIELD_HITS + 10);
     }
 
     fn out(input: &str, forbidden: &[CategoryIdx]) -> String {
@@ -575,6 +767,7 @@ mod tests {
             coarsen: &[],
             key: None,
             today: TODAY,
+            record_paths: false,
         };
         let (outcome, report) =
             redact(br#"{"places":[1,2,3],"n":1}"#, &rules, set(&[GPS]), None).unwrap();
@@ -624,6 +817,7 @@ mod tests {
             coarsen: &[],
             key: None,
             today: TODAY,
+            record_paths: false,
         };
         let (outcome, _) =
             redact(br#"{"device_id":"d","a":1}"#, &rules, set(&[DEVICE]), None).unwrap();
@@ -669,6 +863,7 @@ mod tests {
             coarsen: &[],
             key: None,
             today: TODAY,
+            record_paths: false,
         };
         assert!(
             redact(b"{\"a\":\"\xff\"}", &rules, set(&[EMAIL]), None).is_err(),
@@ -699,6 +894,7 @@ mod tests {
             coarsen: &[],
             key: None,
             today: TODAY,
+            record_paths: false,
         };
         let mut verdict = |subject: Option<&str>| match subject {
             Some("alice") => ElementVerdict::Forbid(CategorySet::EMPTY),

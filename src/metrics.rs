@@ -1,0 +1,125 @@
+//! The filter's Envoy stats. Names carry their labels as `.label.value` pairs; the shipped
+//! Envoy configs extract them as tags (`stats_config.stats_tags`), so Prometheus shows e.g.
+//! `consent_decisions{mode="enforce",outcome="block",reason="consent_missing",purpose="surveys"}`.
+//! Label values come only from the policy and the reason codes, never from a request, so the
+//! number of series is bounded by the policy.
+//!
+//! | stat | type | labels |
+//! |---|---|---|
+//! | `consent.decisions` | counter | mode, outcome, reason, purpose |
+//! | `consent.redactions` | counter | mode, direction, category (one per category a request had removed in that direction) |
+//! | `consent.refusals` | counter | mode, direction, reason (body refusals after the decision) |
+//! | `consent.body_bytes` | counter | direction (bytes of bodies inspected) |
+//!
+//! Each VM defines a stat once and keeps its id; Envoy sums the workers.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use consent_core::categories::CategoryIdx;
+use consent_core::decision::{Decision, Outcome};
+use consent_core::{CompiledConfig, Reason};
+
+use crate::host::{Direction, Metric};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Decision(bool, Outcome, Reason, Option<u16>),
+    Redaction(bool, Direction, usize),
+    Refusal(bool, Direction, Reason),
+    BodyBytes(Direction),
+}
+
+thread_local! {
+    static IDS: RefCell<HashMap<Key, Option<Metric>>> = RefCell::new(HashMap::new());
+}
+
+fn mode(dry_run: bool) -> &'static str {
+    if dry_run {
+        "dry_run"
+    } else {
+        "enforce"
+    }
+}
+
+fn way(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Request => "request",
+        Direction::Response => "response",
+    }
+}
+
+fn add(key: Key, by: u64, name: impl FnOnce() -> String) {
+    let metric = IDS.with(|ids| {
+        *ids.borrow_mut()
+            .entry(key)
+            .or_insert_with(|| Metric::counter(&name()))
+    });
+    if let Some(metric) = metric {
+        metric.add(by);
+    }
+}
+
+/// Counts one decision.
+pub fn decision(config: &CompiledConfig, decision: &Decision, dry_run: bool) {
+    let purpose = decision.purpose;
+    let key = Key::Decision(
+        dry_run,
+        decision.outcome,
+        decision.reason,
+        purpose.map(|p| p.0),
+    );
+    add(key, 1, || {
+        let purpose = purpose
+            .and_then(|p| config.policy.purpose(p))
+            .map_or("none", |p| p.id.as_str());
+        format!(
+            "consent.decisions.mode.{}.outcome.{}.reason.{}.purpose.{purpose}",
+            mode(dry_run),
+            decision.outcome.as_str(),
+            decision.reason.as_str()
+        )
+    });
+}
+
+/// Counts the categories removed (or, in dry-run, that would be) in one direction.
+pub fn redactions(
+    config: &CompiledConfig,
+    categories: impl Iterator<Item = CategoryIdx>,
+    direction: Direction,
+    dry_run: bool,
+) {
+    for category in categories {
+        add(
+            Key::Redaction(dry_run, direction, category.position()),
+            1,
+            || {
+                format!(
+                    "consent.redactions.mode.{}.direction.{}.category.{}",
+                    mode(dry_run),
+                    way(direction),
+                    config.policy.category_id(category)
+                )
+            },
+        );
+    }
+}
+
+/// Counts a body refusal.
+pub fn refusal(reason: Reason, direction: Direction, dry_run: bool) {
+    add(Key::Refusal(dry_run, direction, reason), 1, || {
+        format!(
+            "consent.refusals.mode.{}.direction.{}.reason.{}",
+            mode(dry_run),
+            way(direction),
+            reason.as_str()
+        )
+    });
+}
+
+/// Counts body bytes inspected.
+pub fn body_bytes(direction: Direction, bytes: usize) {
+    add(Key::BodyBytes(direction), bytes as u64, || {
+        format!("consent.body_bytes.direction.{}", way(direction))
+    });
+}

@@ -1,0 +1,59 @@
+//! What operators see besides stats: the decision in Envoy's filter state (for access
+//! logs) and one JSON decision-log line per sampled request.
+
+use std::cell::Cell;
+
+use consent_core::decision::{Decision, Outcome};
+use consent_core::decision_log::{log_line, StreamFacts};
+use consent_core::CompiledConfig;
+
+use crate::{host, shared_snapshot};
+
+/// Filter-state name of the decision (`wasm.consent_decision` in access-log formats).
+pub const DECISION_PROPERTY: &str = "consent_decision";
+
+thread_local! {
+    /// Requests seen by this VM without a request id, for sampling them.
+    static UNNAMED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Puts the decision header value in filter state, where access logs can print it with
+/// `%FILTER_STATE(wasm.consent_decision:PLAIN)%`.
+pub fn expose_decision(value: &str) {
+    if let Err(status) = host::set_property(DECISION_PROPERTY, value.as_bytes()) {
+        log::debug!("consent filter: cannot set the decision property: {status:?}");
+    }
+}
+
+/// Writes the decision-log line of a finished stream, if it is in the sample.
+pub fn log_decision(config: &CompiledConfig, decision: &Decision, stream: &mut StreamFacts) {
+    let settings = &config.decision_log;
+    if !settings.enabled {
+        return;
+    }
+    let blocked = decision.outcome == Outcome::Block || stream.refusal.is_some();
+    let fallback = UNNAMED.with(|n| {
+        let next = n.get().wrapping_add(1);
+        n.set(next);
+        next
+    });
+    if !settings.sampled(stream.request_id.as_deref(), fallback, blocked) {
+        return;
+    }
+    stream.route_name = host::string_property(&["xds", "route_name"]).ok().flatten();
+    stream.snapshot_version = match config.snapshot.source {
+        consent_core::config::SnapshotSource::Shared => shared_snapshot::last_version(),
+        consent_core::config::SnapshotSource::Inline => Some(config.consents.version),
+    };
+    let line = log_line(
+        &config.policy,
+        &config.routes,
+        decision,
+        stream,
+        host::unix_ms(),
+    );
+    match line.to_json() {
+        Some(json) => log::info!("consent_decision {json}"),
+        None => log::warn!("consent filter: cannot serialise a decision log line"),
+    }
+}
