@@ -161,6 +161,8 @@ wait $pid"#;
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])
+            // Flush logs within 50 ms, so tests can read what Envoy just wrote.
+            .args(["--file-flush-interval-msec", "50"])
             .arg("--log-path")
             .arg(&log)
             .stdout(Stdio::null())

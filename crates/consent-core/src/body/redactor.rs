@@ -290,7 +290,9 @@ impl<'a> Redactor<'a, '_, '_> {
             let seg = if !self.rules.record_paths {
                 PathSeg::Unknown
             } else if is_object {
-                if self.rules.matcher.knows_name(&key_bytes) {
+                let known = self.rules.matcher.knows_name(&key_bytes)
+                    || element_matcher.is_some_and(|m| m.knows_name(&key_bytes));
+                if known {
                     PathSeg::Key(key_bytes.clone())
                 } else {
                     PathSeg::Unknown
