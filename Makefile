@@ -20,7 +20,7 @@ CARGO         ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source bench-snapshot bench bench-core bench-envoy bench-tools
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot bench bench-core bench-envoy bench-tools
 
 help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
@@ -28,6 +28,7 @@ help:
 	@echo "make validate   envoy --mode validate on every config in envoy-config/"
 	@echo "make bench  criterion benchmarks of the core, then body throughput in Envoy (filter on/off/empty)"
 	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
+	@echo "make consentctl   build the operators' CLI (target/debug/consentctl --help)"
 
 ## ---- set-up -------------------------------------------------------------------
 
@@ -77,6 +78,10 @@ demo-backend:
 consent-source:
 	$(CARGO) build -p consent-source
 
+# Operators' CLI: validate configs, policies and snapshots, explain a decision (target/debug/consentctl).
+consentctl:
+	$(CARGO) build -p consentctl
+
 ## ---- bench --------------------------------------------------------------------
 
 bench: bench-core bench-envoy
@@ -113,7 +118,7 @@ lint: rust-targets
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
 test-unit:
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
 
 test-wasm: wasm-bindgen-runner rust-targets
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \

@@ -1,0 +1,92 @@
+//! Loads a plugin configuration for the commands that need one: a JSON file (or stdin),
+//! or an Envoy YAML file holding exactly one plugin configuration (aliases of it allowed).
+//! Compiled with `consent_core::compile_config`, exactly as the filter's `on_configure`.
+
+use consent_core::{compile_config, CompiledConfig};
+
+use crate::args::Input;
+use crate::input::{is_yaml, read_text};
+use crate::report::Failure;
+use crate::yaml_extract::{extract, yaml_position, FoundKind};
+
+/// A compiled configuration and its JSON text.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    /// The configuration JSON as the filter receives it.
+    pub json: String,
+    /// The compiled configuration.
+    pub config: CompiledConfig,
+    /// Where it came from, for messages (`FILE` or `FILE line N`).
+    pub origin: String,
+}
+
+/// Reads and compiles the configuration `input` names.
+pub fn load(input: &Input) -> Result<LoadedConfig, Failure> {
+    let text = read_text(input)?;
+    let (json, origin, first_line) = if is_yaml(input) {
+        let texts: Vec<(usize, usize, String)> = extract(&text)
+            .into_iter()
+            .filter_map(|f| match f.kind {
+                FoundKind::Text {
+                    first_line, text, ..
+                } => Some((f.line, first_line, text)),
+                _ => None,
+            })
+            .collect();
+        match texts.as_slice() {
+            [] => {
+                return Err(Failure::new(format!(
+                    "no plugin configuration (StringValue `value: |`) found in {}",
+                    input.name()
+                )))
+            }
+            [(line, first_line, json)] => (
+                json.clone(),
+                format!("{} line {line}", input.name()),
+                Some(*first_line),
+            ),
+            many => {
+                let lines: Vec<String> = many.iter().map(|(l, _, _)| l.to_string()).collect();
+                return Err(Failure::new(format!(
+                    "{} holds {} plugin configurations (lines {}); put the one to use in a JSON file",
+                    input.name(),
+                    many.len(),
+                    lines.join(", ")
+                )));
+            }
+        }
+    } else {
+        (text, input.name(), None)
+    };
+    let config = compile_config(json.as_bytes()).map_err(|e| {
+        let message = e.to_string();
+        let message = match first_line {
+            Some(first) => yaml_position(&message, first),
+            None => message,
+        };
+        Failure::new(format!(
+            "invalid plugin configuration ({origin}): {message}"
+        ))
+    })?;
+    Ok(LoadedConfig {
+        json,
+        config,
+        origin,
+    })
+}
+
+/// The configuration `input` names, or every default (the shipped policy) without one.
+pub fn load_or_default(input: Option<&Input>) -> Result<LoadedConfig, Failure> {
+    match input {
+        Some(input) => load(input),
+        None => {
+            let config = compile_config(b"")
+                .map_err(|e| Failure::new(format!("the shipped policy does not compile: {e}")))?;
+            Ok(LoadedConfig {
+                json: String::new(),
+                config,
+                origin: "the default configuration (shipped policy)".to_string(),
+            })
+        }
+    }
+}

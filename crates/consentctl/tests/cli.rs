@@ -1,0 +1,669 @@
+//! Runs the built `consentctl` binary on the shipped files and on small inputs written by
+//! the tests, and checks what it prints and how it exits.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_consentctl");
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_with_stdin(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("consentctl starts");
+    {
+        let mut pipe = child.stdin.take().expect("stdin");
+        if let Some(text) = stdin {
+            pipe.write_all(text.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("consentctl ends");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with_stdin(args, None)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn repo_file(rel: &str) -> String {
+    repo().join(rel).to_string_lossy().into_owned()
+}
+
+/// Writes `text` to a file of this test run and returns its path.
+fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("consentctl-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+fn demo_consents() -> Value {
+    let text = std::fs::read_to_string(repo().join("envoy-config/demo-consents.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The demo's plugin configuration (envoy-config/envoy-demo.yaml) with the demo consents
+/// inline instead of the live snapshot.
+fn demo_inline_config(name: &str) -> String {
+    let consents = demo_consents();
+    let config = json!({
+        "pseudonymisation_key": "demo-only-key-change-me-0123456789",
+        "caller": { "from": "peer_certificate", "unidentified_party": "tsunagu" },
+        "gpc": { "enabled": true, "third_party_provision": true, "purposes": ["marketing.third_party_offers"] },
+        "routes": [
+            { "name": "ward-statistics", "match": { "route_name": "stats" },
+              "purposes": ["joint.ebpm", "marketing.analysis"], "require_user": false }
+        ],
+        "body": { "subjects": [{ "elements": "$.items[*]", "subject": "$.user_id" }] },
+        "consents": { "version": consents["version"], "records": consents["records"] }
+    });
+    temp_file(name, &config.to_string())
+}
+
+fn assert_no_demo_user(run: &Run) {
+    for user in ["u-alice", "u-bob", "u-carol"] {
+        assert!(
+            !run.stdout.contains(user),
+            "stdout names {user}:\n{}",
+            run.stdout
+        );
+        assert!(
+            !run.stderr.contains(user),
+            "stderr names {user}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+fn line_of(file: &str, needle: &str) -> usize {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in file")
+        + 1
+}
+
+#[test]
+fn the_shipped_envoy_yaml_is_valid_and_its_alias_is_reported_once() {
+    let yaml = repo_file("envoy-config/envoy-demo.yaml");
+    let r = run(&["validate", "envoy", &yaml]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let anchor = line_of(&yaml, "configuration: &consent_plugin_configuration");
+    let alias = line_of(&yaml, "configuration: *consent_plugin_configuration");
+    assert!(
+        r.stdout.contains("1 plugin configuration valid"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "line {anchor}: configuration &consent_plugin_configuration (JSON on lines {}-",
+            anchor + 3
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("valid: policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains(&format!(
+            "line {alias}: configuration *consent_plugin_configuration: reuses the configuration of line {anchor}"
+        )),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stdout.matches("valid: policy").count(), 1);
+}
+
+#[test]
+fn an_envoy_yaml_with_a_broken_configuration_fails_with_its_yaml_line() {
+    let yaml = "\
+static_resources:
+  listeners:
+  - name: x
+    typed_config:
+      configuration:
+        \"@type\": type.googleapis.com/google.protobuf.StringValue
+        value: |
+          {
+            \"require_user\": true,
+            \"gpc\": { \"purposes\": [\"marketing.campains\"] }
+          }
+";
+    let path = temp_file("broken.yaml", yaml);
+    let r = run(&["validate", "envoy", &path]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains(
+            "line 5: configuration (JSON on lines 8-11): INVALID: gpc.purposes[0]: unknown purpose"
+        ),
+        "{}",
+        r.stdout
+    );
+    let syntax = temp_file("syntax.yaml", &yaml.replace("true,", "true"));
+    let r = run(&["validate", "envoy", &syntax]);
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.contains("at YAML line 10"), "{}", r.stdout);
+}
+
+#[test]
+fn a_typo_in_a_configuration_names_the_field_and_never_the_user() {
+    let config = r#"{"consents": {"records": [{"subject": "u-secret-4711", "grants": {"marketing.campains": {"policy_version": 1}}}]}}"#;
+    let path = temp_file("typo.json", config);
+    for r in [
+        run(&["validate", "config", &path]),
+        run_with_stdin(&["validate", "config", "-"], Some(config)),
+    ] {
+        assert_eq!(r.code, 1);
+        assert_eq!(r.stdout, "");
+        assert_eq!(
+            r.stderr,
+            "consentctl: invalid plugin configuration: consents.records[0].grants.marketing.campains: unknown purpose `marketing.campains`\n"
+        );
+        assert!(!r.stderr.contains("u-secret-4711"));
+    }
+    let wrong_type = temp_file(
+        "type.json",
+        r#"{"consents": {"records": [{"subject": "u-secret-4711", "stop_use": "u-secret-4711"}]}}"#,
+    );
+    let r = run(&["validate", "config", &wrong_type]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("consents.records[0].stop_use"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("u-secret-4711"), "{}", r.stderr);
+    let key = temp_file("key.json", r#"{"require_usr": false}"#);
+    let r = run(&["validate", "config", &key]);
+    assert!(
+        r.stderr.contains("unknown field `require_usr`"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn a_valid_configuration_prints_a_summary() {
+    let path = demo_inline_config("summary.json");
+    let r = run(&["validate", "config", &path]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.contains(&"policy       saitama-minna-app version 1"),
+        "{}",
+        r.stdout
+    );
+    assert!(lines.contains(&"purposes     17"), "{}", r.stdout);
+    assert!(
+        lines.contains(&"route rules  1 besides the default rule"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(&"snapshot     inline (3 records, version 1)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("demo-only-key"),
+        "the key is never printed"
+    );
+    assert_no_demo_user(&r);
+}
+
+#[test]
+fn the_demo_consents_are_a_valid_snapshot_and_only_counts_are_printed() {
+    let r = run(&[
+        "validate",
+        "snapshot",
+        &repo_file("envoy-config/demo-consents.json"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(lines.contains(&"records           3"), "{}", r.stdout);
+    assert!(lines.contains(&"stop use          1"), "{}", r.stdout);
+    assert!(
+        lines.contains(&"grants            4 (marketing.newsletters 2, security.crime_prevention 1, service.improvement 1)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(r.stderr, "");
+    assert_no_demo_user(&r);
+}
+
+#[test]
+fn unknown_ids_in_a_snapshot_are_warnings_and_duplicates_are_errors() {
+    let mut doc = demo_consents();
+    doc["records"][1]["grants"] = json!({"marketing.campains": {"policy_version": 1}});
+    let path = temp_file("unknown.json", &doc.to_string());
+    let r = run(&["validate", "snapshot", &path]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning: snapshot.records[1].grants.marketing.campains: unknown purpose `marketing.campains` (the live snapshot skips it"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("records           3"), "{}", r.stdout);
+
+    let mut doc = demo_consents();
+    doc["records"][2]["subject"] = json!("u-alice");
+    let path = temp_file("duplicate.json", &doc.to_string());
+    let r = run(&["validate", "snapshot", &path]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "consentctl: invalid consent snapshot: snapshot.records[2].subject: the same subject appears in an earlier record\n"
+    );
+    assert_no_demo_user(&r);
+}
+
+#[test]
+fn a_snapshot_is_checked_against_the_configuration_s_keying() {
+    let config = temp_file(
+        "hmac.json",
+        r#"{"snapshot": {"subject_key": "hmac_sha256", "subject_key_secret": "0123456789abcdef-key"}}"#,
+    );
+    let r = run(&[
+        "validate",
+        "snapshot",
+        &repo_file("envoy-config/demo-consents.json"),
+        "--config",
+        &config,
+    ]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr
+            .contains("snapshot.subject_key: the snapshot's subject keying differs"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn explain_bob_surveys_blocks_with_consent_missing() {
+    let config = demo_inline_config("bob.json");
+    let r = run(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-bob",
+        "--purpose",
+        "surveys",
+    ]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"outcome  block"));
+    assert!(
+        lines.contains(&"reason   consent_missing: the person has not consented to this purpose"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(
+            &"         basis consent, §3(1)ア④, terms last changed in version 1, not joint use"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(
+            &"party    tsunagu (operator), identified by: no identity; caller.unidentified_party"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert_no_demo_user(&r);
+
+    let r = run(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-bob",
+        "--purpose",
+        "surveys",
+        "--json",
+    ]);
+    assert_eq!(r.code, 2);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["outcome"], "block");
+    assert_eq!(v["reason"], "consent_missing");
+    assert_eq!(v["mode"], "enforce");
+    assert_eq!(v["purpose"]["section"], "§3(1)ア④");
+    assert_eq!(v["consent"]["record"], true);
+    assert_eq!(v["consent"]["grant_version"], Value::Null);
+    assert_no_demo_user(&r);
+}
+
+#[test]
+fn explain_shows_dry_run_mode_and_keeps_the_decision_s_exit_code() {
+    let path = demo_inline_config("dry-base.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    config["dry_run"] = json!(true);
+    let config = temp_file("dry.json", &config.to_string());
+    let args = [
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-bob",
+        "--purpose",
+        "surveys",
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.contains(
+            &"mode     dry_run: the filter records this decision and passes the request unchanged"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("\nreply "),
+        "no block reply in dry-run: {}",
+        r.stdout
+    );
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let v: Value = serde_json::from_str(&run(&json_args).stdout).unwrap();
+    assert_eq!(
+        (&v["mode"], &v["reason"]),
+        (&json!("dry_run"), &json!("consent_missing"))
+    );
+}
+
+#[test]
+fn explain_a_body_shows_the_gps_path_and_why_gps_was_coarsened() {
+    let config = demo_inline_config("gps.json");
+    let body = temp_file(
+        "body.json",
+        r#"{"email":"b@example.jp","gps":{"lat":35.8617,"lng":139.6455},"note":"hi"}"#,
+    );
+    let args = [
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-bob",
+        "--purpose",
+        "service.improvement",
+        "--body",
+        &body,
+    ];
+    let r = run(&args);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.contains(&"location.gps        explicit_grant_missing   coarsen    the person has not explicitly granted this category for this purpose"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(&"$.gps    location.gps  coarsened"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(&"$.email  email         removed"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("b@example.jp"),
+        "no body value without --json-out"
+    );
+
+    let mut json_args = args.to_vec();
+    json_args.extend(["--json", "--json-out"]);
+    let r = run(&json_args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["outcome"], "redact");
+    assert_eq!(v["body"]["result"], "rewritten");
+    assert!(
+        v["body"]["fields"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"path": "$.gps", "category": "location.gps", "action": "coarsened"})),
+        "{v}"
+    );
+    assert_eq!(
+        v["body"]["redacted"],
+        json!({"gps": {"lat": 35.86, "lng": 139.65}, "note": "hi"})
+    );
+}
+
+#[test]
+fn explain_with_a_snapshot_looks_the_user_up_like_the_filter() {
+    let yaml = repo_file("envoy-config/envoy-demo.yaml");
+    let snapshot = repo_file("envoy-config/demo-consents.json");
+    let explain = |user: &str| {
+        let r = run(&[
+            "explain",
+            "--config",
+            &yaml,
+            "--snapshot",
+            &snapshot,
+            "--user",
+            user,
+            "--purpose",
+            "service.improvement",
+            "--json",
+        ]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        (r.code, v)
+    };
+    let (code, alice) = explain("u-alice");
+    assert_eq!(code, 0);
+    assert_eq!(alice["reason"], "notice_basis");
+    let removed: Vec<&str> = alice["redactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["category"].as_str())
+        .collect();
+    assert!(
+        !removed.contains(&"location.gps"),
+        "alice granted GPS: {removed:?}"
+    );
+    assert!(removed.contains(&"location.wifi"), "{removed:?}");
+    let (code, carol) = explain("u-carol");
+    assert_eq!(code, 2);
+    assert_eq!(carol["reason"], "use_stopped");
+    assert_eq!(carol["consent"]["stop_use"], true);
+}
+
+#[test]
+fn explain_a_list_body_decides_each_element_for_its_own_person() {
+    let config = demo_inline_config("list-config.json");
+    let body = temp_file(
+        "list-body.json",
+        r#"{"items":[{"user_id":"u-alice","email":"a@example.jp"},{"user_id":"u-carol","email":"c@example.jp"}]}"#,
+    );
+    let r = run(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-alice",
+        "--purpose",
+        "marketing.newsletters",
+        "--body",
+        &body,
+        "--json-out",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l == "$.items[1]  -         element dropped"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("a@example.jp"),
+        "alice's element stays: {}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("c@example.jp"), "{}", r.stdout);
+}
+
+#[test]
+fn explain_a_third_party_caller_needs_consent_to_provision() {
+    let config = demo_inline_config("third.json");
+    let r = run(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-alice",
+        "--purpose",
+        "marketing.newsletters",
+        "--uri-san",
+        "spiffe://ads.example/x",
+    ]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    let lines: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        lines.contains(&"reason   third_party_consent_missing: the person has not consented to provision of their data to third parties"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(
+            &"party    - (third_party), identified by: no identity, or one no party claims"
+        ),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        lines.contains(
+            &"consent  record found; grant for the purpose: version 1; consent to provision: none"
+        ),
+        "{}",
+        r.stdout
+    );
+    let r = run(&[
+        "explain",
+        "--config",
+        &config,
+        "--user",
+        "u-alice",
+        "--purpose",
+        "marketing.newsletters",
+        "--uri-san",
+        "spiffe://minna-app.example/ns/tsunagu/sa/api",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        v["party"],
+        json!({"id": "tsunagu", "kind": "operator", "via": "uri_san"})
+    );
+}
+
+#[test]
+fn policy_prints_japanese_and_english_labels_in_aligned_tables() {
+    let r = run(&["policy"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("さいたま市"), "{}", r.stdout);
+    assert!(r.stdout.contains("Saitama City"), "{}", r.stdout);
+    let city = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("saitama-city "))
+        .expect("a saitama-city row");
+    assert!(city.contains("joint_user  さいたま市"), "{city}");
+    assert!(city.contains("cluster:saitama-city"), "{city}");
+    // The label column starts at the same display column in the header and in every row.
+    let header = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("id ") && l.contains("identities"))
+        .unwrap();
+    let column = header.find("label (ja)").unwrap();
+    let before_label = |l: &str| {
+        l.chars()
+            .take_while(|c| !('\u{3000}'..='\u{9fff}').contains(c))
+            .count()
+    };
+    assert_eq!(before_label(city), column, "{header}\n{city}");
+    assert!(r.stdout.contains(
+        "third-party provision (§7): consent to `third_party.provision` is consent to provision; third parties may receive only: name, birth_date, gender, address, phone, email"
+    ));
+    let en = run(&["policy", "--lang", "en"]);
+    assert!(!en.stdout.contains("さいたま市"));
+    assert!(en.stdout.contains("Saitama City (joint user)"));
+}
+
+#[test]
+fn help_and_bad_arguments() {
+    let r = run(&["--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r
+        .stdout
+        .contains("consentctl explain --config CFG --purpose P"));
+    assert!(r
+        .stdout
+        .contains("2 explain: the filter would block the request"));
+    let r = run(&["explain", "--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("--json-out"));
+    let r = run(&[
+        "explain",
+        "--config",
+        "c.json",
+        "--purpose",
+        "p",
+        "--usr",
+        "u-secret",
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stderr,
+        "consentctl: unknown option `--usr` for `consentctl explain` (see `consentctl --help`)\n"
+    );
+    assert_eq!(r.stdout, "");
+    let r = run(&["validate", "config", "/nonexistent/consentctl.json"]);
+    assert_eq!(r.code, 1);
+    assert!(r
+        .stderr
+        .starts_with("consentctl: cannot read /nonexistent/consentctl.json:"));
+    assert_eq!(r.stderr.lines().count(), 1);
+}
