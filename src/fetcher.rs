@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use consent_core::buckets::{encode_bucket, fingerprint, BucketBuilder};
 use consent_core::keyed_snapshot::{
-    add_part, bucket_key, DeltaDoc, FullSnapshotDoc, KeyedDelta, PublishedMeta, META_KEY,
+    add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, PublishedMeta,
 };
 use consent_core::subject_key::to_hex;
 use consent_core::CompiledConfig;
@@ -21,7 +21,7 @@ use consent_core::CompiledConfig;
 use crate::host;
 
 /// Tick period until the first snapshot is published.
-const FIRST_FETCH_TICK: Duration = Duration::from_millis(200);
+const FIRST_FETCH_TICK: Duration = Duration::from_millis(20);
 
 /// Freshness stats of the published snapshot.
 struct Stats {
@@ -84,6 +84,10 @@ pub struct Fetcher {
 impl Fetcher {
     /// A fetcher for `config` (its `snapshot` block says where and how often).
     pub fn new(config: Rc<CompiledConfig>) -> Self {
+        let published_unknown = matches!(
+            host::shared_data(&config.shared_keys.meta()),
+            Ok((Some(_), _))
+        );
         Fetcher {
             config,
             etag: None,
@@ -91,7 +95,7 @@ impl Fetcher {
             loading: None,
             need_full: true,
             published: BTreeSet::new(),
-            published_unknown: matches!(host::shared_data(META_KEY), Ok((Some(_), _))),
+            published_unknown,
             meta: None,
             stats: Stats::define(),
         }
@@ -298,7 +302,7 @@ impl Fetcher {
             .builder
             .finish_with(fp, loading.version, |bucket, bytes| {
                 if failed.is_none() {
-                    match host::set_shared_data(&bucket_key(bucket), &bytes) {
+                    match host::set_shared_data(&config.shared_keys.bucket(bucket), &bytes) {
                         Ok(()) => {
                             written.insert(bucket);
                         }
@@ -321,7 +325,7 @@ impl Fetcher {
         };
         for bucket in emptied {
             if let Err(status) = host::set_shared_data(
-                &bucket_key(bucket),
+                &config.shared_keys.bucket(bucket),
                 &encode_bucket(fp, loading.version, &[]),
             ) {
                 log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
@@ -393,7 +397,7 @@ impl Fetcher {
         let mut users = meta.users as i64;
         let mut rewritten = Vec::new();
         for bucket in delta.buckets() {
-            let current = match host::shared_data(&bucket_key(bucket)) {
+            let current = match host::shared_data(&config.shared_keys.bucket(bucket)) {
                 Ok((bytes, _)) => bytes,
                 Err(status) => {
                     self.need_full = true;
@@ -416,7 +420,7 @@ impl Fetcher {
             }
         }
         for (bucket, bytes) in &rewritten {
-            if let Err(status) = host::set_shared_data(&bucket_key(*bucket), bytes) {
+            if let Err(status) = host::set_shared_data(&config.shared_keys.bucket(*bucket), bytes) {
                 self.need_full = true;
                 log::error!("consent fetcher: cannot publish bucket {bucket}: {status:?}");
                 return;
@@ -441,7 +445,7 @@ impl Fetcher {
     }
 
     fn write_meta(&mut self, meta: PublishedMeta) {
-        match host::set_shared_data(META_KEY, &meta.to_json()) {
+        match host::set_shared_data(&self.config.shared_keys.meta(), &meta.to_json()) {
             Ok(()) => {
                 for (metric, value) in [
                     (self.stats.version, meta.version),

@@ -7,7 +7,7 @@
 use std::rc::Rc;
 
 use consent_core::config::{FetcherMode, SnapshotSource};
-use consent_core::lease::{claim, next_holder_id, Lease, LEASE_KEY, LEASE_SEQ_KEY};
+use consent_core::lease::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
 use consent_core::{compile_config, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -41,8 +41,8 @@ fn holder_id() -> Option<u64> {
 }
 
 /// Claims or renews the lease for `me`; true while this root context holds it.
-fn hold_lease(me: u64, ttl_ms: u64) -> bool {
-    let Ok((stored, cas)) = host::shared_data(LEASE_KEY) else {
+fn hold_lease(key: &str, me: u64, ttl_ms: u64) -> bool {
+    let Ok((stored, cas)) = host::shared_data(key) else {
         return false;
     };
     let current = stored.as_deref().and_then(Lease::decode);
@@ -52,11 +52,11 @@ fn hold_lease(me: u64, ttl_ms: u64) -> bool {
             holder: 0,
             expires_ms: 0,
         };
-        let _ = host::set_shared_data_cas(LEASE_KEY, &free.encode(), None);
+        let _ = host::set_shared_data_cas(key, &free.encode(), None);
         return false;
     }
     match claim(current, me, host::unix_ms(), ttl_ms) {
-        Some(lease) => host::set_shared_data_cas(LEASE_KEY, &lease.encode(), cas).is_ok(),
+        Some(lease) => host::set_shared_data_cas(key, &lease.encode(), cas).is_ok(),
         None => false,
     }
 }
@@ -141,7 +141,7 @@ impl RootContext for ConsentRoot {
         };
         if let (Some((me, held)), Some(config)) = (self.lease.as_mut(), self.config.as_ref()) {
             let ttl = config.snapshot.refresh_ms.saturating_mul(3).max(3000);
-            let holds = hold_lease(*me, ttl);
+            let holds = hold_lease(&config.shared_keys.lease(), *me, ttl);
             if holds != *held {
                 log::info!(
                     "consent fetcher: worker {me} {} the fetcher lease",

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use consent_core::buckets::{bucket_of, find_in_bucket};
-use consent_core::keyed_snapshot::{bucket_key, PublishedMeta, META_KEY};
+use consent_core::keyed_snapshot::PublishedMeta;
 use consent_core::snapshot::ConsentRecord;
 use consent_core::subject_key::to_hex;
 use consent_core::{CompiledConfig, Reason};
@@ -25,7 +25,8 @@ thread_local! {
 }
 
 fn current_meta(config: &CompiledConfig) -> Result<PublishedMeta, Reason> {
-    let (bytes, cas) = host::shared_data(META_KEY).map_err(|_| Reason::SnapshotUnavailable)?;
+    let (bytes, cas) =
+        host::shared_data(&config.shared_keys.meta()).map_err(|_| Reason::SnapshotUnavailable)?;
     let (Some(bytes), Some(cas)) = (bytes, cas) else {
         return Err(Reason::SnapshotUnavailable);
     };
@@ -65,7 +66,7 @@ pub fn lookup(config: &CompiledConfig, user: Option<&str>) -> Lookup {
     };
     let key = config.snapshot.keying.key_of_user(user);
     let bucket = bucket_of(&key, meta.bucket_bits);
-    match host::shared_data(&bucket_key(bucket)) {
+    match host::shared_data(&config.shared_keys.bucket(bucket)) {
         Ok((None, _)) => Lookup::Record(None),
         Ok((Some(bytes), _)) => match find_in_bucket(&bytes, config.policy_fingerprint, &key) {
             Ok(record) => Lookup::Record(record),

@@ -776,3 +776,42 @@ pub fn send(f: &Fixture, req: Req) -> (Response, Option<consent_tools::demo_back
     }
     (response, f.backend.seen_with_tag(&t))
 }
+
+/// The demo config without the bootstrap singleton: the filter's workers fetch under a lease.
+pub fn worker_lease(yaml: &str) -> String {
+    let yaml = yaml.replace(
+        "\"failure_mode\": \"block\"",
+        "\"failure_mode\": \"block\",\n              \"fetcher\": \"worker_lease\"",
+    );
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with("bootstrap_extensions:"))
+        .unwrap();
+    let end = lines.iter().position(|l| l.starts_with("admin:")).unwrap();
+    let anchor = lines
+        .iter()
+        .position(|l| l.contains("configuration: &consent_plugin_configuration"))
+        .unwrap();
+    // The anchored configuration block, re-indented for the filter.
+    let block_end = (anchor + 1..end)
+        .find(|&i| {
+            let l = lines[i];
+            !l.trim().is_empty() && l.len() - l.trim_start().len() <= 6
+        })
+        .unwrap_or(end);
+    let block: Vec<String> = lines[anchor + 1..block_end]
+        .iter()
+        .map(|l| format!("          {l}"))
+        .collect();
+    let mut out: Vec<String> = lines[..start].iter().map(|s| s.to_string()).collect();
+    for l in &lines[end..] {
+        if l.trim_start() == "configuration: *consent_plugin_configuration" {
+            out.push(l.replace("*consent_plugin_configuration", ""));
+            out.extend(block.iter().cloned());
+        } else {
+            out.push(l.to_string());
+        }
+    }
+    out.join("\n") + "\n"
+}

@@ -22,6 +22,7 @@ use crate::request::HeaderValue;
 use crate::request::RequestContext;
 use crate::request::RequestView;
 use crate::routes::{RouteFacts, RouteRuleDoc, RouteTable};
+use crate::shared_keys::SharedKeys;
 use crate::snapshot::ConsentRecord as ConsentRecordRef;
 use crate::snapshot::{ConsentIndex, SnapshotDoc};
 use crate::subject_key::SubjectKeying;
@@ -391,6 +392,8 @@ pub struct CompiledConfig {
     pub snapshot: SnapshotSettings,
     /// Fingerprint of the policy, checked against published buckets.
     pub policy_fingerprint: [u8; 8],
+    /// Where the live snapshot of this policy, keying and layout is in shared data.
+    pub shared_keys: SharedKeys,
     /// Caller identification.
     pub caller: CallerSettings,
     /// GPC handling.
@@ -659,6 +662,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         None => None,
     };
     let policy_fingerprint = crate::buckets::fingerprint(&policy);
+    let shared_keys = SharedKeys::new(policy_fingerprint, &snapshot.keying, snapshot.bucket_bits);
     let caller = compile_caller(
         &doc.caller,
         &policy,
@@ -692,6 +696,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         body,
         key,
         snapshot,
+        shared_keys,
         policy_fingerprint,
         caller,
         gpc,

@@ -14,14 +14,6 @@ use crate::policy::CompiledPolicy;
 use crate::snapshot::{ConsentRecord, RecordDoc};
 use crate::subject_key::{SubjectKey, SubjectKeying};
 
-/// Shared-data key of the published snapshot's metadata.
-pub const META_KEY: &str = "consent/meta";
-
-/// Shared-data key of one bucket.
-pub fn bucket_key(bucket: u32) -> String {
-    format!("consent/b/{bucket}")
-}
-
 /// What the fetcher publishes next to the buckets, read by every request (small).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -6,9 +6,8 @@
 //! Writes go through shared data's compare-and-swap, so two workers can never both think
 //! they won the same round.
 
-/// Shared-data key of the lease.
-pub const LEASE_KEY: &str = "consent/fetcher-lease";
-/// Shared-data key of the counter that hands out holder ids.
+/// Shared-data key of the counter that hands out holder ids (the lease itself is in the
+/// snapshot's namespace, [`crate::shared_keys::SharedKeys::lease`]).
 pub const LEASE_SEQ_KEY: &str = "consent/fetcher-lease-seq";
 
 /// The lease as stored: holder id and expiry (ms since the epoch), 16 bytes little-endian.

@@ -27,6 +27,7 @@ pub mod reason;
 pub mod reply;
 pub mod request;
 pub mod routes;
+pub mod shared_keys;
 pub mod snapshot;
 pub mod subject_key;
 

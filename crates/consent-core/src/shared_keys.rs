@@ -1,0 +1,91 @@
+//! Where a live snapshot lives in Envoy shared data. Every policy, subject keying and
+//! bucket layout gets its own namespace, `consent/<id>/...`, so that two configurations
+//! that read records differently never share buckets: during a configuration reload that
+//! changes the policy, the old filter keeps reading the old snapshot while the new one is
+//! fetched into a new namespace, and neither ever decodes the other's records.
+
+use sha2::{Digest, Sha256};
+
+use crate::subject_key::{to_hex, SubjectKeying};
+
+/// The shared-data keys of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedKeys {
+    prefix: String,
+}
+
+impl SharedKeys {
+    /// The namespace of a policy fingerprint, a subject keying and a bucket layout. The
+    /// HMAC secret enters only through a hash.
+    pub fn new(policy_fingerprint: [u8; 8], keying: &SubjectKeying, bucket_bits: u8) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"consent-filter shared keys v1\0");
+        h.update(policy_fingerprint);
+        match keying {
+            SubjectKeying::Plain => h.update(b"plain"),
+            SubjectKeying::Hmac(secret) => {
+                h.update(b"hmac");
+                h.update(Sha256::digest(secret));
+            }
+        }
+        h.update([bucket_bits]);
+        let digest = h.finalize();
+        let id: Vec<u8> = digest.iter().take(8).copied().collect();
+        SharedKeys {
+            prefix: format!("consent/{}", to_hex(&id)),
+        }
+    }
+
+    /// The snapshot metadata.
+    pub fn meta(&self) -> String {
+        format!("{}/meta", self.prefix)
+    }
+
+    /// One bucket.
+    pub fn bucket(&self, bucket: u32) -> String {
+        format!("{}/b/{bucket}", self.prefix)
+    }
+
+    /// The fetcher lease (worker-lease mode).
+    pub fn lease(&self) -> String {
+        format!("{}/lease", self.prefix)
+    }
+
+    /// The namespace prefix, for logs.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn policy_keying_and_layout_each_get_their_own_namespace() {
+        let a = SharedKeys::new([1; 8], &SubjectKeying::Plain, 16);
+        assert_eq!(a, SharedKeys::new([1; 8], &SubjectKeying::Plain, 16));
+        let others = [
+            SharedKeys::new([2; 8], &SubjectKeying::Plain, 16),
+            SharedKeys::new(
+                [1; 8],
+                &SubjectKeying::Hmac(b"k1-0123456789abcdef".to_vec()),
+                16,
+            ),
+            SharedKeys::new(
+                [1; 8],
+                &SubjectKeying::Hmac(b"k2-0123456789abcdef".to_vec()),
+                16,
+            ),
+            SharedKeys::new([1; 8], &SubjectKeying::Plain, 12),
+        ];
+        for (i, o) in others.iter().enumerate() {
+            assert_ne!(&a, o, "{i}");
+        }
+        assert!(a.meta().starts_with("consent/") && a.meta().ends_with("/meta"));
+        assert!(a.bucket(7).ends_with("/b/7"));
+        assert!(!others[1].prefix().contains("k1"), "the secret never shows");
+    }
+}

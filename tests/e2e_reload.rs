@@ -1,0 +1,291 @@
+//! Configuration reload through real Envoy: the listener (with the consent filter's plugin
+//! configuration) comes from a watched LDS file; a new configuration takes effect without
+//! failing requests in flight, a bad one is rejected while the old one keeps serving, and a
+//! new policy version is picked up (the worker-lease fetcher fetches it into its own
+//! shared-data namespace).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{curl, free_port, localise, send, shipped_config, wait_until, Envoy, Fixture, Req};
+
+const MARKER: &str = "\"user_header\": \"x-user-id\",";
+
+/// Splits the (worker-lease) demo config into a bootstrap that reads listeners from a
+/// watched file, and that file's first content.
+fn split_lds(yaml: &str, dir: &Path) -> (String, String) {
+    let lines: Vec<&str> = yaml.lines().collect();
+    let start = lines.iter().position(|l| *l == "  listeners:").unwrap();
+    let end = lines.iter().position(|l| *l == "  clusters:").unwrap();
+    let mut lds = vec!["version_info: \"1\"".to_string(), "resources:".to_string()];
+    for (i, l) in lines[start + 1..end].iter().enumerate() {
+        if i == 0 {
+            lds.push("- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener".into());
+            lds.push(format!("  {}", l.trim_start().trim_start_matches("- ")));
+        } else {
+            lds.push(l.strip_prefix("  ").unwrap_or(l).to_string());
+        }
+    }
+    let mut boot: Vec<String> = lines[..start].iter().map(|s| s.to_string()).collect();
+    boot.extend(lines[end..].iter().map(|s| s.to_string()));
+    let dynamic = format!(
+        "node: {{ id: consent-e2e, cluster: consent-e2e }}\ndynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory: {{ path: {} }}\n",
+        dir.join("lds.yaml").display(),
+        dir.display()
+    );
+    (boot.join("\n") + "\n" + &dynamic, lds.join("\n") + "\n")
+}
+
+/// Replaces the listener file atomically (Envoy watches for moves into the directory).
+fn publish(dir: &Path, lds: &str, version: u32) {
+    let text = lds.replacen(
+        "version_info: \"1\"",
+        &format!("version_info: \"{version}\""),
+        1,
+    );
+    let tmp = dir.join("lds.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("lds.yaml")).unwrap();
+}
+
+fn stat(f: &Fixture, name: &str) -> u64 {
+    let text = curl(&[&format!(
+        "http://127.0.0.1:{}/stats?filter=^{name}$",
+        f.envoy.admin
+    )])
+    .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn reason(f: &Fixture, req: Req) -> (u16, String) {
+    let (resp, _) = send(f, req);
+    let reason = if resp.status == 200 {
+        String::new()
+    } else {
+        resp.json()["reason"].as_str().unwrap_or("").to_string()
+    };
+    (resp.status, reason)
+}
+
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(Instant, u16, String)>>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Keeps sending a request whose answer no reload changes (alice, support.inquiries).
+fn start_load(url: String) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s, v) = (Arc::clone(&stop), Arc::clone(&seen));
+    let handle = std::thread::spawn(move || {
+        while !s.load(Ordering::Relaxed) {
+            let r = curl(&[
+                "-H",
+                "x-user-id: u-alice",
+                "-H",
+                "x-data-purpose: support.inquiries",
+                &url,
+            ]);
+            let reason = if r.status == 200 {
+                String::new()
+            } else {
+                String::from_utf8_lossy(&r.body).into_owned()
+            };
+            v.lock().unwrap().push((Instant::now(), r.status, reason));
+        }
+    });
+    Load {
+        stop,
+        seen,
+        handle: Some(handle),
+    }
+}
+
+impl Load {
+    fn finish(mut self) -> Vec<(Instant, u16, String)> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().unwrap();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+fn policy_v2() -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
+    doc["version"] = serde_json::json!(2);
+    for p in doc["purposes"].as_array_mut().unwrap() {
+        if p["id"] == "marketing.newsletters" {
+            p["changed_in"] = serde_json::json!(2);
+        }
+    }
+    doc.to_string()
+}
+
+#[test]
+fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_is_rejected() {
+    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(
+        support::demo_consents().as_bytes(),
+    )
+    .unwrap();
+    let source = consent_source::Source::start_with_parts(
+        "127.0.0.1:0",
+        Path::new(":memory:"),
+        Some(&seed),
+        consent_core::subject_key::SubjectKeying::Plain,
+        consent_source::store::DEFAULT_PART_SIZE,
+    )
+    .unwrap();
+    let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
+        "127.0.0.1:0",
+        consent_tools::demo_backend::SnapshotState::Fail(503),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let backend_port = backend.addr().unwrap().port();
+    let source_port = source.port().unwrap();
+    let dir: PathBuf = std::env::temp_dir().join(support::tag("lds"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = support::worker_lease(&shipped_config("envoy-demo.yaml"));
+    let (boot, lds) = split_lds(&demo, &dir);
+    let boot = localise(&boot, port, admin, backend_port, source_port);
+    let lds = localise(&lds, port, admin, backend_port, source_port);
+    publish(&dir, &lds, 1);
+    let envoy = Envoy::start(&boot, port, admin).unwrap_or_else(|e| panic!("{e}"));
+    let f = Fixture {
+        backend,
+        envoy,
+        source: Some(source),
+        client_tls: None,
+    };
+    let ok =
+        |f: &Fixture| reason(f, Req::get("/echo").who("u-alice", "support.inquiries")).0 == 200;
+    assert!(
+        wait_until(Duration::from_secs(15), || ok(&f)),
+        "first snapshot"
+    );
+    let probe = || Req::get("/reloaded/x").who("u-alice", "support.inquiries");
+    assert_eq!(reason(&f, probe()).0, 200);
+
+    let load = start_load(f.envoy.url("/echo"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // 1. A new rule arrives by LDS and takes effect.
+    let with_rule = lds.replacen(
+        "\"routes\": [",
+        "\"routes\": [\n                          { \"name\": \"reload-check\", \"match\": { \"path_prefix\": \"/reloaded/\" }, \"purposes\": [\"joint.ebpm\"] },",
+        1,
+    );
+    assert_ne!(with_rule, lds);
+    let updates = stat(&f, "listener_manager.lds.update_success");
+    publish(&dir, &with_rule, 2);
+    assert!(
+        wait_until(Duration::from_secs(10), || reason(&f, probe())
+            == (403, "purpose_not_on_route".into())),
+        "the new rule never applied:\n{}",
+        f.envoy.log_text()
+    );
+    assert!(stat(&f, "listener_manager.lds.update_success") > updates);
+
+    // 2. A bad configuration is rejected; the one in force keeps serving.
+    let rejected = stat(&f, "listener_manager.lds.update_rejected");
+    let bad = with_rule.replacen(
+        MARKER,
+        &format!("\"require_usr\": true,\n                          {MARKER}"),
+        1,
+    );
+    assert_ne!(bad, with_rule);
+    publish(&dir, &bad, 3);
+    assert!(
+        wait_until(Duration::from_secs(10), || stat(
+            &f,
+            "listener_manager.lds.update_rejected"
+        ) > rejected),
+        "the bad configuration was not rejected:\n{}",
+        f.envoy.log_text()
+    );
+    assert!(f
+        .envoy
+        .log_text()
+        .contains("consent filter configuration rejected: require_usr"));
+    assert_eq!(reason(&f, probe()), (403, "purpose_not_on_route".into()));
+    assert!(ok(&f));
+    let before_policy = Instant::now();
+
+    // 3. A new policy version: consent to the changed purpose needs renewal.
+    let v2 = with_rule.replacen(
+        MARKER,
+        &format!(
+            "\"policy\": {},\n                          {MARKER}",
+            policy_v2()
+        ),
+        1,
+    );
+    publish(&dir, &v2, 4);
+    assert!(
+        wait_until(Duration::from_secs(15), || reason(
+            &f,
+            Req::get("/echo").who("u-alice", "marketing.newsletters")
+        ) == (
+            403,
+            "reconsent_required".into()
+        )),
+        "policy v2 never applied:\n{}",
+        f.envoy.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(10), || ok(&f)));
+    std::thread::sleep(Duration::from_millis(300));
+    let seen = load.finish();
+
+    let during_config: Vec<_> = seen.iter().filter(|(t, _, _)| *t < before_policy).collect();
+    assert!(
+        during_config.len() > 20,
+        "only {} requests",
+        during_config.len()
+    );
+    let failed: Vec<_> = during_config.iter().filter(|(_, s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "requests failed during reloads 1-2: {failed:?}"
+    );
+    // Across the policy change the new policy's snapshot is fetched into its own
+    // namespace: requests in that window get the failure mode, never anything else.
+    let after: Vec<_> = seen
+        .iter()
+        .filter(|(t, _, _)| *t >= before_policy)
+        .collect();
+    let gap: Vec<_> = after.iter().filter(|(_, s, _)| *s != 200).collect();
+    for (_, status, body) in &gap {
+        assert_eq!(*status, 403, "{body}");
+        assert!(body.contains("snapshot_unavailable"), "{body}");
+    }
+    let window = match (gap.first(), gap.last()) {
+        (Some(a), Some(b)) => b.0.duration_since(a.0),
+        _ => Duration::ZERO,
+    };
+    eprintln!(
+        "reload: {} requests during config reloads, all 200; policy change: {} of {} requests in a {:?} window answered snapshot_unavailable",
+        during_config.len(),
+        gap.len(),
+        after.len(),
+        window
+    );
+    assert!(window < Duration::from_secs(3), "{window:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
