@@ -42,7 +42,7 @@ pub fn log_decision(config: &CompiledConfig, decision: &Decision, stream: &mut S
     }
     stream.route_name = host::string_property(&["xds", "route_name"]).ok().flatten();
     stream.snapshot_version = match config.snapshot.source {
-        consent_core::config::SnapshotSource::Shared => shared_snapshot::last_version(),
+        consent_core::config::SnapshotSource::Shared => shared_snapshot::last_version(config),
         consent_core::config::SnapshotSource::Inline => Some(config.consents.version),
     };
     let line = log_line(

@@ -18,11 +18,19 @@ pub fn request_context(
     headers: &[(String, Vec<u8>)],
 ) -> Result<RequestContext, proxy_wasm::types::Status> {
     let (uri_san, dns_san, cluster) = match config.caller.from {
-        CallerFrom::PeerCertificate => (
-            host::string_property(&["connection", "uri_san_peer_certificate"])?,
-            host::string_property(&["connection", "dns_san_peer_certificate"])?,
-            None,
-        ),
+        CallerFrom::PeerCertificate => {
+            let uri = host::string_property(&["connection", "uri_san_peer_certificate"])?;
+            // The DNS SAN matters only if some party is named by one, or, without a URI
+            // SAN, to tell a certificate holder from a connection with no identity at all.
+            let need_dns = config.caller.has_dns_identities
+                || (uri.is_none() && config.caller.unidentified.is_some());
+            let dns = if need_dns {
+                host::string_property(&["connection", "dns_san_peer_certificate"])?
+            } else {
+                None
+            };
+            (uri, dns, None)
+        }
         CallerFrom::UpstreamCluster => {
             (None, None, host::string_property(&["xds", "cluster_name"])?)
         }

@@ -358,6 +358,8 @@ pub struct CallerSettings {
     pub unidentified: Option<PartyIdx>,
     /// Lowercase development header name, when enabled.
     pub dev_header: Option<String>,
+    /// Whether some party is named by a DNS SAN (else the glue need not read it).
+    pub has_dns_identities: bool,
 }
 
 /// Checked settings the request path reads.
@@ -743,7 +745,13 @@ fn compile_caller(
             party.identities = patterns;
         }
     }
+    let has_dns_identities = parties.iter().any(|p| {
+        p.identities
+            .iter()
+            .any(|i| i.kind == crate::party::IdentityKind::DnsSan)
+    });
     Ok(CallerSettings {
+        has_dns_identities,
         parties,
         from: doc.from,
         unidentified,

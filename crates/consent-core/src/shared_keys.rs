@@ -12,6 +12,7 @@ use crate::subject_key::{to_hex, SubjectKeying};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedKeys {
     prefix: String,
+    meta: String,
 }
 
 impl SharedKeys {
@@ -31,14 +32,21 @@ impl SharedKeys {
         h.update([bucket_bits]);
         let digest = h.finalize();
         let id: Vec<u8> = digest.iter().take(8).copied().collect();
+        let prefix = format!("consent/{}", to_hex(&id));
         SharedKeys {
-            prefix: format!("consent/{}", to_hex(&id)),
+            meta: format!("{prefix}/meta"),
+            prefix,
         }
     }
 
     /// The snapshot metadata.
     pub fn meta(&self) -> String {
-        format!("{}/meta", self.prefix)
+        self.meta.clone()
+    }
+
+    /// The snapshot metadata key, without allocating (read on the request path).
+    pub fn meta_key(&self) -> &str {
+        &self.meta
     }
 
     /// One bucket.
