@@ -302,21 +302,9 @@ fn the_development_caller_header_is_honoured_only_when_enabled() {
     assert_eq!(reason(&resp), "joint_use_only");
 }
 
-fn policy_v2_newsletters_changed() -> String {
-    let mut doc: serde_json::Value =
-        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
-    doc["version"] = serde_json::json!(2);
-    for p in doc["purposes"].as_array_mut().unwrap() {
-        if p["id"] == "marketing.newsletters" {
-            p["changed_in"] = serde_json::json!(2);
-        }
-    }
-    doc.to_string()
-}
-
 #[test]
 fn after_a_material_change_only_that_purpose_needs_fresh_consent() {
-    let policy = policy_v2_newsletters_changed();
+    let policy = support::policy_v2_changing("marketing.newsletters");
     let f = start_demo(|y| {
         y.replacen(
             "\"user_header\": \"x-user-id\",",

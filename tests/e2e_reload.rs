@@ -126,32 +126,9 @@ impl Load {
     }
 }
 
-fn policy_v2() -> String {
-    let mut doc: serde_json::Value =
-        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
-    doc["version"] = serde_json::json!(2);
-    for p in doc["purposes"].as_array_mut().unwrap() {
-        if p["id"] == "marketing.newsletters" {
-            p["changed_in"] = serde_json::json!(2);
-        }
-    }
-    doc.to_string()
-}
-
 #[test]
 fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_is_rejected() {
-    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(
-        support::demo_consents().as_bytes(),
-    )
-    .unwrap();
-    let source = consent_source::Source::start_with_parts(
-        "127.0.0.1:0",
-        Path::new(":memory:"),
-        Some(&seed),
-        consent_core::subject_key::SubjectKeying::Plain,
-        consent_source::store::DEFAULT_PART_SIZE,
-    )
-    .unwrap();
+    let (source, source_port) = support::start_source(consent_source::store::DEFAULT_PART_SIZE);
     let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
         "127.0.0.1:0",
         consent_tools::demo_backend::SnapshotState::Fail(503),
@@ -159,7 +136,6 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     .unwrap();
     let (port, admin) = (free_port(), free_port());
     let backend_port = backend.addr().unwrap().port();
-    let source_port = source.port().unwrap();
     let dir: PathBuf = std::env::temp_dir().join(support::tag("lds"));
     std::fs::create_dir_all(&dir).unwrap();
     let demo = support::worker_lease(&shipped_config("envoy-demo.yaml"));
@@ -233,7 +209,7 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
         MARKER,
         &format!(
             "\"policy\": {},\n                          {MARKER}",
-            policy_v2()
+            support::policy_v2_changing("marketing.newsletters")
         ),
         1,
     );

@@ -387,8 +387,8 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
     start_demo_parts(edit, consent_source::store::DEFAULT_PART_SIZE)
 }
 
-/// [`start_demo`] with the consent source serving its snapshot in parts of `part_size`.
-pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixture {
+/// The reference consent source in memory, seeded with the demo consents, and its port.
+pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
     let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
         .expect("demo consents parse");
     let source = consent_source::Source::start_with_parts(
@@ -399,7 +399,26 @@ pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixt
         part_size,
     )
     .expect("consent source");
-    let source_port = source.port().expect("source port");
+    let port = source.port().expect("source port");
+    (source, port)
+}
+
+/// The shipped policy as version 2, with `purpose`'s terms changed in it (§11).
+pub fn policy_v2_changing(purpose: &str) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).expect("shipped policy");
+    doc["version"] = serde_json::json!(2);
+    for p in doc["purposes"].as_array_mut().expect("purposes") {
+        if p["id"] == purpose {
+            p["changed_in"] = serde_json::json!(2);
+        }
+    }
+    doc.to_string()
+}
+
+/// [`start_demo`] with the consent source serving its snapshot in parts of `part_size`.
+pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixture {
+    let (source, source_port) = start_source(part_size);
     launch(
         edit,
         SnapshotState::Fail(503),
@@ -417,17 +436,7 @@ pub fn start_demo_mtls(
     pki: &TestPki,
     default_client: ClientTls,
 ) -> Fixture {
-    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
-        .expect("demo consents parse");
-    let source = consent_source::Source::start_with_parts(
-        "127.0.0.1:0",
-        Path::new(":memory:"),
-        Some(&seed),
-        consent_core::subject_key::SubjectKeying::Plain,
-        consent_source::store::DEFAULT_PART_SIZE,
-    )
-    .expect("consent source");
-    let source_port = source.port().expect("source port");
+    let (source, source_port) = start_source(consent_source::store::DEFAULT_PART_SIZE);
     let tls = pki.server_transport_socket();
     let with_tls = |yaml: &str| {
         edit(yaml).replacen(
