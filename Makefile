@@ -16,19 +16,31 @@ WBG_RUNNER    := $(TOOLS)/bin/wasm-bindgen-test-runner
 WBG_STAMP     := $(TOOLS)/.wasm-bindgen-cli-$(WASM_BINDGEN_VERSION)
 WASM          := target/wasm32-wasip1/release/consent_filter.wasm
 CARGO         ?= cargo
+# Deployment (deploy/): the OCI image of the filter and the manifest validators.
+VERSION       := $(shell awk -F'"' '/^\[workspace.package\]/{p=1} p && /^version/{print $$2; exit}' Cargo.toml)
+OCI_DIR       := target/oci/consent-filter
+OCI_TAG       ?= $(VERSION)
+DEPLOY_REQS   := scripts/requirements-deploy.txt
+DEPLOY_STAMP  := $(VENV)/.deploy-tools-$(shell sha256sum $(DEPLOY_REQS) 2>/dev/null | cut -c1-12)
+DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot bench bench-core bench-envoy bench-tools
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-envoy bench-tools \
+        deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
 help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
 	@echo "make test   lint, unit tests, core tests under wasm (Node), end-to-end tests in real Envoy"
-	@echo "make validate   envoy --mode validate on every config in envoy-config/"
+	@echo "make validate   envoy --mode validate on every config in envoy-config/ and deploy/envoy/"
 	@echo "make bench  criterion benchmarks of the core, then body throughput in Envoy (filter on/off/empty)"
 	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
 	@echo "make consentctl   build the operators' CLI (target/debug/consentctl --help)"
+	@echo "make oci    the filter as an OCI image layout in $(OCI_DIR) (Istio / Envoy Gateway), checked"
+	@echo "make oci-registry-test   push that image to a throwaway local registry and pull it back"
+	@echo "make validate-deploy   deploy/ manifests against their schemas + their plugin configs compiled"
+	@echo "make deploy-smoke   the deploy/ filter configs in real Envoy (mTLS sidecar; worker_lease fetcher)"
 
 ## ---- set-up -------------------------------------------------------------------
 
@@ -102,6 +114,12 @@ bench-envoy: deps bench-tools wasm
 	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
 	python3 bench/envoy_bodies.py --envoy $(ENVOY)
 
+# A bounded soak (default 10 minutes) of the demo setup at a fixed rate with body redaction
+# and consent changes every second; RSS sampled. Not part of `make test`.
+SOAK_SECONDS ?= 600
+soak: deps build
+	python3 bench/soak.py --envoy $(ENVOY) --seconds $(SOAK_SECONDS)
+
 ## ---- run ----------------------------------------------------------------------
 
 run: deps build
@@ -127,10 +145,65 @@ test-wasm: wasm-bindgen-runner rust-targets
 test-e2e: envoy build
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
-validate: envoy wasm
-	@for f in envoy-config/*.yaml; do \
+validate: envoy wasm deploy-certs
+	@for f in envoy-config/*.yaml deploy/envoy/*.yaml; do \
 	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
 	done
+
+## ---- deploy -------------------------------------------------------------------
+
+# Python tools of validate-deploy, pinned, in the project venv (created by the envoy target).
+deploy-tools: $(DEPLOY_STAMP)
+$(DEPLOY_STAMP): $(DEPLOY_REQS) | $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(DEPLOY_REQS)
+	touch $@
+
+# Test certificates for deploy/envoy/*.yaml (envoy --mode validate reads every cert file).
+deploy-certs:
+	@command -v openssl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
+	@scripts/deploy_test_certs.sh $(DEPLOY_TLS)
+
+oci-tools:
+	@command -v skopeo >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo; }
+
+# The filter as an OCI image layout (Wasm image spec, compat variant: one tar+gzip layer
+# holding plugin.wasm), checked by our reader and by skopeo (containers/image).
+oci: wasm oci-tools
+	python3 scripts/oci_image.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
+	python3 scripts/check_oci_image.py --layout $(OCI_DIR) --wasm $(WASM) --tag $(OCI_TAG)
+	skopeo inspect oci:$(OCI_DIR):$(OCI_TAG)
+	@ours=$$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' $(OCI_DIR)/index.json); \
+	  theirs=$$(skopeo inspect --format '{{.Digest}}' oci:$(OCI_DIR):$(OCI_TAG)); \
+	  [ "$$ours" = "$$theirs" ] || { echo "BAD skopeo resolves $$theirs, index.json names $$ours"; exit 1; }; \
+	  rm -rf target/oci/skopeo-copy; \
+	  skopeo copy --quiet oci:$(OCI_DIR):$(OCI_TAG) dir:target/oci/skopeo-copy && \
+	  echo "OK  skopeo reads the layout (manifest $$theirs) and copies every blob, digests verified"
+	@echo "push: skopeo copy oci:$(OCI_DIR):$(OCI_TAG) docker://REGISTRY/consent-filter/consent-filter:$(OCI_TAG)"
+
+# Push to a throwaway registry (Debian's docker-registry on loopback) and pull it back.
+oci-registry-test: oci
+	@command -v docker-registry >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
+	scripts/oci_registry_test.sh $(OCI_DIR) $(OCI_TAG) $(WASM)
+
+# Every Kubernetes manifest in deploy/ against its published schema (core kinds:
+# kubernetes-validate; CRDs: deploy/schemas), the deployment rules, the Envoy fragments in
+# real Envoy, the plain-Envoy configs, and every embedded plugin config compiled by consent-core.
+# All three steps run; the target fails if any did.
+validate-deploy: envoy deploy-tools wasm deploy-certs
+	@status=0; \
+	$(VENV)/bin/python scripts/validate_manifests.py --deploy deploy --out target/deploy-validate \
+	  --envoy $(ENVOY) --wasm $(WASM) || status=1; \
+	for f in deploy/envoy/*.yaml; do \
+	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK   $$f: envoy --mode validate" || { echo "BAD  $$f: envoy --mode validate"; status=1; }; \
+	done; \
+	CONSENT_DEPLOY_CONFIGS=$(abspath target/deploy-validate/configs) \
+	  $(CARGO) test -p consent-core --test deploy_configs -- --nocapture || status=1; \
+	if [ $$status -ne 0 ]; then echo "validate-deploy: FAILED (see BAD lines above)"; fi; exit $$status
+
+# deploy/envoy/envoy-sidecar.yaml in real Envoy with mTLS callers, and the filter as Istio
+# and Envoy Gateway generate it from the manifests (worker_lease fetcher, no bootstrap).
+deploy-smoke: envoy deploy-tools wasm deploy-certs demo-backend consent-source
+	$(VENV)/bin/python scripts/deploy_envoy_smoke.py --envoy $(ENVOY) --wasm $(WASM)
 
 fmt:
 	$(CARGO) fmt --all
