@@ -127,7 +127,7 @@ run: deps build
 
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy
 
 lint: rust-targets
 	$(CARGO) fmt --all -- --check
