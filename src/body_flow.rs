@@ -53,7 +53,13 @@ impl ConsentHttp {
                     Direction::Request => self.request_body = mode,
                     Direction::Response => self.response_body = mode,
                 }
-                Action::Pause
+                // Without holding, the headers go on now; `on_body` still buffers the
+                // whole body (Pause there is StopIterationAndBuffer) before any of it does.
+                if config.body.hold_headers {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
             }
         }
     }

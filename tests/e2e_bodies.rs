@@ -421,3 +421,64 @@ fn a_block_action_refuses_a_body_holding_that_category() {
     assert_eq!(resp.status, 200);
     assert_eq!(seen_json(&seen.unwrap().body)["email"], "d@example.jp");
 }
+
+/// Istio's WasmPlugin and Envoy Gateway cannot set `allow_on_headers_stop_iteration`: with
+/// `body.hold_headers: false` headers go on first, bodies are still checked whole.
+#[test]
+fn without_holding_headers_bodies_are_still_checked_before_any_byte_goes_on() {
+    let f = start_demo(|y| {
+        y.replace(
+            "allow_on_headers_stop_iteration: true",
+            "allow_on_headers_stop_iteration: false",
+        )
+        .replacen(
+            "\"max_bytes\": 1048576,",
+            "\"max_bytes\": 1048576,\n              \"hold_headers\": false,",
+            1,
+        )
+    });
+    // A request body loses its forbidden fields.
+    let (resp, seen) = send(
+        &f,
+        Req::get("/echo")
+            .who("u-bob", "service.improvement")
+            .json(bob_body()),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let got: Value = serde_json::from_slice(&seen.unwrap().body).unwrap();
+    assert!(got.get("email").is_none(), "{got}");
+    // A response body too.
+    let (resp, _) = send(
+        &f,
+        Req::get("/users/u-alice/profile").who("u-alice", "marketing.newsletters"),
+    );
+    assert_eq!(resp.status, 200);
+    let profile = resp.json();
+    assert_eq!(profile["email"], "hanako@example.jp");
+    assert_eq!(
+        profile["location"],
+        json!({}),
+        "location fields removed: {profile}"
+    );
+    // An invalid request body is still refused before the backend answers.
+    let (resp, _) = send(
+        &f,
+        Req::get("/echo")
+            .who("u-bob", "service.improvement")
+            .json(r#"{"email": "x@example.jp", "#),
+    );
+    assert_eq!(resp.json()["reason"], "body_invalid_json");
+    // An invalid response body cannot be refused with a status any more (the headers are
+    // gone): the stream is reset and not one byte of the unchecked body reaches the client.
+    let (resp, _) = send(
+        &f,
+        Req::get("/broken-json").who("u-alice", "marketing.newsletters"),
+    );
+    assert!(!resp.text().contains("hanako"), "{}", resp.text());
+    assert!(
+        resp.body.is_empty() || resp.status != 200,
+        "{} {}",
+        resp.status,
+        resp.text()
+    );
+}

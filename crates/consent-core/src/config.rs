@@ -234,6 +234,18 @@ pub struct BodyDoc {
     /// Multi-subject bodies: each element is decided with its own subject's consent.
     #[serde(default)]
     pub subjects: Vec<SubjectsDoc>,
+    /// Hold a message's headers until its body is checked (default). Needs Envoy's
+    /// `allow_on_headers_stop_iteration: true`, which Istio's `WasmPlugin` and Envoy
+    /// Gateway's `EnvoyExtensionPolicy` cannot set: there, use `false`. Then headers go on
+    /// first and the body is buffered and checked before any of it goes on; a refused
+    /// request body still gets its error reply, a refused response body resets the stream
+    /// (the client gets the headers and no body, never the unchecked body).
+    #[serde(default = "default_hold_headers")]
+    pub hold_headers: bool,
+}
+
+fn default_hold_headers() -> bool {
+    true
 }
 
 impl Default for BodyDoc {
@@ -243,6 +255,7 @@ impl Default for BodyDoc {
             encoded: EncodedBody::default(),
             unparsed: UnparsedBody::default(),
             subjects: Vec::new(),
+            hold_headers: default_hold_headers(),
         }
     }
 }
@@ -260,6 +273,8 @@ pub struct BodySettings {
     pub elements: Matcher,
     /// Key paths from an element to its subject.
     pub subject_paths: Vec<Vec<String>>,
+    /// Hold headers until the body is checked.
+    pub hold_headers: bool,
 }
 
 impl BodySettings {
@@ -868,6 +883,7 @@ fn compile_body(doc: &BodyDoc) -> Result<BodySettings, ConfigError> {
         unparsed: doc.unparsed,
         elements,
         subject_paths,
+        hold_headers: doc.hold_headers,
     })
 }
 
