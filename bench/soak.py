@@ -61,7 +61,8 @@ class Load(threading.Thread):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         period, next_at = 1.0 / self.rate, time.time()
         while not self.stop.is_set():
-            method, path, headers, body = REQUESTS[self.i % len(REQUESTS)]
+            kind = self.i % len(REQUESTS)
+            method, path, headers, body = REQUESTS[kind]
             self.i += 1
             start = time.time()
             try:
@@ -84,7 +85,7 @@ class Load(threading.Thread):
                 if reason not in EXPECTED_REASONS:
                     self.unexpected.append(key)
             elif status != 200:
-                self.unexpected.append(f"{status} {data[:120]!r}")
+                self.unexpected.append(f"{status} {method} {path} after {time.time() - start:.1f}s: {data[:120]!r}")
             self.counts[key] = self.counts.get(key, 0) + 1
             next_at += period
             time.sleep(max(0.0, next_at - time.time()))
