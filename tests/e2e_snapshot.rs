@@ -289,3 +289,63 @@ fn a_snapshot_served_in_parts_is_loaded_whole() {
     )
     .0 == 200));
 }
+
+#[test]
+fn a_flapping_source_never_lets_a_request_through_on_a_snapshot_past_the_bound() {
+    let f = start_demo_with(fast, SnapshotState::Serve(demo_consents()), true);
+    // For 4 s the source cycles: a new good version for 200 ms (bob granting surveys on
+    // even versions, withdrawing on odd ones), then 503, then garbage, 100 ms each.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flipper = {
+        let stop = std::sync::Arc::clone(&stop);
+        let backend = f.backend.snapshot_handle();
+        std::thread::spawn(move || {
+            let mut version = 10u64;
+            let mut step = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let state = match step % 3 {
+                    0 => {
+                        version += 1;
+                        let grant = version % 2 == 0;
+                        SnapshotState::Serve(consents_with(version, |doc| {
+                            if grant {
+                                doc["records"][1]["grants"]["surveys"] =
+                                    serde_json::json!({"policy_version": 1});
+                            }
+                        }))
+                    }
+                    1 => SnapshotState::Fail(503),
+                    _ => SnapshotState::Garbage,
+                };
+                let hold = if step % 3 == 0 { 200 } else { 100 };
+                backend.set(state);
+                step += 1;
+                std::thread::sleep(Duration::from_millis(hold));
+            }
+            version
+        })
+    };
+    let started = Instant::now();
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    while started.elapsed() < Duration::from_secs(4) {
+        let (status, why) = reason(&f, "u-alice", "marketing.newsletters");
+        *answers.entry(format!("{status} {why}")).or_default() += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let last = flipper.join().unwrap();
+    // Good versions keep arriving well inside the 2.5 s bound: never stale, never unavailable.
+    assert_eq!(
+        answers.keys().cloned().collect::<Vec<_>>(),
+        vec!["200 consent_granted".to_string()],
+        "{answers:?}"
+    );
+    // The source settles on its last good version and the filter follows it.
+    let settled = consents_with(last + 1, |_| {});
+    f.backend.set_snapshot(SnapshotState::Serve(settled));
+    assert!(wait_until(Duration::from_secs(5), || reason(
+        &f, "u-bob", "surveys"
+    ) == (
+        403,
+        "consent_missing".into()
+    )));
+}

@@ -69,6 +69,17 @@ pub enum SnapshotState {
     Hang,
 }
 
+/// Changes what the backend serves as the consent source, from any thread.
+#[derive(Clone)]
+pub struct SnapshotHandle(Arc<Mutex<SnapshotState>>);
+
+impl SnapshotHandle {
+    /// Serve `state` from now on.
+    pub fn set(&self, state: SnapshotState) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+}
+
 /// Why the backend could not start.
 #[derive(Debug)]
 pub struct StartError(pub String);
@@ -117,6 +128,11 @@ impl DemoBackend {
     /// Changes what `GET /snapshot` serves.
     pub fn set_snapshot(&self, state: SnapshotState) {
         *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = state;
+    }
+
+    /// A handle that changes the snapshot state from another thread.
+    pub fn snapshot_handle(&self) -> SnapshotHandle {
+        SnapshotHandle(Arc::clone(&self.snapshot))
     }
 
     /// The address it listens on.
