@@ -14,8 +14,6 @@ mod support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{curl, envoy_bin, free_port, localise, shipped_config, wait_until};
@@ -52,17 +50,13 @@ fn spawn(config: &Path, log: &Path, epoch: u32, base_id: Option<&str>, id_file: 
 #[test]
 fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapshot() {
     let (source, source_port) = support::start_source(consent_source::store::DEFAULT_PART_SIZE);
-    let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
-        "127.0.0.1:0",
-        consent_tools::demo_backend::SnapshotState::Fail(503),
-    )
-    .unwrap();
+    let (_backend, backend_port) = support::start_backend();
     let (port, admin) = (free_port(), free_port());
     let yaml = localise(
         &shipped_config("envoy-demo.yaml"),
         port,
         admin,
-        backend.addr().unwrap().port(),
+        backend_port,
         source_port,
     );
     let dir = std::env::temp_dir().join(support::tag("hot-restart"));
@@ -92,24 +86,7 @@ fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapsho
         .trim()
         .to_string();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::<(Instant, u16, String)>::new()));
-    let load = {
-        let (stop, seen, url) = (Arc::clone(&stop), Arc::clone(&seen), url.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let r = curl(&[
-                    "-H",
-                    "x-user-id: u-alice",
-                    "-H",
-                    "x-data-purpose: support.inquiries",
-                    &url,
-                ]);
-                let body = String::from_utf8_lossy(&r.body).into_owned();
-                seen.lock().unwrap().push((Instant::now(), r.status, body));
-            }
-        })
-    };
+    let load = support::Load::start(url.clone());
     std::thread::sleep(Duration::from_millis(500));
     let restart_at = Instant::now();
     let mut second = spawn(
@@ -124,8 +101,7 @@ fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapsho
         matches!(first.try_wait(), Ok(Some(_)))
     });
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
+    let seen = load.finish();
     let after_ok = ask("support.inquiries").status;
     let _ = Command::new("kill").arg(second.id().to_string()).status();
     let _ = second.wait();
@@ -137,7 +113,6 @@ fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapsho
     assert!(parent_gone, "epoch 0 did not exit after the hot restart");
     assert_eq!(after_ok, 200, "epoch 1 serves with its own snapshot");
 
-    let seen = seen.lock().unwrap();
     let around: Vec<_> = seen.iter().filter(|(t, _, _)| *t >= restart_at).collect();
     assert!(
         around.len() > 20,

@@ -14,8 +14,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::{curl, free_port, localise, send, shipped_config, wait_until, Envoy, Fixture, Req};
@@ -81,61 +79,11 @@ fn reason(f: &Fixture, req: Req) -> (u16, String) {
     (resp.status, reason)
 }
 
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(Instant, u16, String)>>>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Keeps sending a request whose answer no reload changes (alice, support.inquiries).
-fn start_load(url: String) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let (s, v) = (Arc::clone(&stop), Arc::clone(&seen));
-    let handle = std::thread::spawn(move || {
-        while !s.load(Ordering::Relaxed) {
-            let r = curl(&[
-                "-H",
-                "x-user-id: u-alice",
-                "-H",
-                "x-data-purpose: support.inquiries",
-                &url,
-            ]);
-            let reason = if r.status == 200 {
-                String::new()
-            } else {
-                String::from_utf8_lossy(&r.body).into_owned()
-            };
-            v.lock().unwrap().push((Instant::now(), r.status, reason));
-        }
-    });
-    Load {
-        stop,
-        seen,
-        handle: Some(handle),
-    }
-}
-
-impl Load {
-    fn finish(mut self) -> Vec<(Instant, u16, String)> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().unwrap();
-        }
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
 #[test]
 fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_is_rejected() {
     let (source, source_port) = support::start_source(consent_source::store::DEFAULT_PART_SIZE);
-    let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
-        "127.0.0.1:0",
-        consent_tools::demo_backend::SnapshotState::Fail(503),
-    )
-    .unwrap();
+    let (backend, backend_port) = support::start_backend();
     let (port, admin) = (free_port(), free_port());
-    let backend_port = backend.addr().unwrap().port();
     let dir: PathBuf = std::env::temp_dir().join(support::tag("lds"));
     std::fs::create_dir_all(&dir).unwrap();
     let demo = support::worker_lease(&shipped_config("envoy-demo.yaml"));
@@ -159,7 +107,7 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     let probe = || Req::get("/reloaded/x").who("u-alice", "support.inquiries");
     assert_eq!(reason(&f, probe()).0, 200);
 
-    let load = start_load(f.envoy.url("/echo"));
+    let load = support::Load::start(f.envoy.url("/echo"));
     std::thread::sleep(Duration::from_millis(300));
 
     // 1. A new rule arrives by LDS and takes effect.
