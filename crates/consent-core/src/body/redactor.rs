@@ -434,7 +434,14 @@ impl<'a> Redactor<'a, '_, '_> {
         let subject = self
             .element_rules
             .and_then(|er| er.subject_paths.get(spec.position()))
-            .and_then(|path| find_subject(self.sc.input, start, path));
+            .map_or(Subject::Absent, |path| {
+                find_subject(self.sc.input, start, path)
+            });
+        let subject = match subject {
+            Subject::Ambiguous => return ElementVerdict::Drop,
+            Subject::One(id) => Some(id),
+            Subject::Absent => None,
+        };
         match self.verdict.as_mut() {
             Some(verdict) => verdict(subject.as_deref()),
             None => ElementVerdict::Drop,
@@ -500,48 +507,83 @@ impl<'a> Redactor<'a, '_, '_> {
     }
 }
 
+/// The subject id of a multi-subject element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Subject {
+    /// No member at the subject path (or not a string or number there).
+    Absent,
+    /// Exactly one id.
+    One(String),
+    /// The path names more than one member at some level (a duplicate key, or keys that
+    /// differ only in case): readers disagree on which one counts, so nobody's consent can
+    /// be assumed.
+    Ambiguous,
+}
+
 /// Reads the subject id of an element: the string (or number) at `path` inside the object
-/// starting at `start`. `None` when absent or not a scalar id.
-fn find_subject(input: &[u8], start: usize, path: &[String]) -> Option<String> {
-    let (first, rest) = path.split_first()?;
+/// starting at `start`. Keys match without regard to case, and every member is looked at,
+/// so that a second `user_id` (which most JSON readers would take) cannot hide behind the
+/// first.
+fn find_subject(input: &[u8], start: usize, path: &[String]) -> Subject {
+    let Some((first, rest)) = path.split_first() else {
+        return Subject::Absent;
+    };
     let mut sc = Scanner { input, pos: start };
-    sc.expect(b'{').ok()?;
+    if sc.expect(b'{').is_err() {
+        return Subject::Absent;
+    }
+    let mut found: Option<usize> = None;
     loop {
         sc.skip_ws();
         if sc.peek() == Some(b'}') {
-            return None;
+            break;
         }
-        let (s, e, escaped) = sc.string().ok()?;
-        let key = decode_string(input.get(s..e)?, escaped);
+        let Ok((s, e, escaped)) = sc.string() else {
+            return Subject::Absent;
+        };
+        let key = decode_string(input.get(s..e).unwrap_or_default(), escaped);
         sc.skip_ws();
-        sc.expect(b':').ok()?;
+        if sc.expect(b':').is_err() {
+            return Subject::Absent;
+        }
         sc.skip_ws();
         if key.as_ref().eq_ignore_ascii_case(first.as_bytes()) {
-            if !rest.is_empty() {
-                return find_subject(input, sc.pos, rest);
+            if found.is_some() {
+                return Subject::Ambiguous;
             }
-            let value_start = sc.pos;
-            return match sc.peek()? {
-                b'"' => {
-                    let (s, e, escaped) = sc.string().ok()?;
-                    String::from_utf8(decode_string(input.get(s..e)?, escaped).into_owned()).ok()
-                }
-                b'-' | b'0'..=b'9' => {
-                    sc.number().ok()?;
-                    std::str::from_utf8(input.get(value_start..sc.pos)?)
-                        .ok()
-                        .map(str::to_string)
-                }
-                _ => None,
-            };
+            found = Some(sc.pos);
         }
-        sc.skip_value(1).ok()?;
+        if sc.skip_value(1).is_err() {
+            return Subject::Absent;
+        }
         sc.skip_ws();
-        match sc.peek()? {
-            b',' => sc.pos += 1,
-            _ => return None,
+        match sc.peek() {
+            Some(b',') => sc.pos += 1,
+            _ => break,
         }
     }
+    let Some(value_start) = found else {
+        return Subject::Absent;
+    };
+    if !rest.is_empty() {
+        return find_subject(input, value_start, rest);
+    }
+    let mut sc = Scanner {
+        input,
+        pos: value_start,
+    };
+    let id = match sc.peek() {
+        Some(b'"') => sc.string().ok().and_then(|(s, e, escaped)| {
+            String::from_utf8(decode_string(input.get(s..e)?, escaped).into_owned()).ok()
+        }),
+        Some(b'-' | b'0'..=b'9') => sc.number().ok().and_then(|()| {
+            std::str::from_utf8(input.get(value_start..sc.pos)?)
+                .ok()
+                .map(str::to_string)
+        }),
+        _ => None,
+    };
+    id.map_or(Subject::Absent, Subject::One)
 }
 
 #[cfg(test)]
@@ -919,5 +961,45 @@ mod tests {
             r#"{"items":[{"email":"a@x","user_id":"alice"},{"user_id":"bob","n":1}]}"#,
         );
         assert_eq!(report.dropped_elements, 2);
+    }
+
+    #[test]
+    fn an_element_naming_two_subjects_is_dropped_not_decided_for_the_first() {
+        let paths = vec!["user_id".to_string()];
+        let input = |items: &str| format!(r#"{{"items":[{items}]}}"#);
+        for (items, expected) in [
+            // Most JSON readers keep the last duplicate: alice's consent must not cover bob.
+            (
+                r#"{"user_id":"alice","user_id":"bob","email":"b@x"}"#,
+                Subject::Ambiguous,
+            ),
+            (
+                r#"{"USER_ID":"alice","user_id":"bob","email":"b@x"}"#,
+                Subject::Ambiguous,
+            ),
+            (
+                r#"{"user_\u0069d":"alice","user_id":"alice"}"#,
+                Subject::Ambiguous,
+            ),
+            (
+                r#"{"email":"a@x","user_id":"alice"}"#,
+                Subject::One("alice".into()),
+            ),
+            (r#"{"user_id":{"x":1}}"#, Subject::Absent),
+        ] {
+            let body = input(items);
+            let start = body.find("[{").unwrap() + 1;
+            assert_eq!(
+                find_subject(body.as_bytes(), start, &paths),
+                expected,
+                "{items}"
+            );
+        }
+        let nested = vec!["who".to_string(), "id".to_string()];
+        let body = r#"{"who":{"id":"a"},"who":{"id":"b"}}"#;
+        assert_eq!(
+            find_subject(body.as_bytes(), 0, &nested),
+            Subject::Ambiguous
+        );
     }
 }
