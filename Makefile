@@ -34,7 +34,8 @@ help:
 	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
 	@echo "make test   lint, unit tests, core tests under wasm (Node), end-to-end tests in real Envoy"
 	@echo "make validate   envoy --mode validate on every config in envoy-config/ and deploy/envoy/"
-	@echo "make bench  criterion benchmarks of the core, then body throughput in Envoy (filter on/off/empty)"
+	@echo "make bench  the filter against plain Envoy, an empty wasm filter, Lua, ext_authz and RBAC (bench/results.md)"
+	@echo "make bench-core   criterion benchmarks of the core (redaction, decision, lookup)"
 	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
 	@echo "make consentctl   build the operators' CLI (target/debug/consentctl --help)"
 	@echo "make oci    the filter as an OCI image layout in $(OCI_DIR) (Istio / Envoy Gateway), checked"
@@ -96,7 +97,33 @@ consentctl:
 
 ## ---- bench --------------------------------------------------------------------
 
-bench: bench-core bench-envoy
+.PHONY: bench-compare bench-plot-tools empty-filter ext-authz-consent
+
+BENCH_REQS    := bench/requirements-bench.txt
+BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/null | cut -c1-12)
+
+# The filter against the alternatives, same Envoy, backend and load, 1 and 2 workers: plain
+# Envoy, the empty wasm filter, Lua, ext_authz (Rust consent service), RBAC; 1k and 1M users;
+# JSON bodies. Writes bench/results.md and bench/results.png, prints PASS/FAIL per target.
+# The criterion benchmarks of the core are their own command: `make bench-core`.
+bench: bench-compare
+
+bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent
+	$(VENV)/bin/python bench/compare.py --envoy $(ENVOY)
+
+# matplotlib (pinned) in the project venv, for bench/results.png.
+bench-plot-tools: $(BENCH_STAMP)
+$(BENCH_STAMP): $(BENCH_REQS) | $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(BENCH_REQS)
+	touch $@
+
+# The proxy-wasm filter that does nothing: what proxy-wasm itself costs.
+empty-filter: rust-targets
+	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
+
+# The ext_authz HTTP service deciding with consent-core (target/release/ext-authz-consent).
+ext-authz-consent:
+	$(CARGO) build --release -p consent-tools --bin ext-authz-consent
 
 # Criterion benchmarks of the redaction core (native), with peak heap per body.
 bench-core:
@@ -110,8 +137,7 @@ bench-snapshot: deps bench-tools wasm
 	python3 bench/snapshot_scale.py --envoy $(ENVOY)
 
 # Body throughput through one Envoy worker: no filter, an empty wasm filter, this filter.
-bench-envoy: deps bench-tools wasm
-	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
+bench-envoy: deps bench-tools wasm empty-filter
 	python3 bench/envoy_bodies.py --envoy $(ENVOY)
 
 # A bounded soak (default 10 minutes) of the demo setup at a fixed rate with body redaction
@@ -211,3 +237,83 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf $(VENV) $(TOOLS)
+
+## ---- reliability: fuzzing and supply chain (issue 8) -----------------------------
+# Added as one block; nothing above depends on it. `make fuzz` needs the nightly
+# toolchain (libFuzzer instrumentation) and runs it by name; everything else uses the
+# toolchain pinned in rust-toolchain.toml.
+
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_DENY_VERSION := 0.20.2
+CARGO_FUZZ_STAMP   := $(TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
+CARGO_DENY_STAMP   := $(TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION)
+CARGO_DENY         := $(TOOLS)/bin/cargo-deny
+FUZZ_TARGETS       := redact_body snapshot_parse config_parse headers
+# Seconds per target, and the memory bound: a target that needs more RSS is a finding.
+FUZZ_SECONDS       ?= 60
+FUZZ_RSS_MB        ?= 512
+FUZZ_TOOLCHAIN     ?= +nightly
+# `require` makes `make deny` fail when the RustSec database cannot be fetched.
+DENY_ADVISORIES    ?= optional
+DENY_MANIFEST      ?= Cargo.toml
+
+.PHONY: fuzz-tools fuzz fuzz-regressions deny-tools deny
+
+fuzz-tools: $(CARGO_FUZZ_STAMP)
+$(CARGO_FUZZ_STAMP):
+	$(CARGO) install cargo-fuzz --version =$(CARGO_FUZZ_VERSION) --locked --root $(TOOLS) --quiet
+	touch $@
+
+# Each target for FUZZ_SECONDS with -rss_limit_mb=FUZZ_RSS_MB, from the seeds in
+# fuzz/corpus/<target>/ (libFuzzer's own corpus grows in fuzz/work/, not committed). A crash,
+# timeout or memory blow-up is copied into fuzz/regressions/<target>/, which the stable
+# `cargo test -p consent-core --test fuzz_regressions` replays; commit it.
+fuzz: fuzz-tools
+	@rustup toolchain list | grep -q '^nightly' || { echo "make fuzz needs the nightly toolchain: rustup toolchain install nightly"; exit 1; }
+	@failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/work/$$t; rm -rf fuzz/artifacts/$$t; \
+	  echo "== fuzz $$t: $(FUZZ_SECONDS) s, rss limit $(FUZZ_RSS_MB) MB (log: fuzz/work/$$t.log)"; \
+	  if PATH="$(abspath $(TOOLS))/bin:$$PATH" $(CARGO) $(FUZZ_TOOLCHAIN) fuzz run -s none -a $$t \
+	       fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) \
+	       -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=10 -dict=fuzz/json.dict -print_final_stats=1 \
+	       > fuzz/work/$$t.log 2>&1; then status=ok; else status=FINDING; failed="$$failed $$t"; fi; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' fuzz/work/$$t.log | tail -1); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' fuzz/work/$$t.log | tail -1); \
+	  rss=$$(sed -n 's/^stat::peak_rss_mb: *//p' fuzz/work/$$t.log | tail -1); \
+	  echo "   $$status: $${runs:-?} runs, $${rate:-?} exec/s, peak RSS $${rss:-?} MB"; \
+	  for f in fuzz/artifacts/$$t/*; do \
+	    [ -f "$$f" ] || continue; mkdir -p fuzz/regressions/$$t; cp "$$f" fuzz/regressions/$$t/; \
+	    echo "   finding: fuzz/regressions/$$t/$$(basename $$f)"; \
+	  done; \
+	  if [ "$$status" != ok ]; then \
+	    { grep -m1 -A1 'panicked at' fuzz/work/$$t.log; grep -m1 '^SUMMARY' fuzz/work/$$t.log; } | cut -c1-300 | sed 's/^/   /'; \
+	  fi; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed"; exit 1; fi; \
+	echo "fuzz: no findings"
+
+# Replays the seeds and committed regressions on the pinned stable toolchain.
+fuzz-regressions:
+	$(CARGO) test -p consent-core --test fuzz_regressions
+
+deny-tools: $(CARGO_DENY_STAMP)
+$(CARGO_DENY_STAMP):
+	$(CARGO) install cargo-deny --version =$(CARGO_DENY_VERSION) --locked --root $(TOOLS) --quiet
+	touch $@
+
+# Licences, bans and sources (deny.toml) over the whole workspace, then RustSec advisories
+# when the database can be fetched (it lives on GitHub, which the build machines here do not
+# reach: the check is then skipped with a message, or fails with DENY_ADVISORIES=require).
+# `make deny DENY_MANIFEST=fuzz/Cargo.toml` checks the fuzz crate's lock file.
+deny: deny-tools
+	$(CARGO_DENY) --manifest-path $(DENY_MANIFEST) --workspace --locked check licenses bans sources
+	@if $(CARGO_DENY) --manifest-path $(DENY_MANIFEST) fetch db >/dev/null 2>&1; then \
+	  $(CARGO_DENY) --manifest-path $(DENY_MANIFEST) --workspace --locked check advisories; \
+	elif [ "$(DENY_ADVISORIES)" = require ]; then \
+	  echo "deny: the RustSec advisory database could not be fetched (DENY_ADVISORIES=require)"; exit 1; \
+	else \
+	  echo "deny: advisories SKIPPED: the RustSec advisory database (github.com/rustsec/advisory-db)"; \
+	  echo "      could not be fetched from this machine; licences, bans and sources were checked."; \
+	  echo "      Run 'make deny' where GitHub is reachable, or DENY_ADVISORIES=require to fail instead."; \
+	fi

@@ -51,7 +51,13 @@ def serve(body):
             part = 0 if self.path == "/snapshot" else None
             if self.path.startswith("/snapshot/parts/"):
                 part = int(self.path.rsplit("/", 1)[1])
-            if part is not None and part < len(body):
+            if part == 0 and self.headers.get("if-none-match") == '"v1"':
+                # Nothing changed: without this every refresh would reload the whole snapshot.
+                self.send_response(304)
+                self.send_header("etag", '"v1"')
+                self.send_header("content-length", "0")
+                self.end_headers()
+            elif part is not None and part < len(body):
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body[part])))

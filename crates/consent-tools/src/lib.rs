@@ -2,3 +2,4 @@
 //! starts and the end-to-end tests run in-process as their real upstream.
 
 pub mod demo_backend;
+pub mod ext_authz;

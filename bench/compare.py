@@ -1,0 +1,827 @@
+#!/usr/bin/env python3
+"""`make bench`: the consent filter against the alternatives, same Envoy, same backend, same
+load, same run.
+
+Topology (all on loopback): wrk -> Envoy under test -> origin Envoy (direct_response).
+Contenders, each its own Envoy 1.40 with the same worker count, all up for the whole run:
+
+  plain        no HTTP filter but the router
+  empty-wasm   a proxy-wasm filter that does nothing (V8)
+  consent-1k   this filter, header-only decision, 1,000 people in the live snapshot
+  consent-1m   the same with 1,000,000 people (shared snapshot loaded by the bootstrap
+               singleton fetcher from a local static source, as in bench/snapshot_scale.py)
+  consent-log  consent-1k with the demo's decision log (every request, field paths) written
+               to Envoy's log file
+  lua          Envoy's Lua filter doing the consent check from a Lua table of the 1k snapshot
+  ext-authz    Envoy's ext_authz filter (HTTP service) calling `ext-authz-consent`, a Rust
+               service deciding with consent-core (OPA-Envoy style deployment)
+  rbac         Envoy's native RBAC filter denying the same requests by two header matchers
+               (the native floor of a header-only block, no consent data)
+
+Header-only requests carry a random user id of the contender's snapshot and the purpose
+`marketing.newsletters`: 9 people in 10 granted it (redact: the purpose may not see location
+and other categories), the rest did not (403 consent_missing). RBAC blocks the same 10% (ids
+ending in 0). JSON bodies (1 KiB, 64 KiB transaction histories from bench/envoy_bodies.py,
+one field in ten redacted) are measured through plain, empty-wasm and consent-1k with the
+purpose `service.improvement`.
+
+Every contender runs interleaved (A B C ... A B C ...) for --rounds rounds of --duration
+seconds (`wrk -t1 -c32 --latency`), with 1 and 2 Envoy workers; then a low-load latency pass
+(`wrk -c1`, 1 worker). Writes bench/results.md and bench/results.png (matplotlib, when
+importable) and prints PASS/FAIL against the issue's targets.
+"""
+import argparse
+import http.server
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from envoy_bodies import envoy_yaml, free_port, history, origin_yaml, wait_ready  # noqa: E402
+from snapshot_scale import rss_mb, stat  # noqa: E402
+
+PART_SIZE = 20_000
+HEADER_PURPOSE = "marketing.newsletters"
+BODY_PURPOSE = "service.improvement"
+HEADER_PATH = "/h-text"
+
+# Production-like plugin configuration: no decision log, no route rules, callers on this
+# plain listener are the operator's own app (as in the demo), live snapshot from the fetcher.
+SNAPSHOT_SETTINGS = {"source": "shared", "cluster": "consent_source", "refresh_ms": 1000,
+                     "timeout_ms": 10000, "max_staleness_ms": 30000}
+PLUGIN_CONFIG = {"caller": {"unidentified_party": "tsunagu"}, "snapshot": SNAPSHOT_SETTINGS}
+# The demo's decision log (envoy-config/envoy-demo.yaml): every request, with field paths.
+DECISION_LOG = {"enabled": True, "sample_rate": 1.0, "always_log_blocks": True, "field_paths": True,
+                "subject_key_secret": "bench-only-key-0123456789abcdef"}
+
+HEADER_CONTENDERS = ["plain", "empty-wasm", "consent-1k", "consent-1m", "consent-log", "lua", "ext-authz", "rbac"]
+BODY_CONTENDERS = ["plain", "empty-wasm", "consent-1k"]
+LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "consent-1k", "consent-1m", "lua", "ext-authz", "rbac"]
+DECIDING = {"consent-1k", "consent-1m", "consent-log", "lua", "ext-authz", "rbac"}
+LABELS = {
+    "plain": "plain Envoy (no filter)",
+    "empty-wasm": "empty proxy-wasm filter",
+    "consent-1k": "consent filter, 1k users",
+    "consent-1m": "consent filter, 1M users",
+    "consent-log": "consent filter, 1k users, decision log 100%",
+    "lua": "Lua filter, 1k-user table",
+    "ext-authz": "ext_authz HTTP -> Rust consent service",
+    "rbac": "native RBAC header match",
+}
+
+
+# ---- consent data ---------------------------------------------------------------------
+
+def granted(i):
+    """Person i granted HEADER_PURPOSE unless i is a multiple of 10 (ids ending in 0)."""
+    return i % 10 != 0
+
+
+_REC_ALL = ('{"subject":"u-%07d","grants":{"service.improvement":{"policy_version":1,'
+            '"explicit":["location.gps"]},"marketing.newsletters":{"policy_version":1}}}')
+_REC_SOME = ('{"subject":"u-%07d","grants":{"service.improvement":{"policy_version":1,'
+             '"explicit":["location.gps"]}}}')
+
+
+def snapshot_parts(users):
+    """The snapshot as the reference source serves it: parts of PART_SIZE records, written
+    as text directly (1M people in about a second)."""
+    n = max(1, -(-users // PART_SIZE))
+    parts = []
+    for p in range(n):
+        recs = ",".join((_REC_ALL if granted(i) else _REC_SOME) % i
+                        for i in range(p * PART_SIZE, min(users, (p + 1) * PART_SIZE)))
+        parts.append(('{"version":1,"subject_key":"plain","parts":%d,"part":%d,"records":[%s]}'
+                      % (n, p, recs)).encode())
+    return parts
+
+
+def serve_snapshot(parts):
+    """A static consent source: /snapshot (part 0), /snapshot/parts/i, ETag "v1" and 304 on
+    a match, so the fetcher's refreshes cost nothing once the snapshot is loaded."""
+    counts = {"full": 0, "not_modified": 0}
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def handle(self):
+            try:
+                super().handle()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def do_GET(self):
+            part = 0 if self.path == "/snapshot" else None
+            if self.path.startswith("/snapshot/parts/"):
+                part = int(self.path.rsplit("/", 1)[1])
+            if part == 0 and self.headers.get("if-none-match") == '"v1"':
+                counts["not_modified"] += 1
+                self.send_response(304)
+                self.send_header("etag", '"v1"')
+                self.send_header("content-length", "0")
+                self.end_headers()
+            elif part is not None and part < len(parts):
+                counts["full"] += part == 0
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(parts[part])))
+                self.send_header("etag", '"v1"')
+                self.end_headers()
+                self.wfile.write(parts[part])
+            else:
+                self.send_response(404)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv.counts = counts
+    return srv
+
+
+def lua_source(users, policy_path):
+    """The same header decision in Lua: purpose known, user present, and for a purpose on
+    the consent basis a grant in the table (user -> purposes granted) made from the snapshot.
+    Notice, contract and legal purposes pass. (No parties, GPC, stop-use, policy versions
+    or category lists: less than the filter decides.)"""
+    policy = json.load(open(policy_path))
+    known = [p["id"] for p in policy["purposes"]]
+    consent = [p["id"] for p in policy["purposes"] if p["basis"] == "consent"]
+    rows = []
+    for i in range(users):
+        ps = ["service.improvement"] + ([HEADER_PURPOSE] if granted(i) else [])
+        rows.append('["u-%07d"]={%s}' % (i, ",".join(f'["{p}"]=true' for p in ps)))
+    lua_set = lambda ids: "{" + ",".join(f'["{p}"]=true' for p in ids) + "}"  # noqa: E731
+    table = ",\n".join(rows)
+    return f"""-- generated by bench/compare.py from the {users}-user snapshot
+local granted = {{
+{table}
+}}
+local known = {lua_set(known)}
+local consent_basis = {lua_set(consent)}
+
+local function refuse(handle, reason)
+  handle:respond({{[":status"] = "403", ["content-type"] = "application/json",
+                   ["x-consent-decision"] = "outcome=block; reason=" .. reason}},
+                 '{{"error":"blocked","reason":"' .. reason .. '"}}')
+end
+
+function envoy_on_request(handle)
+  local headers = handle:headers()
+  local user = headers:get("x-user-id")
+  local purpose = headers:get("x-data-purpose")
+  if purpose == nil then return refuse(handle, "purpose_missing") end
+  if not known[purpose] then return refuse(handle, "purpose_unknown") end
+  if user == nil then return refuse(handle, "user_missing") end
+  if consent_basis[purpose] then
+    local g = granted[user]
+    if g == nil or not g[purpose] then return refuse(handle, "consent_missing") end
+  end
+  headers:replace("x-consent-decision", "outcome=allow; purpose=" .. purpose)
+end
+"""
+
+
+# ---- Envoy configurations ---------------------------------------------------------------
+
+def wasm_filter(name, root_id, wasm, config):
+    value = json.dumps(config) if config is not None else ""
+    return f"""
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                root_id: {root_id}
+                vm_config: {{ vm_id: {root_id}, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
+                failure_policy: FAIL_CLOSED
+                allow_on_headers_stop_iteration: true
+                configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{value}' }}"""
+
+
+def fetcher(wasm, config):
+    return f"""
+bootstrap_extensions:
+- name: envoy.bootstrap.wasm
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
+    singleton: true
+    config:
+      root_id: consent_fetcher
+      vm_config: {{ vm_id: consent, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
+      configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{json.dumps(config)}' }}
+"""
+
+
+def cluster(name, port, extra=""):
+    return f"""
+  - name: {name}
+    connect_timeout: 1s
+    type: STATIC{extra}
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"""
+
+
+def contender_yaml(kind, port, admin, origin_port, a, extra):
+    """The Envoy under test for one contender (see the module docstring)."""
+    routes = """
+              - match: { prefix: "/" }
+                route: { cluster: origin }"""
+    clusters = "  clusters:" + cluster("origin", origin_port)
+    filters, prefix = "", ""
+    if kind == "empty-wasm":
+        filters = wasm_filter("empty", "empty", a.empty_wasm, None)
+    elif kind.startswith("consent-"):
+        config = dict(PLUGIN_CONFIG)
+        if kind == "consent-log":
+            config["decision_log"] = DECISION_LOG
+        prefix = fetcher(a.wasm, config)
+        filters = wasm_filter("consent", "consent", a.wasm, config)
+        # Snapshot parts are ~2.4 MB each: above the default 1 MiB buffer limit.
+        clusters += cluster("consent_source", extra["source_port"],
+                            "\n    per_connection_buffer_limit_bytes: 67108864")
+    elif kind == "lua":
+        filters = f"""
+          - name: envoy.filters.http.lua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+              default_source_code: {{ filename: "{extra['lua']}" }}"""
+    elif kind == "ext-authz":
+        filters = f"""
+          - name: envoy.filters.http.ext_authz
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+              transport_api_version: V3
+              failure_mode_allow: false
+              allowed_headers:
+                patterns: [{{ exact: x-user-id }}, {{ exact: x-data-purpose }}, {{ exact: sec-gpc }}]
+              http_service:
+                server_uri: {{ uri: "http://127.0.0.1:{extra['authz_port']}", cluster: ext_authz, timeout: 2s }}
+                path_prefix: /check
+                authorization_response:
+                  allowed_upstream_headers:
+                    patterns: [{{ exact: x-consent-decision }}]
+                  allowed_client_headers:
+                    patterns: [{{ exact: x-consent-decision }}, {{ exact: content-type }}]"""
+        clusters += cluster("ext_authz", extra["authz_port"])
+    elif kind == "rbac":
+        filters = f"""
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: DENY
+                policies:
+                  refused:
+                    permissions: [{{ any: true }}]
+                    principals:
+                    - and_ids:
+                        ids:
+                        - header: {{ name: x-data-purpose, string_match: {{ exact: {HEADER_PURPOSE} }} }}
+                        - header: {{ name: x-user-id, string_match: {{ suffix: "0" }} }}"""
+    elif kind != "plain":
+        raise ValueError(kind)
+    return prefix + envoy_yaml(port, admin, routes, filters, clusters + "\n")
+
+
+def start_envoy(envoy, yaml, work, name, concurrency, log_levels=()):
+    path = os.path.join(work, f"{name}.yaml")
+    with open(path, "w") as f:
+        f.write(yaml)
+    log = open(os.path.join(work, f"{name}.log"), "w")
+    cmd = [envoy, "-c", path, "--concurrency", str(concurrency), "--disable-hot-restart",
+           "-l", "warning"]
+    if log_levels:
+        cmd += ["--component-log-level", ",".join(log_levels)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    OUR_PIDS.add(proc.pid)
+    return proc
+
+
+# ---- load ---------------------------------------------------------------------------------
+
+WRK_LUA = """
+math.randomseed(SEED)
+local users = USERS
+request = function()
+  return wrk.format("GET", "PATH", {["x-user-id"] = string.format("u-%07d", math.random(0, users - 1)),
+                                    ["x-data-purpose"] = "PURPOSE"})
+end
+"""
+
+
+def wrk_script(work, name, users, path, purpose):
+    p = os.path.join(work, f"wrk-{name}.lua")
+    with open(p, "w") as f:
+        f.write(WRK_LUA.replace("SEED", str(len(name) * 7919 + users)).replace("USERS", str(users))
+                .replace("PATH", path).replace("PURPOSE", purpose))
+    return p
+
+
+UNITS = {"us": 1.0, "ms": 1e3, "s": 1e6, "m": 6e7}
+HZ = os.sysconf("SC_CLK_TCK")
+OUR_PIDS = set()  # every Envoy and the ext_authz service; wrk is counted as a reaped child
+
+
+def busy_seconds():
+    """CPU seconds spent in user and system mode on the whole machine (all processes)."""
+    with open("/proc/stat") as f:
+        user, nice, system = (int(x) for x in f.readline().split()[1:4])
+    return (user + nice + system) / HZ
+
+
+def our_seconds():
+    """CPU seconds of this script, its reaped children (wrk) and the servers it started."""
+    total = sum(os.times()[:4])
+    for pid in list(OUR_PIDS):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / HZ
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def micros(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def wrk(port, script, duration, connections):
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script,
+           f"http://127.0.0.1:{port}/"]
+    t0, busy0, ours0 = time.time(), busy_seconds(), our_seconds()
+    out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    # CPU the rest of the machine (other agents) used meanwhile, in cores.
+    other = max(0.0, (busy_seconds() - busy0) - (our_seconds() - ours0)) / (time.time() - t0)
+    try:
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        total = int(re.search(r"(\d+) requests in", out).group(1))
+        lat = {p: micros(v) for p, v in re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M)}
+    except (AttributeError, KeyError):
+        sys.exit(f"cannot read wrk's output:\n{out}")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "total": total,
+            "blocked": int(non2xx.group(1)) if non2xx else 0, "socket_errors": sock.group(1) if sock else "",
+            "other": other}
+
+
+def get(port, path, headers):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def wait_for(what, check, timeout, procs=()):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        for name, p in procs:
+            if p.poll() is not None:
+                sys.exit(f"{name} exited while waiting for {what}")
+        time.sleep(0.1)
+    sys.exit(f"timed out waiting for {what}")
+
+
+# ---- one worker count -----------------------------------------------------------------------
+
+def run_workers(workers, a, work, origin_port, extra, scripts, results, low_load):
+    """Starts every contender Envoy with `workers` workers, checks each, runs the interleaved
+    rounds (and the low-load pass when asked), reads RSS, stops them."""
+    kinds = list(dict.fromkeys(HEADER_CONTENDERS))
+    ports = {k: (free_port(), free_port()) for k in kinds}
+    procs = {}
+    t0 = time.time()
+    for k in kinds:
+        ex = dict(extra)
+        if k.startswith("consent-"):
+            ex["source_port"] = extra["big_port"] if k == "consent-1m" else extra["small_port"]
+        levels = ("wasm:info",) if k == "consent-log" else ()
+        procs[k] = start_envoy(a.envoy, contender_yaml(k, *ports[k], origin_port, a, ex), work,
+                               f"{k}-w{workers}", workers, levels)
+    try:
+        for k in kinds:
+            wait_ready(ports[k][1], procs[k], f"{k}-w{workers}", work, 60)
+        for k, users in (("consent-1k", a.small_users), ("consent-log", a.small_users),
+                         ("consent-1m", a.big_users)):
+            wait_for(f"{k} snapshot ({users} users)",
+                     lambda k=k, users=users: stat(ports[k][1], "consent_snapshot_users") == users,
+                     300, [(k, procs[k])])
+        load_s = time.time() - t0
+        print(f"[{workers} worker(s)] {len(kinds)} Envoys up, snapshots loaded in {load_s:.1f} s", flush=True)
+        check_contenders(ports, a)
+        rounds = {}
+        cases = [("header", k) for k in HEADER_CONTENDERS] + \
+                [(size, k) for size in ("1k", "64k") for k in BODY_CONTENDERS]
+        # Warm-up, not counted: V8 tiers the wasm code up, LuaJIT compiles, pools fill.
+        for case, k in cases:
+            wrk(ports[k][0], scripts[(case, k)], 1, a.connections)
+        for r in range(a.rounds):
+            t_round = time.time()
+            for case, k in cases:
+                rounds.setdefault((case, k), []).append(wrk(ports[k][0], scripts[(case, k)], a.duration, a.connections))
+            print(f"[{workers} worker(s)] round {r + 1}/{a.rounds} ({time.time() - t_round:.0f} s): " + ", ".join(
+                f"{k} {rounds[('header', k)][-1]['rps']:.0f}" for k in HEADER_CONTENDERS), flush=True)
+        if low_load:
+            for r in range(a.rounds):
+                for k in LOW_LOAD_CONTENDERS:
+                    results["low"].setdefault(k, []).append(
+                        wrk(ports[k][0], scripts[("header", k)], a.low_duration, 1))
+            print("[low load, 1 connection] p50/p99 us: " + ", ".join(
+                f"{k} {statistics.median(x['p50'] for x in results['low'][k]):.0f}/"
+                f"{statistics.median(x['p99'] for x in results['low'][k]):.0f}" for k in LOW_LOAD_CONTENDERS), flush=True)
+        rss = {k: rss_mb(p.pid) for k, p in procs.items()}
+        log_bytes = os.path.getsize(os.path.join(work, f"consent-log-w{workers}.log"))
+        log_lines = count_lines(os.path.join(work, f"consent-log-w{workers}.log"), b"consent_decision ")
+        results["workers"][workers] = {"runs": rounds, "rss": rss, "load_s": load_s,
+                                       "decision_log": (log_lines, log_bytes)}
+    finally:
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            OUR_PIDS.discard(p.pid)
+        # The decision log file is large; it has been counted.
+        try:
+            os.remove(os.path.join(work, f"consent-log-w{workers}.log"))
+        except OSError:
+            pass
+
+
+def count_lines(path, needle):
+    n = 0
+    with open(path, "rb") as f:
+        for line in f:
+            n += needle in line
+    return n
+
+
+def check_contenders(ports, a):
+    """Every contender must decide as expected before anything is measured."""
+    def status(k, user, purpose=HEADER_PURPOSE, path=HEADER_PATH):
+        return get(ports[k][0], path, {"x-user-id": user, "x-data-purpose": purpose})
+
+    for k in HEADER_CONTENDERS:
+        ok, _, _ = status(k, "u-0000001")
+        refused, _, _ = status(k, "u-0000010")
+        want = 403 if k in DECIDING else 200
+        if ok != 200 or refused != want:
+            sys.exit(f"{k}: granted user got {ok}, refusing user got {refused} (want 200, {want})")
+    big_ok = status("consent-1m", f"u-{a.big_users - 9:07d}")[0]
+    small_unknown = status("consent-1k", f"u-{a.big_users - 9:07d}")[0]
+    if big_ok != 200 or small_unknown != 403:
+        sys.exit(f"1M snapshot not in use: {big_ok} {small_unknown}")
+    s, body, h = status("ext-authz", "u-0000010")
+    if b"consent_missing" not in body:
+        sys.exit(f"ext-authz block reply: {s} {body[:200]!r}")
+    for size in ("1k", "64k"):
+        s_on, on, _ = status("consent-1k", "u-0000001", BODY_PURPOSE, f"/{size}")
+        s_off, off, _ = status("plain", "u-0000001", BODY_PURPOSE, f"/{size}")
+        if not (s_on == s_off == 200 and b"@example.jp" in off and b"@example.jp" not in on
+                and b'"gps"' in on):
+            sys.exit(f"consent filter not redacting the {size} body as expected")
+        json.loads(on)
+    print("checked: every contender allows u-0000001 and refuses u-0000010 as expected; "
+          "1M snapshot in use; bodies redacted (email removed, GPS kept)", flush=True)
+
+
+# ---- report -----------------------------------------------------------------------------------
+
+def med(runs, key):
+    return statistics.median(r[key] for r in runs)
+
+
+def paired(a_runs, b_runs, key="rps", op="ratio"):
+    """Per round, A against B measured in the same round (ratio or difference), then the
+    median and range over rounds: slow drifts of the machine's load cancel out."""
+    vals = [(x[key] / y[key]) if op == "ratio" else (x[key] - y[key]) for x, y in zip(a_runs, b_runs)]
+    return statistics.median(vals), min(vals), max(vals)
+
+
+def rng(v, fmt="{:.2f}"):
+    m, lo, hi = v
+    return f"{fmt.format(m)} ({fmt.format(lo)}–{fmt.format(hi)})"
+
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    kernel = open("/proc/sys/kernel/osrelease").read().strip()
+    mem = "?"
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = f"{int(line.split()[1]) / 1048576:.0f} GiB"
+    return model, os.cpu_count(), kernel, mem
+
+
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
+def report(a, results, meta):
+    model, cores, kernel, mem = machine()
+    all_runs = [r for res in results["workers"].values() for rs in res["runs"].values() for r in rs]
+    all_runs += [r for rs in results["low"].values() for r in rs]
+    others = sorted(r["other"] for r in all_runs)
+    L = [
+        "# consent-filter against the alternatives (`make bench`)",
+        "",
+        f"Run {meta['date']}: `bench/compare.py` took {meta['duration']:.0f} s (all of `make bench` but the "
+        f"builds; generating the 1M-user snapshot: {meta['gen_s']:.1f} s).",
+        f"Machine: {model}, {cores} cores, {mem}, Linux {kernel}. Envoy `{meta['envoy_version']}`.",
+        "",
+        f"**The machine was shared with other agents' builds and tests during the run**: while wrk ran, "
+        f"processes other than this benchmark used {statistics.median(others):.2f} cores (median over "
+        f"{len(others)} runs; max {others[-1]:.2f}) of the {cores} (column `other CPU`: user+system time of "
+        "the whole machine minus that of wrk, the Envoys, the ext_authz service and this script; load average "
+        f"{meta['load_before']} before, {meta['load_after']} after). Only ratios between contenders measured "
+        "side by side count; the min–max columns show the spread over rounds.",
+        "",
+        f"Load: wrk `-t1 -c{a.connections} -d{a.duration}s --latency` with a Lua script picking a random user "
+        f"id per request; {a.rounds} rounds, every contender once per round in the same order (A B C … A B C …) "
+        "after a 1 s warm-up each; medians. All contender Envoys are up for the whole run of a worker count. "
+        "Backend: one origin Envoy (2 workers) answering with `direct_response`.",
+        "",
+        "Contenders (each its own Envoy 1.40 with the given number of workers, proxying to the origin):",
+        "",
+    ]
+    for k in HEADER_CONTENDERS:
+        L.append(f"- **{k}**: {LABELS[k]}")
+    L += [
+        "",
+        f"Header-only requests: `GET {HEADER_PATH}` (a 2-byte text/plain response, never read), `x-user-id` "
+        f"random among the contender's snapshot, `x-data-purpose: {HEADER_PURPOSE}`. 9 people in 10 granted "
+        "it: ~90% are decided `redact` (200; the purpose may not see location and other categories) and ~10% "
+        "`consent_missing` (403); RBAC denies the same ids (purpose and user-id suffix `0`).",
+        "",
+        f"Plugin configuration (production-like): `{json.dumps(PLUGIN_CONFIG)}`: decision log off, no route "
+        f"rules. consent-log adds the demo's `\"decision_log\": {json.dumps(DECISION_LOG)}` with Envoy's `wasm` "
+        "log at info, written to a file. The Lua filter checks only: purpose known, user present, grant in a "
+        "table (no parties, GPC, stop-use, policy versions or categories, so less than the filter decides). "
+        f"`ext-authz-consent` (crates/consent-tools) decides with consent-core's `CompiledConfig::evaluate`, the "
+        f"same policy and the 1k snapshot inline, {a.authz_threads} threads, and answers 200 + "
+        "`x-consent-decision` (copied to the upstream request) or 403 + the filter's block body.",
+        "",
+        f"JSON bodies: `GET /1k`, `/64k` (transaction histories of bench/envoy_bodies.py), `x-data-purpose: "
+        f"{BODY_PURPOSE}`: the filter reads the response and removes one field in ten (receipt email).",
+        "",
+    ]
+    for w, res in sorted(results["workers"].items()):
+        runs, rss = res["runs"], res["rss"]
+        L += [f"## {w} Envoy worker{'s' if w > 1 else ''}", "",
+              "| contender | case | req/s median | min–max | × plain | × empty wasm | p50 | p99 | refused | "
+              "Envoy RSS | other CPU |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for (case, k), rs in runs.items():
+            plain = med(runs[(case, "plain")], "rps")
+            empty = med(runs[(case, "empty-wasm")], "rps")
+            rps = med(rs, "rps")
+            blocked = sum(r["blocked"] for r in rs) / max(1, sum(r["total"] for r in rs))
+            rss_s = f"{rss[k]:.0f} MB" + (f" + {results['authz_rss']:.0f} MB service" if k == "ext-authz" else "")
+            case_s = "header-only" if case == "header" else f"JSON {case.replace('k', ' KiB')}"
+            L.append(f"| {k} | {case_s} | {rps:.0f} | {min(r['rps'] for r in rs):.0f}–{max(r['rps'] for r in rs):.0f} "
+                     f"| {rps / plain:.2f} | {rps / empty:.2f} | {med(rs, 'p50'):.0f} µs | {med(rs, 'p99'):.0f} µs "
+                     f"| {blocked:.1%} | {rss_s} | {med(rs, 'other'):.2f} |")
+        lines, size = res["decision_log"]
+        L += ["", f"Envoys started and the snapshots (1k, 1k, 1M users) loaded in {res['load_s']:.1f} s. RSS: VmRSS "
+              "from /proc after the runs (the 1M-user snapshot lives in Envoy's shared data). consent-log wrote "
+              f"{lines} decision lines ({size / 1e6:.0f} MB).", ""]
+        errs = {f"{c}/{k}": r["socket_errors"] for (c, k), rs in runs.items() for r in rs
+                if r["socket_errors"] and not re.fullmatch(r"connect 0, read 0, write 0, timeout 0", r["socket_errors"])}
+        if errs:
+            L += [f"wrk socket errors: {errs}", ""]
+    low = results["low"]
+    if low:
+        L += ["## Latency at low load (1 connection, 1 worker)", "",
+              f"`wrk -t1 -c1 -d{a.low_duration}s`, {a.rounds} rounds interleaved as above, medians (min–max): what "
+              "one request costs without queueing (under 32 connections, latency is mostly queueing behind other "
+              "requests). `added` is the per-round difference to plain Envoy, median (min–max).", "",
+              "| contender | req/s | p50 | p50 added | p99 | p99 added | other CPU |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+        for k in LOW_LOAD_CONTENDERS:
+            rs = low[k]
+            p50 = rng((med(rs, "p50"), min(r["p50"] for r in rs), max(r["p50"] for r in rs)), "{:.0f}")
+            p99 = rng((med(rs, "p99"), min(r["p99"] for r in rs), max(r["p99"] for r in rs)), "{:.0f}")
+            L.append(f"| {k} | {med(rs, 'rps'):.0f} | {p50} µs | "
+                     f"{rng(paired(rs, low['plain'], 'p50', 'diff'), '{:+.0f}')} µs | {p99} µs | "
+                     f"{rng(paired(rs, low['plain'], 'p99', 'diff'), '{:+.0f}')} µs | {med(rs, 'other'):.2f} |")
+        L.append("")
+    L += ["## Targets of the issue", "",
+          "Ratios are per round (A and B of the same round), median (min–max over rounds).", "", "```"]
+    L += results["checks"] + ["```", ""]
+    L += ["Caveats: 2 shared cores run wrk, the origin, the Envoy under test (and for ext-authz the service) "
+          "at once, plus the other agents' work: every contender is CPU-bound together with its load generator "
+          "and origin, so a filter's own cost shows diluted in req/s, and 2 workers cannot add much. Under 32 "
+          "connections p99 is queueing; at 1 connection p99 is dominated by the scheduler (other processes "
+          "preempting one of the three hops), so the p99 target cannot be judged to 100 µs here; p50 at low "
+          "load is the steadier per-request cost.", ""]
+    if meta.get("plot"):
+        L += [f"![req/s and p99 per contender]({os.path.basename(meta['plot'])})", ""]
+    with open(a.out, "w") as f:
+        f.write("\n".join(L))
+    print(f"wrote {a.out}")
+
+
+def checks(a, results):
+    out = []
+
+    def line(ok, text):
+        out.append(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+    for w, res in sorted(results["workers"].items()):
+        runs = res["runs"]
+        h = {k: runs[("header", k)] for k in HEADER_CONTENDERS}
+        r_empty = paired(h["consent-1k"], h["empty-wasm"])
+        r_authz = paired(h["consent-1k"], h["ext-authz"])
+        line(r_empty[0] >= 0.95 and r_authz[0] >= 3,
+             f"[{w}w] header-only decision: {rng(r_empty)}x the empty wasm filter (>= 0.95) and "
+             f"{rng(r_authz)}x ext_authz (>= 3)")
+        r64 = paired(runs[("64k", "consent-1k")], runs[("64k", "plain")])
+        line(r64[0] >= 0.7, f"[{w}w] 64 KiB JSON response, ~10% of fields redacted: {rng(r64)}x Envoy without "
+             "the filter (>= 0.70)")
+        r1m = paired(h["consent-1m"], h["consent-1k"])
+        line(r1m[0] >= 0.95, f"[{w}w] lookup at 1M users: {rng(r1m)}x the req/s at 1k users (>= 0.95)")
+        added = paired(h["consent-1k"], h["plain"], "p99", "diff")
+        out.append(f"info  [{w}w] p99 added over plain Envoy under {a.connections} connections (saturated, "
+                   f"mostly queueing): {rng(added, '{:+.0f}')} us")
+        for (case, k), rs in runs.items():
+            share = sum(r["blocked"] for r in rs) / max(1, sum(r["total"] for r in rs))
+            want = (0.08, 0.12) if case == "header" and k in DECIDING else (0.0, 0.0)
+            if not want[0] <= share <= want[1]:
+                out.append(f"WARN  [{w}w] {k} ({case}): {share:.1%} of responses not 2xx, expected "
+                           f"{want[0]:.0%}-{want[1]:.0%}")
+    low = results["low"]
+    if low:
+        added = paired(low["consent-1k"], low["plain"], "p99", "diff")
+        line(added[0] <= 100, f"[1w] p99 added over plain Envoy at low load (1 connection): "
+             f"{rng(added, '{:+.0f}')} us (<= 100 us; scheduler noise dominates, see caveats)")
+        p50 = paired(low["consent-1k"], low["plain"], "p50", "diff")
+        out.append(f"info  [1w] p50 added over plain Envoy at low load: {rng(p50, '{:+.0f}')} us")
+        r = paired(low["consent-1m"], low["consent-1k"], "p50")
+        line(r[0] <= 1.05, f"[1w] lookup at 1M users, p50 at low load: {rng(r)}x the p50 at 1k users (<= 1.05)")
+    return out
+
+
+def plot(a, results):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not importable: no plot (run through `make bench`, which installs it in .venv)")
+        return None
+    cases = [("header", k) for k in HEADER_CONTENDERS] + [(s, k) for s in ("1k", "64k") for k in BODY_CONTENDERS]
+    names = [k if c == "header" else f"{k}\nJSON {c}" for c, k in cases]
+    ws = sorted(results["workers"])
+    fig, axes = plt.subplots(2, 1, figsize=(13, 9), constrained_layout=True)
+    width = 0.8 / len(ws)
+    for j, w in enumerate(ws):
+        runs = results["workers"][w]["runs"]
+        xs = [i + (j - (len(ws) - 1) / 2) * width for i in range(len(cases))]
+        meds = [med(runs[c], "rps") for c in cases]
+        lo = [m - min(r["rps"] for r in runs[c]) for m, c in zip(meds, cases)]
+        hi = [max(r["rps"] for r in runs[c]) - m for m, c in zip(meds, cases)]
+        axes[0].bar(xs, meds, width, yerr=[lo, hi], capsize=2, label=f"{w} worker{'s' if w > 1 else ''}")
+        axes[1].bar(xs, [med(runs[c], "p99") / 1000 for c in cases], width, label=f"{w} worker{'s' if w > 1 else ''}")
+    for ax, title in ((axes[0], f"req/s (median, min–max of {a.rounds} rounds), wrk -c{a.connections}"),
+                      (axes[1], f"p99 latency, ms (median of {a.rounds} rounds), wrk -c{a.connections}")):
+        ax.set_xticks(range(len(cases)))
+        ax.set_xticklabels(names, fontsize=7.5)
+        ax.set_title(title)
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("consent-filter vs alternatives, Envoy 1.40, shared 2-core machine (ratios count, not absolutes)")
+    fig.savefig(a.plot, dpi=110)
+    print(f"wrote {a.plot}")
+    return a.plot
+
+
+def main():
+    t_start = time.time()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--envoy", default=os.path.join(ROOT, ".venv/bin/envoy"))
+    ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm"))
+    ap.add_argument("--empty-wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"))
+    ap.add_argument("--ext-authz", default=os.path.join(ROOT, "target/release/ext-authz-consent"))
+    ap.add_argument("--policy", default=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
+    ap.add_argument("--big-users", type=int, default=1_000_000)
+    ap.add_argument("--small-users", type=int, default=1000)
+    ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--low-duration", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--workers", default="1,2")
+    ap.add_argument("--authz-threads", type=int, default=4)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench/results.md"))
+    ap.add_argument("--plot", default=os.path.join(ROOT, "bench/results.png"))
+    a = ap.parse_args()
+    for path in (a.envoy, a.wasm, a.empty_wasm, a.ext_authz):
+        if not os.path.exists(path):
+            sys.exit(f"missing {path}: run `make bench`, which builds it")
+    load_before = loadavg()
+    work = tempfile.mkdtemp(prefix="consent-compare-")
+    envoy_version = subprocess.run([a.envoy, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    envoy_version = re.sub(r"^.*version: ", "", envoy_version)
+
+    t0 = time.time()
+    small, big = snapshot_parts(a.small_users), snapshot_parts(a.big_users)
+    gen_s = time.time() - t0
+    print(f"snapshots: {a.small_users} users ({sum(map(len, small)) / 1e3:.0f} kB), {a.big_users} users "
+          f"({sum(map(len, big)) / 1e6:.0f} MB in {len(big)} parts), generated in {gen_s:.1f} s", flush=True)
+    src_small, src_big = serve_snapshot(small), serve_snapshot(big)
+    files = {}
+    for name, body in (("h", "ok"), ("1k", history(1024)), ("64k", history(64 * 1024))):
+        files[name] = os.path.join(work, f"{name}.json")
+        with open(files[name], "w") as f:
+            f.write(body)
+    lua = os.path.join(work, "consent.lua")
+    with open(lua, "w") as f:
+        f.write(lua_source(a.small_users, a.policy))
+    config_path = os.path.join(work, "authz-config.json")
+    with open(config_path, "w") as f:
+        json.dump(PLUGIN_CONFIG, f)
+    snap_paths = []
+    for i, part in enumerate(small):
+        snap_paths.append(os.path.join(work, f"small-{i}.json"))
+        with open(snap_paths[-1], "wb") as f:
+            f.write(part)
+    scripts = {}
+    for k in HEADER_CONTENDERS:
+        users = a.big_users if k == "consent-1m" else a.small_users
+        scripts[("header", k)] = wrk_script(work, f"header-{k}", users, HEADER_PATH, HEADER_PURPOSE)
+    for size in ("1k", "64k"):
+        for k in BODY_CONTENDERS:
+            scripts[(size, k)] = wrk_script(work, f"{size}-{k}", a.small_users, f"/{size}", BODY_PURPOSE)
+
+    origin_ports = (free_port(), free_port())
+    authz_port = free_port()
+    origin = start_envoy(a.envoy, origin_yaml(*origin_ports, files), work, "origin", 2)
+    authz_log = open(os.path.join(work, "ext-authz.log"), "w")
+    authz = subprocess.Popen([a.ext_authz, "--listen", f"127.0.0.1:{authz_port}", "--config", config_path,
+                              "--threads", str(a.authz_threads)] + sum((["--snapshot", p] for p in snap_paths), []),
+                             stdout=authz_log, stderr=authz_log)
+    OUR_PIDS.add(authz.pid)
+    results = {"workers": {}, "low": {}}
+    try:
+        wait_ready(origin_ports[1], origin, "origin", work)
+        wait_for("ext-authz-consent", lambda: get_ok(authz_port), 30, [("ext-authz-consent", authz)])
+        extra = {"small_port": src_small.server_port, "big_port": src_big.server_port,
+                 "authz_port": authz_port, "lua": lua}
+        ws = [int(w) for w in a.workers.split(",")]
+        for i, w in enumerate(ws):
+            run_workers(w, a, work, origin_ports[0], extra, scripts, results, low_load=(i == 0))
+        results["authz_rss"] = rss_mb(authz.pid)
+    finally:
+        for p in (origin, authz):
+            p.terminate()
+        for p in (origin, authz):
+            p.wait()
+    results["checks"] = checks(a, results)
+    print("\n".join(results["checks"]))
+    print(f"snapshot sources: 1k full fetches {src_small.counts['full']}, 304s {src_small.counts['not_modified']}; "
+          f"1M full fetches {src_big.counts['full']}, 304s {src_big.counts['not_modified']}")
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "envoy_version": envoy_version,
+            "gen_s": gen_s, "load_before": load_before, "load_after": loadavg()}
+    meta["plot"] = plot(a, results)
+    meta["duration"] = time.time() - t_start
+    report(a, results, meta)
+    print(f"bench/compare.py took {meta['duration']:.0f} s")
+
+
+def get_ok(port):
+    try:
+        s, _, _ = get(port, "/check", {"x-user-id": "u-0000001", "x-data-purpose": HEADER_PURPOSE})
+        return s == 200
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
