@@ -3,9 +3,11 @@
 /// Removes the query parameters whose decoded, lowercased name `forbidden` rejects.
 ///
 /// Returns the new path, or `None` when nothing was removed. Names are
-/// percent-decoded (`la%74` is `lat`) and `+` is read as a space before matching, and a
-/// trailing `[]` is ignored (`lat[]` is `lat`), so an encoding cannot smuggle a
-/// parameter past the filter. Parameters are split on `&` only.
+/// percent-decoded (`la%74` is `lat`) and `+` is read as a space before matching, so an
+/// encoding cannot smuggle a parameter past the filter. Frameworks read structured names
+/// (`lat[]`, `lat[0]`, `location[lat]`, `location.lat` in PHP, Rails, Express's `qs`), so a
+/// parameter goes when its whole name or any of its bracket or dot segments is forbidden.
+/// Parameters are split on `&` only.
 pub fn strip_params(path: &str, mut forbidden: impl FnMut(&str) -> bool) -> Option<String> {
     let (base, query) = path.split_once('?')?;
     let mut kept: Vec<&str> = Vec::new();
@@ -13,8 +15,11 @@ pub fn strip_params(path: &str, mut forbidden: impl FnMut(&str) -> bool) -> Opti
     for param in query.split('&') {
         let raw_name = param.split_once('=').map_or(param, |(name, _)| name);
         let name = decode_name(raw_name);
-        let name = name.strip_suffix("[]").unwrap_or(&name);
-        if !param.is_empty() && forbidden(name) {
+        let segments = name
+            .split(['[', ']', '.'])
+            .filter(|s| !s.is_empty() && s.len() != name.len());
+        let hit = forbidden(&name) || segments.into_iter().any(&mut forbidden);
+        if !param.is_empty() && hit {
             removed = true;
         } else {
             kept.push(param);
@@ -83,6 +88,28 @@ mod tests {
             is_location,
         );
         assert_eq!(out.as_deref(), Some("/a/b?x=1&q=caf%C3%A9+x&empty="));
+    }
+
+    #[test]
+    fn structured_names_are_matched_by_every_segment() {
+        for q in [
+            "lat[]=1",
+            "lat[0]=1",
+            "lat%5B0%5D=1",
+            "lat[x]=1",
+            "location[lat]=1",
+            "location%5Blat%5D=1",
+            "location.lat=1",
+            "a[b][lat]=1",
+        ] {
+            let path = format!("/a?{q}&page=2");
+            assert_eq!(
+                strip_params(&path, is_location).as_deref(),
+                Some("/a?page=2"),
+                "{q}"
+            );
+        }
+        assert_eq!(strip_params("/a?latitude=1&plate[0]=2", is_location), None);
     }
 
     #[test]
