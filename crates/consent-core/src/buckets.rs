@@ -210,7 +210,11 @@ fn open_bucket(bucket: &[u8], fingerprint: [u8; 8]) -> Result<(&[u8], &[u8]), Bu
         .and_then(|s| s.first_chunk::<4>())
         .map(|c| u32::from_le_bytes(*c) as usize)
         .ok_or(BucketError::Truncated)?;
-    let index_end = HEADER + count * INDEX_ENTRY;
+    // Checked: on 32-bit wasm a forged count could otherwise wrap to a short index.
+    let index_end = count
+        .checked_mul(INDEX_ENTRY)
+        .and_then(|n| n.checked_add(HEADER))
+        .ok_or(BucketError::Corrupt)?;
     let index = bucket
         .get(HEADER..index_end)
         .ok_or(BucketError::Truncated)?;
@@ -359,6 +363,10 @@ pub(crate) mod tests {
             find_in_bucket(b"garbage!", [1; 8], &key),
             Err(BucketError::BadMagic)
         );
+        // A forged entry count (as large as it gets) is refused, whatever the word size.
+        let mut forged = bucket.clone();
+        forged[20..24].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(find_in_bucket(&forged, [1; 8], &key).is_err());
     }
 
     #[test]
