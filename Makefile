@@ -26,7 +26,7 @@ DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps system-deps rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
+.PHONY: help deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
         run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
@@ -45,20 +45,23 @@ help:
 
 ## ---- set-up -------------------------------------------------------------------
 
-deps: system-deps rust-targets envoy
+deps: system-deps toolchain rust-targets envoy
 
-system-deps:
-	@missing=""; \
-	command -v curl >/dev/null 2>&1 || missing="$$missing curl"; \
-	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
-	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
-	python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	fi
+# rust-toolchain.toml pins Rust 1.95.0. On a machine whose one toolchain is `stable` at
+# exactly that version (no other can be fetched there), the pinned name is made to point at
+# it (rustup refuses `toolchain link` for official-looking names, hence the symlink);
+# otherwise rustup installs the pinned toolchain.
+RUST_PIN := $(shell awk -F'"' '/^channel/{print $$2}' rust-toolchain.toml)
+toolchain:
+	@cd / && if rustup toolchain list | grep -q "^$(RUST_PIN)-"; then :; \
+	elif rustc +stable -V 2>/dev/null | grep -q "^rustc $(RUST_PIN) "; then \
+	  host=$$(rustc +stable -vV | sed -n 's/^host: //p'); \
+	  dir="$${RUSTUP_HOME:-$$HOME/.rustup}/toolchains"; \
+	  echo "using the stable toolchain (rustc $(RUST_PIN)) as $(RUST_PIN)-$$host"; \
+	  ln -s "$$(rustc +stable --print sysroot)" "$$dir/$(RUST_PIN)-$$host"; \
+	else rustup toolchain install $(RUST_PIN) --profile minimal -c rustfmt,clippy -t wasm32-wasip1,wasm32-unknown-unknown; fi
 
-rust-targets:
+rust-targets: toolchain
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
