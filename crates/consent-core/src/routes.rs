@@ -237,6 +237,9 @@ impl RouteTable {
 
     /// The most specific rule matching `facts`; `None` means the default rule.
     pub fn select(&self, facts: &RouteFacts<'_>) -> Option<RuleIdx> {
+        if self.rules.is_empty() {
+            return None;
+        }
         let host = facts.host.map(normalise_host).unwrap_or_default();
         let path = facts
             .path
