@@ -101,14 +101,18 @@ impl ConsentHttp {
                 "blocking the request"
             }
         );
+        self.stream.refusal = Some((Way::Request, Reason::InternalError));
+        metrics::refusal(Reason::InternalError, Direction::Request, self.dry_run);
+        if self.decision.is_none() {
+            // Logged at stream end like any decision (blocks are always logged).
+            self.decision = Some(Decision::block(Reason::InternalError, None));
+        }
         if self.dry_run {
             self.request_body = BodyMode::Skip;
             self.response_body = BodyMode::Skip;
-            self.stream.refusal = Some((Way::Request, Reason::InternalError));
             return Action::Continue;
         }
         let decision = Decision::block(Reason::InternalError, None);
-        metrics::decision(config, &decision, false);
         self.reply(config, &decision, INTERNAL_ERROR_STATUS)
     }
 
@@ -190,8 +194,8 @@ impl HttpContext for ConsentHttp {
             );
             return Action::Pause;
         };
-        // Until a rule is chosen, failures follow the default rule's mode.
-        self.dry_run = config.routes.rule(None).dry_run;
+        // Until a rule is chosen, a failure passes unchanged only if every rule is dry-run.
+        self.dry_run = config.routes.all_dry_run;
         let headers = match host::request_headers() {
             Ok(headers) => headers,
             Err(_) => return self.fail_closed(&config, "cannot read request headers"),

@@ -22,10 +22,13 @@ use consent_core::{CompiledConfig, Reason};
 
 use crate::host::{Direction, Metric};
 
+/// A stat as this VM knows it. Purposes and categories are positions in one policy, so the
+/// policy's fingerprint is part of the key: after a reload with another policy the same
+/// positions name other ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    Decision(bool, Outcome, Reason, Option<u16>),
-    Redaction(bool, Direction, usize),
+    Decision([u8; 8], bool, Outcome, Reason, Option<u16>),
+    Redaction([u8; 8], bool, Direction, usize),
     Refusal(bool, Direction, Reason),
     BodyBytes(Direction),
 }
@@ -64,6 +67,7 @@ fn add(key: Key, by: u64, name: impl FnOnce() -> String) {
 pub fn decision(config: &CompiledConfig, decision: &Decision, dry_run: bool) {
     let purpose = decision.purpose;
     let key = Key::Decision(
+        config.policy_fingerprint,
         dry_run,
         decision.outcome,
         decision.reason,
@@ -91,7 +95,12 @@ pub fn redactions(
 ) {
     for category in categories {
         add(
-            Key::Redaction(dry_run, direction, category.position()),
+            Key::Redaction(
+                config.policy_fingerprint,
+                dry_run,
+                direction,
+                category.position(),
+            ),
             1,
             || {
                 format!(

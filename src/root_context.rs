@@ -24,20 +24,24 @@ pub const FETCHER_ROOT_ID: &str = "consent_fetcher";
 pub struct ConsentRoot {
     config: Option<Rc<CompiledConfig>>,
     fetcher: Option<Fetcher>,
-    /// With a worker lease: this root context's holder id and whether it holds the lease.
-    lease: Option<(u64, bool)>,
+    /// With a worker lease: this root context's holder id and whether it held the lease at
+    /// the last tick (`None` before the first).
+    lease: Option<(u64, Option<bool>)>,
 }
 
-/// Takes a holder id from the shared counter (compare-and-swap, a few tries).
+/// A holder id no other root context has: 64 random bits (the standard library seeds its
+/// hash keys from WASI's `random_get`), mixed with the shared counter and the clock. Ids
+/// from the counter alone could repeat: two workers that both find the counter absent both
+/// write it unconditionally.
 fn holder_id() -> Option<u64> {
-    for _ in 0..16 {
-        let (stored, cas) = host::shared_data(LEASE_SEQ_KEY).ok()?;
-        let id = next_holder_id(stored.as_deref());
-        if host::set_shared_data_cas(LEASE_SEQ_KEY, &id.to_le_bytes(), cas).is_ok() {
-            return Some(id);
-        }
-    }
-    None
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let (stored, _) = host::shared_data(LEASE_SEQ_KEY).ok()?;
+    let seq = next_holder_id(stored.as_deref());
+    let _ = host::set_shared_data_cas(LEASE_SEQ_KEY, &seq.to_le_bytes(), None);
+    h.write_u64(seq);
+    h.write_u64(host::unix_ms());
+    Some(h.finish().max(1))
 }
 
 /// Claims or renews the lease for `me`; true while this root context holds it.
@@ -123,7 +127,7 @@ impl RootContext for ConsentRoot {
                     let fetcher = Fetcher::new(config);
                     let started = fetcher.start();
                     self.fetcher = Some(fetcher);
-                    self.lease = Some((me, false));
+                    self.lease = Some((me, None));
                     return started;
                 }
                 true
@@ -142,15 +146,27 @@ impl RootContext for ConsentRoot {
         if let (Some((me, held)), Some(config)) = (self.lease.as_mut(), self.config.as_ref()) {
             let ttl = config.snapshot.refresh_ms.saturating_mul(3).max(3000);
             let holds = hold_lease(&config.shared_keys.lease(), *me, ttl);
-            if holds != *held {
-                log::info!(
-                    "consent fetcher: worker {me} {} the fetcher lease",
-                    if holds { "took" } else { "lost" }
-                );
-                if !holds {
+            if Some(holds) != *held {
+                if holds || *held == Some(true) {
+                    log::info!(
+                        "consent fetcher: worker {me} {} the fetcher lease",
+                        if holds { "took" } else { "lost" }
+                    );
+                }
+                // After a handover (either way) the buckets may hold what another holder
+                // wrote: the next full publish must rewrite or empty every one of them. (A new
+                // fetcher already knows from the metadata whether anything was published.)
+                if held.is_some() {
                     fetcher.forget();
                 }
-                *held = holds;
+                if !holds {
+                    // Only the holder needs the fast first-fetch tick.
+                    let period = config.snapshot.refresh_ms.clamp(200, 1000);
+                    if let Err(status) = host::set_tick(std::time::Duration::from_millis(period)) {
+                        log::warn!("consent fetcher: cannot slow the tick: {status:?}");
+                    }
+                }
+                *held = Some(holds);
             }
             if !holds {
                 return;

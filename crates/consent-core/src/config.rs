@@ -760,6 +760,21 @@ fn compile_caller(
             party.identities = patterns;
         }
     }
+    // The same identity naming two parties would make the caller depend on list order.
+    for (i, party) in parties.iter().enumerate() {
+        for (j, pattern) in party.identities.iter().enumerate() {
+            let twice = parties
+                .iter()
+                .take(i)
+                .any(|earlier| earlier.identities.contains(pattern));
+            if twice {
+                return Err(ConfigError::invalid(
+                    format!("caller.identities.{}[{j}]", party.id),
+                    "the same identity already names another party",
+                ));
+            }
+        }
+    }
     let has_dns_identities = parties.iter().any(|p| {
         p.identities
             .iter()
@@ -1085,6 +1100,11 @@ mod tests {
         assert_eq!(err.path(), "caller.identities.saitama-city[0]");
         let err = compile_config(br#"{"caller": {"identities": {"saitama": []}}}"#).unwrap_err();
         assert_eq!(err.path(), "caller.identities.saitama");
+        let err = compile_config(
+            br#"{"caller": {"identities": {"saitama-city": ["spiffe://minna-app.example/ns/tsunagu/*"]}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.path(), "caller.identities.saitama-city[0]");
     }
 
     #[test]

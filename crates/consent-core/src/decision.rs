@@ -196,12 +196,44 @@ pub fn decide_without_snapshot(
     strip: bool,
 ) -> Decision {
     match identify(request, policy, enforcement) {
-        Ok((idx, _, _, facts)) if strip => {
-            Decision::strip_all(policy, reason, idx).with_facts(facts)
+        Ok((idx, purpose, _, facts)) => {
+            if let Some(refused) = record_free_block(policy, idx, purpose, enforcement.gpc, &facts)
+            {
+                return Decision::block(refused, Some(idx)).with_facts(facts);
+            }
+            if strip {
+                Decision::strip_all(policy, reason, idx).with_facts(facts)
+            } else {
+                Decision::block(reason, Some(idx)).with_facts(facts)
+            }
         }
-        Ok((idx, _, _, facts)) => Decision::block(reason, Some(idx)).with_facts(facts),
         Err(blocked) => blocked,
     }
+}
+
+/// The refusals that need no consent record: a GPC objection, and provision to a third
+/// party when the policy has no consent to provision. Without a snapshot these still hold,
+/// so the `strip` failure mode never passes such a request.
+fn record_free_block(
+    policy: &CompiledPolicy,
+    idx: PurposeIdx,
+    purpose: &Purpose,
+    gpc: &GpcSettings,
+    facts: &Facts,
+) -> Option<Reason> {
+    let gpc_signal = facts.gpc && gpc.enabled;
+    if gpc_signal && gpc.objects_to(idx) {
+        return Some(Reason::GpcObjection);
+    }
+    if facts.caller.is_third_party() && purpose.basis != Basis::Legal {
+        if gpc_signal && gpc.third_party_provision {
+            return Some(Reason::GpcObjection);
+        }
+        if policy.third_party_provision().is_none() {
+            return Some(Reason::ThirdPartyConsentMissing);
+        }
+    }
+    None
 }
 
 /// Checks what needs no consent record: the purpose (use beyond purpose, §4), the route,

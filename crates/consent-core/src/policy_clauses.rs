@@ -696,3 +696,42 @@ fn route_rules_accept_only_their_purposes() {
     );
     assert_eq!((d.outcome, d.reason), (Block, Reason::PurposeNotOnRoute));
 }
+
+#[test]
+fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
+    let c = compile_config(
+        br#"{"snapshot": {"source": "shared", "cluster": "consent_source", "failure_mode": "strip"},
+             "gpc": {"purposes": ["marketing.third_party_offers"]}}"#,
+    )
+    .unwrap();
+    let facts = CallerFacts {
+        uri_san: Some(STRANGER),
+        ..CallerFacts::default()
+    };
+    let headers: [(&str, &[u8]); 1] = [("sec-gpc", b"1")];
+    let context = c.context(&facts, &RouteFacts::default(), headers);
+    let view = RequestView {
+        user: HeaderValue::One("granted"),
+        purpose: HeaderValue::One("marketing.third_party_offers"),
+        context,
+    };
+    let d = crate::decision::decide_without_snapshot(
+        &view,
+        &c.policy,
+        &c.enforcement(&view),
+        Reason::SnapshotStale,
+        true,
+    );
+    assert_eq!((d.outcome, d.reason), (Block, Reason::GpcObjection));
+    // Without the signal the failure mode applies (strip).
+    let context = c.context(&facts, &RouteFacts::default(), []);
+    let view = RequestView { context, ..view };
+    let d = crate::decision::decide_without_snapshot(
+        &view,
+        &c.policy,
+        &c.enforcement(&view),
+        Reason::SnapshotStale,
+        true,
+    );
+    assert_eq!((d.outcome, d.reason), (Redact, Reason::SnapshotStale));
+}

@@ -152,6 +152,9 @@ pub struct RouteTable {
     pub uses_route_name: bool,
     /// Whether any rule matches on host or path.
     pub uses_host_or_path: bool,
+    /// Whether every rule, the default included, is in dry-run: only then may a failure
+    /// before the rule is known pass a request unchanged.
+    pub all_dry_run: bool,
 }
 
 impl RouteTable {
@@ -227,11 +230,13 @@ impl RouteTable {
                 .as_ref()
                 .is_some_and(|m| m.host.is_some() || m.path_prefix.is_some())
         });
+        let all_dry_run = default.dry_run && compiled.iter().all(|r| r.dry_run);
         Ok(RouteTable {
             rules: compiled,
             default,
             uses_route_name,
             uses_host_or_path,
+            all_dry_run,
         })
     }
 
@@ -241,9 +246,8 @@ impl RouteTable {
             return None;
         }
         let host = facts.host.map(normalise_host).unwrap_or_default();
-        let path = facts
-            .path
-            .map_or("", |p| p.split_once('?').map_or(p, |(before, _)| before));
+        let path = facts.path.map(normalise_path).unwrap_or_default();
+        let path = path.as_str();
         let mut best: Option<(usize, (bool, u8, usize, usize))> = None;
         for (i, rule) in self.rules.iter().enumerate() {
             let Some(m) = &rule.matches else { continue };
@@ -285,6 +289,53 @@ fn normalise_host(host: &str) -> String {
         _ => host,
     };
     without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The path as a lenient backend would read it, for prefix matching: query cut, unreserved
+/// characters percent-decoded (`%76` is `v`), repeated slashes merged, `.` and `..`
+/// segments resolved. A client cannot then dodge a rule with `//v1/`, `/%761/` or `/x/../v1/`.
+fn normalise_path(raw: &str) -> String {
+    let before_query = raw.split_once('?').map_or(raw, |(p, _)| p);
+    let bytes = before_query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(c)) if c.is_ascii_alphanumeric() || b"-._~/".contains(&c) => {
+                decoded.push(c);
+                i += 3;
+            }
+            _ => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&decoded);
+    let mut segments: Vec<&str> = Vec::new();
+    for seg in text.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let trailing = text.ends_with('/') && !segments.is_empty();
+    let mut out = String::with_capacity(text.len() + 1);
+    for seg in &segments {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if trailing || out.is_empty() {
+        out.push('/');
+    }
+    out
 }
 
 fn compile_match(doc: Option<&RouteMatchDoc>, at: &str) -> Result<RouteMatch, ConfigError> {
@@ -446,6 +497,27 @@ mod tests {
         );
         assert_eq!(pick(&t, None, "a.test", "/other"), "default");
         assert_eq!(pick(&t, None, "example", "/x"), "default");
+    }
+
+    #[test]
+    fn path_variants_a_backend_would_read_alike_match_the_same_rule() {
+        let t = table(serde_json::json!([
+            {"name": "v1", "match": {"path_prefix": "/v1/"}}
+        ]))
+        .unwrap();
+        for path in [
+            "/v1/x",
+            "//v1/x",
+            "/%76%31/x",
+            "/x/../v1/x",
+            "/./v1/x?y=1",
+            "/v1%2Fx",
+        ] {
+            assert_eq!(pick(&t, None, "a.test", path), "v1", "{path}");
+        }
+        for path in ["/v2/x", "/v1", "/V1/x"] {
+            assert_eq!(pick(&t, None, "a.test", path), "default", "{path}");
+        }
     }
 
     #[test]
