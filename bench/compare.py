@@ -557,8 +557,9 @@ def report(a, results, meta):
         f"builds; generating the 1M-user snapshot: {meta['gen_s']:.1f} s).",
         f"Machine: {model}, {cores} cores, {mem}, Linux {kernel}. Envoy `{meta['envoy_version']}`.",
         "",
-        f"**The machine was shared with other agents' builds and tests during the run**: while wrk ran, "
-        f"processes other than this benchmark used {statistics.median(others):.2f} cores (median over "
+        ("**The machine was shared with other work during the run**: " if others[-1] >= 0.05 else
+         "**The machine was otherwise idle during the run**: ")
+        + f"while wrk ran, processes other than this benchmark used {statistics.median(others):.2f} cores (median over "
         f"{len(others)} runs; max {others[-1]:.2f}) of the {cores} (column `other CPU`: user+system time of "
         "the whole machine minus that of wrk, the Envoys, the ext_authz service and this script; load average "
         f"{meta['load_before']} before, {meta['load_after']} after). Only ratios between contenders measured "
