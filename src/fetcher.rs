@@ -85,7 +85,7 @@ impl Fetcher {
     /// A fetcher for `config` (its `snapshot` block says where and how often).
     pub fn new(config: Rc<CompiledConfig>) -> Self {
         let published_unknown = matches!(
-            host::shared_data(&config.shared_keys.meta()),
+            host::shared_data(config.shared_keys.meta_key()),
             Ok((Some(_), _))
         );
         Fetcher {
@@ -445,7 +445,7 @@ impl Fetcher {
     }
 
     fn write_meta(&mut self, meta: PublishedMeta) {
-        match host::set_shared_data(&self.config.shared_keys.meta(), &meta.to_json()) {
+        match host::set_shared_data(self.config.shared_keys.meta_key(), &meta.to_json()) {
             Ok(()) => {
                 for (metric, value) in [
                     (self.stats.version, meta.version),

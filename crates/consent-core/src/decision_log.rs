@@ -123,7 +123,9 @@ impl DecisionLogSettings {
         mac.update(b"consent-filter decision log\0");
         mac.update(user.as_bytes());
         let digest = mac.finalize().into_bytes();
-        Some(digest.iter().take(16).map(|b| format!("{b:02x}")).collect())
+        Some(crate::subject_key::to_hex(
+            digest.get(..16).unwrap_or_default(),
+        ))
     }
 }
 

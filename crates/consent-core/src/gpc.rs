@@ -53,18 +53,7 @@ pub struct GpcSettings {
 impl GpcSettings {
     /// Checks `doc` against the policy; `path` names the field in errors.
     pub fn compile(doc: &GpcDoc, policy: &CompiledPolicy, path: &str) -> Result<Self, ConfigError> {
-        let mut purposes = Vec::with_capacity(doc.purposes.len());
-        for (i, id) in doc.purposes.iter().enumerate() {
-            let idx = policy.purpose_idx(id).ok_or_else(|| {
-                ConfigError::invalid(
-                    format!("{path}.purposes[{i}]"),
-                    format!("unknown purpose `{id}`"),
-                )
-            })?;
-            purposes.push(idx);
-        }
-        purposes.sort_by_key(|p| p.0);
-        purposes.dedup();
+        let purposes = policy.purpose_list(&doc.purposes, &format!("{path}.purposes"))?;
         Ok(GpcSettings {
             enabled: doc.enabled,
             third_party_provision: doc.third_party_provision,

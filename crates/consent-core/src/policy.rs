@@ -554,6 +554,21 @@ impl CompiledPolicy {
         self.parties.get(usize::from(idx.0))
     }
 
+    /// Purpose ids as a sorted list without repeats; an unknown id is an error at
+    /// `path[i]`.
+    pub fn purpose_list(&self, ids: &[String], path: &str) -> Result<Vec<PurposeIdx>, ConfigError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let idx = self.purpose_idx(id).ok_or_else(|| {
+                ConfigError::invalid(format!("{path}[{i}]"), format!("unknown purpose `{id}`"))
+            })?;
+            out.push(idx);
+        }
+        out.sort_by_key(|p| p.0);
+        out.dedup();
+        Ok(out)
+    }
+
     /// The purpose at `idx`.
     pub fn purpose(&self, idx: PurposeIdx) -> Option<&Purpose> {
         self.purposes.get(usize::from(idx.0))

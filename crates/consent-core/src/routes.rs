@@ -266,11 +266,6 @@ impl RouteTable {
             .unwrap_or(&self.default)
     }
 
-    /// Whether the table has rules besides the default.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Every rule with its index, then the default.
     pub fn rules(&self) -> impl Iterator<Item = &RouteRule> {
         self.rules.iter().chain(std::iter::once(&self.default))
@@ -407,21 +402,7 @@ fn compile_rule(
 ) -> Result<RouteRule, ConfigError> {
     let accepted = match &doc.purposes {
         None => None,
-        Some(ids) => {
-            let mut out = Vec::with_capacity(ids.len());
-            for (j, id) in ids.iter().enumerate() {
-                let idx = policy.purpose_idx(id).ok_or_else(|| {
-                    ConfigError::invalid(
-                        format!("{at}.purposes[{j}]"),
-                        format!("unknown purpose `{id}`"),
-                    )
-                })?;
-                out.push(idx);
-            }
-            out.sort_by_key(|p| p.0);
-            out.dedup();
-            Some(out)
-        }
+        Some(ids) => Some(policy.purpose_list(ids, &format!("{at}.purposes"))?),
     };
     let matcher = if doc.json.is_empty() {
         None

@@ -39,11 +39,6 @@ impl SharedKeys {
         }
     }
 
-    /// The snapshot metadata.
-    pub fn meta(&self) -> String {
-        self.meta.clone()
-    }
-
     /// The snapshot metadata key, without allocating (read on the request path).
     pub fn meta_key(&self) -> &str {
         &self.meta
@@ -92,7 +87,7 @@ mod tests {
         for (i, o) in others.iter().enumerate() {
             assert_ne!(&a, o, "{i}");
         }
-        assert!(a.meta().starts_with("consent/") && a.meta().ends_with("/meta"));
+        assert!(a.meta_key().starts_with("consent/") && a.meta_key().ends_with("/meta"));
         assert!(a.bucket(7).ends_with("/b/7"));
         assert!(!others[1].prefix().contains("k1"), "the secret never shows");
     }
