@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Envoy CPU time per request, contender against contender, for profiling the filter's own
+cost (issue 7). Throughput on a shared 2-core machine swings by ±15%; CPU seconds the Envoy
+process spent divided by the requests it served is steadier, and it is what a variant of the
+filter (e.g. one with a step removed) changes.
+
+  python3 bench/cpu_per_request.py empty-wasm,consent-1k             # the shipped filter
+  WASM=/tmp/variant.wasm python3 bench/cpu_per_request.py empty-wasm,consent-1k
+
+Contenders are bench/compare.py's (plain, empty-wasm, consent-1k, lua, rbac, ...); 1 worker,
+1k users, header-only requests, ROUNDS interleaved rounds (default 5) of 3 s at 32
+connections. Prints req/s and CPU µs per request per round and their medians.
+"""
+import os
+import statistics
+import sys
+import tempfile
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import compare as C  # noqa: E402
+from envoy_bodies import free_port, wait_ready  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+def main():
+    kinds = (sys.argv[1] if len(sys.argv) > 1 else "empty-wasm,consent-1k").split(",")
+    rounds = int(os.environ.get("ROUNDS", "5"))
+    a = types.SimpleNamespace(
+        envoy=os.path.join(ROOT, ".venv/bin/envoy"),
+        wasm=os.environ.get("WASM", os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm")),
+        empty_wasm=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"),
+        small_users=1000, big_users=1000, policy=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
+    work = tempfile.mkdtemp(prefix="consent-cpu-")
+    source = C.serve_snapshot(C.snapshot_parts(1000))
+    files = {"h": os.path.join(work, "h.json")}
+    with open(files["h"], "w") as f:
+        f.write("ok")
+    lua = os.path.join(work, "consent.lua")
+    with open(lua, "w") as f:
+        f.write(C.lua_source(1000, a.policy))
+    origin_ports = (free_port(), free_port())
+    procs, ports = {}, {}
+    origin = C.start_envoy(a.envoy, C.origin_yaml(*origin_ports, files), work, "origin", 1)
+    try:
+        wait_ready(origin_ports[1], origin, "origin", work)
+        extra = {"source_port": source.server_port, "small_port": source.server_port, "lua": lua}
+        for k in kinds:
+            port, admin = free_port(), free_port()
+            yaml = C.contender_yaml(k, port, admin, origin_ports[0], a, extra)
+            procs[k], ports[k] = C.start_envoy(a.envoy, yaml, work, k, 1), port
+            wait_ready(admin, procs[k], k, work)
+        time.sleep(2)
+        scripts = {k: C.wrk_script(work, f"h-{k}", 1000, C.HEADER_PATH, C.HEADER_PURPOSE) for k in kinds}
+        rps = {k: [] for k in kinds}
+        cpu = {k: [] for k in kinds}
+        for _ in range(rounds):
+            for k in kinds:
+                before = cpu_seconds(procs[k].pid)
+                out = C.wrk(ports[k], scripts[k], 3, 32)
+                r = out["rps"] if isinstance(out, dict) else out
+                rps[k].append(r)
+                cpu[k].append((cpu_seconds(procs[k].pid) - before) / (r * 3) * 1e6)
+        for k in kinds:
+            print(f"{k:12s} req/s {[round(x) for x in rps[k]]} median {statistics.median(rps[k]):.0f}; "
+                  f"CPU µs/request {[round(x, 1) for x in cpu[k]]} median {statistics.median(cpu[k]):.1f}")
+    finally:
+        for p in list(procs.values()) + [origin]:
+            p.terminate()
+
+
+if __name__ == "__main__":
+    main()
