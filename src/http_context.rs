@@ -31,6 +31,9 @@ pub struct ConsentHttp {
     pub(crate) dry_run: bool,
     /// What the stream did, for the decision log.
     pub(crate) stream: StreamFacts,
+    /// The user ID, when decision logs are on: hashed at stream end for sampled lines only,
+    /// never logged.
+    user: Option<String>,
 }
 
 impl ConsentHttp {
@@ -43,6 +46,7 @@ impl ConsentHttp {
             response_body: BodyMode::Skip,
             dry_run: false,
             stream: StreamFacts::default(),
+            user: None,
         }
     }
 
@@ -132,8 +136,9 @@ impl ConsentHttp {
         .with_context(context);
         let decision = decide_view(config, &view);
         if config.decision_log.enabled {
-            self.stream.subject = match view.user {
-                consent_core::HeaderValue::One(user) => config.decision_log.subject_hash(user),
+            // Kept only until the stream ends; hashed there, and only if the line is sampled.
+            self.user = match view.user {
+                consent_core::HeaderValue::One(user) => Some(user.to_string()),
                 _ => None,
             };
         }
@@ -313,7 +318,7 @@ impl HttpContext for ConsentHttp {
 
     fn on_log(&mut self) {
         if let (Some(config), Some(decision)) = (self.config.as_ref(), self.decision.as_ref()) {
-            observe::log_decision(config, decision, &mut self.stream);
+            observe::log_decision(config, decision, self.user.as_deref(), &mut self.stream);
         }
     }
 }

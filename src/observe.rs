@@ -26,7 +26,12 @@ pub fn expose_decision(value: &str) {
 }
 
 /// Writes the decision-log line of a finished stream, if it is in the sample.
-pub fn log_decision(config: &CompiledConfig, decision: &Decision, stream: &mut StreamFacts) {
+pub fn log_decision(
+    config: &CompiledConfig,
+    decision: &Decision,
+    user: Option<&str>,
+    stream: &mut StreamFacts,
+) {
     let settings = &config.decision_log;
     if !settings.enabled {
         return;
@@ -40,6 +45,7 @@ pub fn log_decision(config: &CompiledConfig, decision: &Decision, stream: &mut S
     if !settings.sampled(stream.request_id.as_deref(), fallback, blocked) {
         return;
     }
+    stream.subject = user.and_then(|u| settings.subject_hash(u));
     stream.route_name = host::string_property(&["xds", "route_name"]).ok().flatten();
     stream.snapshot_version = match config.snapshot.source {
         consent_core::config::SnapshotSource::Shared => shared_snapshot::last_version(config),
