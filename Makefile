@@ -130,6 +130,7 @@ ext-authz-consent:
 
 # Criterion benchmarks of the redaction core (native), with peak heap per body.
 bench-core:
+	$(CARGO) bench -p consent-core --bench decision
 	$(CARGO) bench -p consent-core --bench redaction
 
 bench-tools:

@@ -194,8 +194,8 @@ end
 
 # ---- Envoy configurations ---------------------------------------------------------------
 
-def wasm_filter(name, root_id, wasm, config):
-    value = json.dumps(config) if config is not None else ""
+def wasm_filter(name, root_id, wasm, config, raw=None):
+    value = raw if raw is not None else json.dumps(config) if config is not None else ""
     return f"""
           - name: {name}
             typed_config:
@@ -243,6 +243,9 @@ def contender_yaml(kind, port, admin, origin_port, a, extra):
     filters, prefix = "", ""
     if kind == "empty-wasm":
         filters = wasm_filter("empty", "empty", a.empty_wasm, None)
+    elif kind.startswith("host-calls"):
+        # `host-calls` or `host-calls:CALLS` (see crates/empty-filter).
+        filters = wasm_filter("floor", "host_calls", a.empty_wasm, None, kind.partition(":")[2])
     elif kind.startswith("consent-"):
         config = dict(PLUGIN_CONFIG)
         if kind == "consent-log":

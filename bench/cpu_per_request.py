@@ -6,9 +6,10 @@ filter (e.g. one with a step removed) changes.
 
   python3 bench/cpu_per_request.py empty-wasm,consent-1k             # the shipped filter
   WASM=/tmp/variant.wasm python3 bench/cpu_per_request.py empty-wasm,consent-1k
+  python3 bench/cpu_per_request.py empty-wasm,consent-1k,consent-1k@/tmp/variant.wasm
 
 Contenders are bench/compare.py's (plain, empty-wasm, consent-1k, lua, rbac, ...); 1 worker,
-1k users, header-only requests, ROUNDS interleaved rounds (default 5) of 3 s at 32
+1k users, header-only requests (BODY=1k or BODY=64k: the JSON bodies of compare.py), ROUNDS interleaved rounds (default 5) of 3 s at 32
 connections. Prints req/s and CPU µs per request per round and their medians.
 """
 import os
@@ -44,6 +45,11 @@ def main():
     files = {"h": os.path.join(work, "h.json")}
     with open(files["h"], "w") as f:
         f.write("ok")
+    body = os.environ.get("BODY")  # "1k" or "64k": a JSON response the filter redacts
+    if body:
+        files[body] = os.path.join(work, f"{body}.json")
+        with open(files[body], "w") as f:
+            f.write(C.history(1024 if body == "1k" else 64 * 1024))
     lua = os.path.join(work, "consent.lua")
     with open(lua, "w") as f:
         f.write(C.lua_source(1000, a.policy))
@@ -55,11 +61,15 @@ def main():
         extra = {"source_port": source.server_port, "small_port": source.server_port, "lua": lua}
         for k in kinds:
             port, admin = free_port(), free_port()
-            yaml = C.contender_yaml(k, port, admin, origin_ports[0], a, extra)
-            procs[k], ports[k] = C.start_envoy(a.envoy, yaml, work, k, 1), port
-            wait_ready(admin, procs[k], k, work)
+            kind, _, variant = k.partition("@")
+            build = types.SimpleNamespace(**{**vars(a), "wasm": variant or a.wasm})
+            yaml = C.contender_yaml(kind, port, admin, origin_ports[0], build, extra)
+            name = f"contender{len(procs)}"
+            procs[k], ports[k] = C.start_envoy(a.envoy, yaml, work, name, 1), port
+            wait_ready(admin, procs[k], name, work)
         time.sleep(2)
-        scripts = {k: C.wrk_script(work, f"h-{k}", 1000, C.HEADER_PATH, C.HEADER_PURPOSE) for k in kinds}
+        scripts = {k: C.wrk_script(work, f"h-{i}", 1000, f"/{body}" if body else C.HEADER_PATH,
+                                  C.BODY_PURPOSE if body else C.HEADER_PURPOSE) for i, k in enumerate(kinds)}
         rps = {k: [] for k in kinds}
         cpu = {k: [] for k in kinds}
         for _ in range(rounds):

@@ -1,27 +1,197 @@
-//! An HTTP filter that continues every callback: what proxy-wasm costs in Envoy before any
-//! work is done. Benchmarks compare the consent filter against it.
+//! Two floor filters for the benchmarks.
+//!
+//! - root id `empty`: continues every callback; what proxy-wasm costs in Envoy before any
+//!   work is done.
+//! - root id `host_calls`: makes, per request, the host calls its plugin configuration lists
+//!   (`name` or `name*N`, comma-separated; by default those of the consent filter's
+//!   header-only path: read the request headers, two peer-certificate properties, the clock,
+//!   one shared-data value, one counter, set a request header and a filter-state property,
+//!   read the response headers) and decides nothing. What it costs over `empty` is the
+//!   host's price of those calls.
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
+    use proxy_wasm::hostcalls;
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
-    use proxy_wasm::types::ContextType;
+    use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 
-    struct EmptyRoot;
-    struct EmptyHttp;
+    /// Shared-data key the `host_calls` filter reads (about the size of a consent bucket).
+    const KEY: &str = "floor/bucket";
 
-    impl Context for EmptyRoot {}
-    impl RootContext for EmptyRoot {
+    /// The consent filter's header-only path, as host calls.
+    const DEFAULT_CALLS: &str =
+        "headers,uri_san,dns_san,time,shared,metric,set_header,set_property,response_headers";
+
+    /// One host call the `host_calls` filter makes.
+    #[derive(Clone, Copy)]
+    enum Call {
+        Headers,
+        Header,
+        UriSan,
+        DnsSan,
+        RouteName,
+        ConnectionId,
+        Time,
+        Shared,
+        Metric,
+        SetHeader,
+        SetProperty,
+        ResponseHeaders,
+        /// Buffer the whole response body, read it and write it back unchanged.
+        Body,
+    }
+
+    impl Call {
+        fn parse(name: &str) -> Option<Call> {
+            Some(match name {
+                "headers" => Call::Headers,
+                "header" => Call::Header,
+                "uri_san" => Call::UriSan,
+                "dns_san" => Call::DnsSan,
+                "route_name" => Call::RouteName,
+                "connection_id" => Call::ConnectionId,
+                "time" => Call::Time,
+                "shared" => Call::Shared,
+                "metric" => Call::Metric,
+                "set_header" => Call::SetHeader,
+                "set_property" => Call::SetProperty,
+                "response_headers" => Call::ResponseHeaders,
+                "body" => Call::Body,
+                _ => return None,
+            })
+        }
+
+        fn run(self, metric: u32) {
+            let _ = match self {
+                Call::Headers => hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map(|_| ()),
+                Call::Header => {
+                    hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-user-id").map(|_| ())
+                }
+                Call::UriSan => property(&["connection", "uri_san_peer_certificate"]),
+                Call::DnsSan => property(&["connection", "dns_san_peer_certificate"]),
+                Call::RouteName => property(&["xds", "route_name"]),
+                Call::ConnectionId => property(&["connection", "id"]),
+                Call::Time => hostcalls::get_current_time().map(|_| ()),
+                Call::Shared => hostcalls::get_shared_data(KEY).map(|_| ()),
+                Call::Metric => hostcalls::increment_metric(metric, 1),
+                Call::SetHeader => hostcalls::set_map_value(
+                    MapType::HttpRequestHeaders,
+                    "x-consent-decision",
+                    Some("outcome=redact; reason=consent_granted"),
+                ),
+                Call::SetProperty => hostcalls::set_property(
+                    vec!["consent_decision"],
+                    Some(b"outcome=redact; reason=consent_granted".as_slice()),
+                ),
+                Call::ResponseHeaders | Call::Body => Ok(()),
+            };
+        }
+    }
+
+    fn property(path: &[&str]) -> Result<(), proxy_wasm::types::Status> {
+        hostcalls::get_property(path.to_vec()).map(|_| ())
+    }
+
+    /// Parses `name` or `name*N` items, comma-separated.
+    fn parse_calls(text: &str) -> Vec<Call> {
+        let mut calls = Vec::new();
+        for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (name, times) = match item.split_once('*') {
+                Some((name, n)) => (name, n.parse().unwrap_or(1)),
+                None => (item, 1),
+            };
+            if let Some(call) = Call::parse(name) {
+                calls.extend(std::iter::repeat_n(call, times));
+            } else {
+                log::warn!("host_calls: unknown call {name}");
+            }
+        }
+        calls
+    }
+
+    #[derive(Default)]
+    struct Root {
+        /// `Some` when this is the `host_calls` filter: its counter and calls.
+        calls: Option<(u32, std::rc::Rc<Vec<Call>>)>,
+    }
+
+    impl Context for Root {}
+    impl RootContext for Root {
+        fn on_configure(&mut self, _size: usize) -> bool {
+            let root = hostcalls::get_property(vec!["plugin_root_id"])
+                .ok()
+                .flatten();
+            if root.as_deref() == Some(b"host_calls".as_slice()) {
+                let _ = hostcalls::set_shared_data(KEY, Some(&[7u8; 96]), None);
+                let text = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+                    .ok()
+                    .flatten()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|t| !t.trim().is_empty())
+                    .unwrap_or_else(|| DEFAULT_CALLS.to_string());
+                let metric = hostcalls::define_metric(MetricType::Counter, "floor.decisions")
+                    .unwrap_or_default();
+                self.calls = Some((metric, std::rc::Rc::new(parse_calls(&text))));
+            }
+            true
+        }
         fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-            Some(Box::new(EmptyHttp))
+            match &self.calls {
+                Some((metric, calls)) => Some(Box::new(HostCalls {
+                    metric: *metric,
+                    calls: calls.clone(),
+                })),
+                None => Some(Box::new(Empty)),
+            }
         }
         fn get_type(&self) -> Option<ContextType> {
             Some(ContextType::HttpContext)
         }
     }
-    impl Context for EmptyHttp {}
-    impl HttpContext for EmptyHttp {}
+
+    struct Empty;
+    impl Context for Empty {}
+    impl HttpContext for Empty {}
+
+    struct HostCalls {
+        metric: u32,
+        calls: std::rc::Rc<Vec<Call>>,
+    }
+    impl Context for HostCalls {}
+    impl HttpContext for HostCalls {
+        fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
+            for call in self.calls.iter() {
+                call.run(self.metric);
+            }
+            Action::Continue
+        }
+        fn on_http_response_headers(&mut self, _n: usize, end: bool) -> Action {
+            for call in self.calls.iter() {
+                if let Call::ResponseHeaders = call {
+                    let _ = hostcalls::get_map_bytes(MapType::HttpResponseHeaders);
+                }
+            }
+            if !end && self.calls.iter().any(|c| matches!(c, Call::Body)) {
+                let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+                return Action::Pause;
+            }
+            Action::Continue
+        }
+        fn on_http_response_body(&mut self, size: usize, end: bool) -> Action {
+            if !self.calls.iter().any(|c| matches!(c, Call::Body)) {
+                return Action::Continue;
+            }
+            if !end {
+                return Action::Pause;
+            }
+            if let Ok(Some(body)) = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
+                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &body);
+            }
+            Action::Continue
+        }
+    }
 
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(EmptyRoot) });
+        proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
     }}
 }
