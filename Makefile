@@ -27,7 +27,7 @@ DEPLOY_TLS    := target/deploy-tls
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-envoy bench-tools \
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
 help:
@@ -36,6 +36,7 @@ help:
 	@echo "make validate   envoy --mode validate on every config in envoy-config/ and deploy/envoy/"
 	@echo "make bench  the filter against plain Envoy, an empty wasm filter, Lua, ext_authz and RBAC (bench/results.md)"
 	@echo "make bench-core   criterion benchmarks of the core (redaction, decision, lookup)"
+	@echo "make bench-hostcalls   instructions per request and per host call inside Envoy (callgrind, ~10 min)"
 	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
 	@echo "make consentctl   build the operators' CLI (target/debug/consentctl --help)"
 	@echo "make oci    the filter as an OCI image layout in $(OCI_DIR) (Istio / Envoy Gateway), checked"
@@ -135,6 +136,12 @@ bench-core:
 
 bench-tools:
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+
+# Instructions per request and per host call, counted by callgrind inside Envoy (repeatable
+# on a noisy machine): how much of the filter's cost is the host's (bench/results-hostcalls.md).
+bench-hostcalls: deps bench-tools wasm empty-filter
+	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
+	$(VENV)/bin/python bench/host_call_costs.py --envoy $(ENVOY)
 
 # The live snapshot at scale: load time, RSS, lookup cost at 1k vs 1M users.
 bench-snapshot: deps bench-tools wasm

@@ -7,6 +7,11 @@ Contenders, each its own Envoy 1.40 with the same worker count, all up for the w
 
   plain        no HTTP filter but the router
   empty-wasm   a proxy-wasm filter that does nothing (V8)
+  host-calls   the floor of this job: a proxy-wasm filter making the consent filter's host
+               calls (request headers, two peer-certificate properties, clock, one
+               shared-data read, a counter, a request header and a filter-state property
+               set, response headers; a JSON response body buffered, read and written back
+               unchanged) and deciding nothing (crates/empty-filter, root id host_calls)
   consent-1k   this filter, header-only decision, 1,000 people in the live snapshot
   consent-1m   the same with 1,000,000 people (shared snapshot loaded by the bootstrap
                singleton fetcher from a local static source, as in bench/snapshot_scale.py)
@@ -22,7 +27,7 @@ Header-only requests carry a random user id of the contender's snapshot and the 
 `marketing.newsletters`: 9 people in 10 granted it (redact: the purpose may not see location
 and other categories), the rest did not (403 consent_missing). RBAC blocks the same 10% (ids
 ending in 0). JSON bodies (1 KiB, 64 KiB transaction histories from bench/envoy_bodies.py,
-one field in ten redacted) are measured through plain, empty-wasm and consent-1k with the
+one field in ten redacted) are measured through plain, empty-wasm, host-calls and consent-1k with the
 purpose `service.improvement`.
 
 Every contender runs interleaved (A B C ... A B C ...) for --rounds rounds of --duration
@@ -62,13 +67,14 @@ PLUGIN_CONFIG = {"caller": {"unidentified_party": "tsunagu"}, "snapshot": SNAPSH
 DECISION_LOG = {"enabled": True, "sample_rate": 1.0, "always_log_blocks": True, "field_paths": True,
                 "subject_key_secret": "bench-only-key-0123456789abcdef"}
 
-HEADER_CONTENDERS = ["plain", "empty-wasm", "consent-1k", "consent-1m", "consent-log", "lua", "ext-authz", "rbac"]
-BODY_CONTENDERS = ["plain", "empty-wasm", "consent-1k"]
-LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "consent-1k", "consent-1m", "lua", "ext-authz", "rbac"]
+HEADER_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "consent-log", "lua", "ext-authz", "rbac"]
+BODY_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k"]
+LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "lua", "ext-authz", "rbac"]
 DECIDING = {"consent-1k", "consent-1m", "consent-log", "lua", "ext-authz", "rbac"}
 LABELS = {
     "plain": "plain Envoy (no filter)",
     "empty-wasm": "empty proxy-wasm filter",
+    "host-calls": "floor: the consent filter's host calls and body copy, no decision",
     "consent-1k": "consent filter, 1k users",
     "consent-1m": "consent filter, 1M users",
     "consent-log": "consent filter, 1k users, decision log 100%",
@@ -670,6 +676,17 @@ def checks(a, results):
         r64 = paired(runs[("64k", "consent-1k")], runs[("64k", "plain")])
         line(r64[0] >= 0.7, f"[{w}w] 64 KiB JSON response, ~10% of fields redacted: {rng(r64)}x Envoy without "
              "the filter (>= 0.70)")
+        floor = paired(h["host-calls"], h["empty-wasm"])
+        over_floor = paired(h["consent-1k"], h["host-calls"])
+        empty_authz = paired(h["empty-wasm"], h["ext-authz"])
+        out.append(f"info  [{w}w] where the header-only cost is: the host calls alone (host-calls floor) run at "
+                   f"{rng(floor)}x the empty wasm filter; the consent filter at {rng(over_floor)}x that floor; "
+                   f"the empty wasm filter itself at {rng(empty_authz)}x ext_authz")
+        f64 = paired(runs[("64k", "host-calls")], runs[("64k", "plain")])
+        o64 = paired(runs[("64k", "consent-1k")], runs[("64k", "host-calls")])
+        out.append(f"info  [{w}w] where the 64 KiB cost is: buffering, reading and writing back the body "
+                   f"unchanged (host-calls floor) runs at {rng(f64)}x plain; the consent filter (parse, "
+                   f"redact) at {rng(o64)}x that floor")
         r1m = paired(h["consent-1m"], h["consent-1k"])
         line(r1m[0] >= 0.95, f"[{w}w] lookup at 1M users: {rng(r1m)}x the req/s at 1k users (>= 0.95)")
         added = paired(h["consent-1k"], h["plain"], "p99", "diff")
@@ -686,6 +703,9 @@ def checks(a, results):
         added = paired(low["consent-1k"], low["plain"], "p99", "diff")
         line(added[0] <= 100, f"[1w] p99 added over plain Envoy at low load (1 connection): "
              f"{rng(added, '{:+.0f}')} us (<= 100 us; scheduler noise dominates, see caveats)")
+        fl = paired(low["host-calls"], low["plain"], "p99", "diff")
+        out.append(f"info  [1w] p99 added at low load by the host-calls floor: {rng(fl, '{:+.0f}')} us; by the "
+                   f"empty wasm filter: {rng(paired(low['empty-wasm'], low['plain'], 'p99', 'diff'), '{:+.0f}')} us")
         p50 = paired(low["consent-1k"], low["plain"], "p50", "diff")
         out.append(f"info  [1w] p50 added over plain Envoy at low load: {rng(p50, '{:+.0f}')} us")
         r = paired(low["consent-1m"], low["consent-1k"], "p50")

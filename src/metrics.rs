@@ -15,9 +15,11 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use consent_core::categories::CategoryIdx;
 use consent_core::decision::{Decision, Outcome};
+use consent_core::name_map::Fnv1a;
 use consent_core::{CompiledConfig, Reason};
 
 use crate::host::{Direction, Metric};
@@ -33,8 +35,12 @@ enum Key {
     BodyBytes(Direction),
 }
 
+/// Stat ids by key; FNV-hashed (the keys come from the policy and reason codes, never from
+/// a request, and the lookup is on every request).
+type Ids = HashMap<Key, Option<Metric>, BuildHasherDefault<Fnv1a>>;
+
 thread_local! {
-    static IDS: RefCell<HashMap<Key, Option<Metric>>> = RefCell::new(HashMap::new());
+    static IDS: RefCell<Ids> = RefCell::new(Ids::default());
 }
 
 fn mode(dry_run: bool) -> &'static str {

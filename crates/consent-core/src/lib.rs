@@ -18,6 +18,7 @@ pub mod gpc;
 pub mod header_plan;
 pub mod keyed_snapshot;
 pub mod lease;
+pub mod name_map;
 pub mod party;
 pub mod policy;
 #[cfg(test)]

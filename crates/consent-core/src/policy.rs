@@ -4,7 +4,7 @@
 //! [`PolicyDoc`] is the JSON an operator writes; [`CompiledPolicy`] is the checked,
 //! indexed form the decision function reads.
 
-use std::collections::HashMap;
+use crate::name_map::NameMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -279,11 +279,11 @@ pub struct CompiledPolicy {
     /// Parties with their identities (§6-§8).
     pub parties: Vec<Party>,
     third_party_provision: Option<PurposeIdx>,
-    purpose_ids: HashMap<String, PurposeIdx>,
-    party_ids: HashMap<String, PartyIdx>,
-    category_ids: HashMap<String, CategoryIdx>,
-    header_categories: HashMap<String, CategorySet>,
-    query_categories: HashMap<String, CategorySet>,
+    purpose_ids: NameMap<PurposeIdx>,
+    party_ids: NameMap<PartyIdx>,
+    category_ids: NameMap<CategoryIdx>,
+    header_categories: NameMap<CategorySet>,
+    query_categories: NameMap<CategorySet>,
 }
 
 impl CompiledPolicy {
@@ -318,9 +318,9 @@ impl CompiledPolicy {
             ));
         }
         let mut categories = Vec::with_capacity(doc.categories.len());
-        let mut category_ids = HashMap::new();
-        let mut header_categories: HashMap<String, CategorySet> = HashMap::new();
-        let mut query_categories: HashMap<String, CategorySet> = HashMap::new();
+        let mut category_ids = NameMap::default();
+        let mut header_categories: NameMap<CategorySet> = NameMap::default();
+        let mut query_categories: NameMap<CategorySet> = NameMap::default();
         let mut explicit_grant = CategorySet::EMPTY;
         let mut matcher = Matcher::default();
         let mut coarsen = Vec::with_capacity(doc.categories.len());
@@ -378,7 +378,7 @@ impl CompiledPolicy {
             ));
         }
         let mut purposes = Vec::with_capacity(doc.purposes.len());
-        let mut purpose_ids = HashMap::new();
+        let mut purpose_ids = NameMap::default();
         for (i, p) in doc.purposes.iter().enumerate() {
             let at = format!("{path}.purposes[{i}]");
             check_id(&p.id, &format!("{at}.id"))?;
@@ -449,7 +449,7 @@ impl CompiledPolicy {
                 actions,
             });
         }
-        let mut party_ids = HashMap::new();
+        let mut party_ids = NameMap::default();
         let mut parties = Vec::with_capacity(doc.parties.len());
         for (i, party) in doc.parties.iter().enumerate() {
             let at = format!("{path}.parties[{i}]");

@@ -6,7 +6,8 @@
 //!   (`name` or `name*N`, comma-separated; by default those of the consent filter's
 //!   header-only path: read the request headers, two peer-certificate properties, the clock,
 //!   one shared-data value, one counter, set a request header and a filter-state property,
-//!   read the response headers) and decides nothing. What it costs over `empty` is the
+//!   read the response headers; buffer a JSON response body, read it and write it back) and
+//!   decides nothing. What it costs over `empty` is the
 //!   host's price of those calls.
 
 #[cfg(target_arch = "wasm32")]
@@ -20,7 +21,7 @@ mod filter {
 
     /// The consent filter's header-only path, as host calls.
     const DEFAULT_CALLS: &str =
-        "headers,uri_san,dns_san,time,shared,metric,set_header,set_property,response_headers";
+        "headers,uri_san,dns_san,time,shared,metric,set_header,set_property,response_headers,body";
 
     /// One host call the `host_calls` filter makes.
     #[derive(Clone, Copy)]
@@ -37,7 +38,7 @@ mod filter {
         SetHeader,
         SetProperty,
         ResponseHeaders,
-        /// Buffer the whole response body, read it and write it back unchanged.
+        /// Buffer a whole JSON response body, read it and write it back unchanged.
         Body,
     }
 
@@ -140,6 +141,7 @@ mod filter {
                 Some((metric, calls)) => Some(Box::new(HostCalls {
                     metric: *metric,
                     calls: calls.clone(),
+                    buffering: false,
                 })),
                 None => Some(Box::new(Empty)),
             }
@@ -156,6 +158,8 @@ mod filter {
     struct HostCalls {
         metric: u32,
         calls: std::rc::Rc<Vec<Call>>,
+        /// A JSON response body is being buffered (`body`).
+        buffering: bool,
     }
     impl Context for HostCalls {}
     impl HttpContext for HostCalls {
@@ -166,19 +170,29 @@ mod filter {
             Action::Continue
         }
         fn on_http_response_headers(&mut self, _n: usize, end: bool) -> Action {
-            for call in self.calls.iter() {
-                if let Call::ResponseHeaders = call {
-                    let _ = hostcalls::get_map_bytes(MapType::HttpResponseHeaders);
-                }
+            let reads = self
+                .calls
+                .iter()
+                .filter(|c| matches!(c, Call::ResponseHeaders))
+                .count();
+            let body = self.calls.iter().any(|c| matches!(c, Call::Body));
+            let mut json = false;
+            for _ in 0..reads.max(usize::from(body)) {
+                let headers =
+                    hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
+                json = headers
+                    .iter()
+                    .any(|(n, v)| n == "content-type" && v.windows(4).any(|w| w == b"json"));
             }
-            if !end && self.calls.iter().any(|c| matches!(c, Call::Body)) {
+            if body && json && !end {
                 let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
+                self.buffering = true;
                 return Action::Pause;
             }
             Action::Continue
         }
         fn on_http_response_body(&mut self, size: usize, end: bool) -> Action {
-            if !self.calls.iter().any(|c| matches!(c, Call::Body)) {
+            if !self.buffering {
                 return Action::Continue;
             }
             if !end {

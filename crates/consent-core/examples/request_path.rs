@@ -1,0 +1,132 @@
+//! The wasm side of one header-only request, host calls left out, N times: the header
+//! list copied as the SDK copies it, caller and route context, subject key, bucket name and
+//! record lookup, decision, request plan, decision header, response plan and body mode.
+//! For callgrind (`valgrind --tool=callgrind request_path 20000`) and for timing the glue's
+//! share of a request: `request_path [N]`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use consent_core::body::{body_mode, BodyHeaders};
+use consent_core::buckets::{bucket_of, find_in_bucket, fingerprint, BucketBuilder};
+use consent_core::header_plan::{plan_request, plan_response};
+use consent_core::party::CallerFacts;
+use consent_core::reply::decision_header_value;
+use consent_core::routes::RouteFacts;
+use consent_core::snapshot::{GrantDoc, RecordDoc};
+use consent_core::RequestView;
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let Ok(config) = consent_core::compile_config(
+        br#"{"caller": {"unidentified_party": "tsunagu"}, "snapshot": {"source": "shared", "cluster": "consent_source"}}"#,
+    ) else {
+        eprintln!("bench configuration does not compile");
+        std::process::exit(1);
+    };
+    let mut grants = BTreeMap::new();
+    grants.insert(
+        "marketing.newsletters".to_string(),
+        GrantDoc {
+            policy_version: 1,
+            explicit: vec![],
+        },
+    );
+    let doc = RecordDoc {
+        subject: "u-0000001".to_string(),
+        grants,
+        stop_use: false,
+        stop_third_party: false,
+        withdrawn: Vec::new(),
+    };
+    let Ok(record) = consent_core::ConsentRecord::compile(&doc, &config.policy, "record") else {
+        eprintln!("record does not compile");
+        std::process::exit(1);
+    };
+    let key = config.snapshot.keying.key_of_user("u-0000001");
+    let mut builder = BucketBuilder::new(config.snapshot.bucket_bits);
+    builder.add(key, &record);
+    let buckets = builder
+        .finish(fingerprint(&config.policy), 1)
+        .unwrap_or_default();
+    let request: Vec<(&str, &[u8])> = vec![
+        (":authority", b"127.0.0.1:10000"),
+        (":path", b"/h-text"),
+        (":method", b"GET"),
+        (":scheme", b"http"),
+        ("user-agent", b"wrk"),
+        ("x-user-id", b"u-0000001"),
+        ("x-data-purpose", b"marketing.newsletters"),
+        ("x-forwarded-proto", b"http"),
+        ("x-request-id", b"0f6a1d2e-3b4c-4d5e-8f90-112233445566"),
+    ];
+    let response: Vec<(&str, &[u8])> = vec![
+        (":status", b"200"),
+        ("content-type", b"text/plain"),
+        ("content-length", b"2"),
+        ("date", b"Sat, 28 Nov 2026 02:00:00 GMT"),
+        ("server", b"envoy"),
+        ("x-envoy-upstream-service-time", b"0"),
+    ];
+    let start = std::time::Instant::now();
+    let mut total = 0usize;
+    for _ in 0..n {
+        // As the SDK hands them over: owned names and values.
+        let headers: Vec<(String, Vec<u8>)> = black_box(&request)
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
+        let context = config.context(&CallerFacts::default(), &RouteFacts::default(), pairs());
+        let view = RequestView::from_headers(
+            &config.settings.user_header,
+            &config.settings.purpose_header,
+            pairs(),
+        )
+        .with_context(context);
+        let user = match view.user {
+            consent_core::HeaderValue::One(u) => u,
+            _ => "",
+        };
+        let key = config.snapshot.keying.key_of_user(user);
+        let bucket = bucket_of(&key, config.snapshot.bucket_bits);
+        let name = config.shared_keys.bucket(bucket);
+        let found = buckets
+            .get(&bucket)
+            .and_then(|b| find_in_bucket(b, config.policy_fingerprint, &key).ok())
+            .flatten();
+        let decision = config.decide_with_record(&view, found.as_ref());
+        let edits = plan_request(&config.policy, &decision, pairs());
+        let header = decision_header_value(&config.policy, &config.routes, &decision);
+        let response_headers: Vec<(String, Vec<u8>)> = response
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_vec()))
+            .collect();
+        let resp = || {
+            response_headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_slice()))
+        };
+        let response_edits = plan_response(&config.policy, &decision, resp());
+        let mode = body_mode(
+            config.body_needed(&decision),
+            &BodyHeaders::from_headers(resp()),
+            config.body.max_bytes,
+            config.body.encoded,
+            config.body.unparsed,
+        );
+        total += name.len()
+            + edits.remove.len()
+            + header.len()
+            + response_edits.remove.len()
+            + usize::from(mode == consent_core::body::BodyMode::Skip);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{n} requests in {secs:.3} s: {:.2} us each (checksum {total})",
+        secs * 1e6 / n as f64
+    );
+}
