@@ -369,11 +369,21 @@ def micros(text):
     return float(m.group(1)) * UNITS[m.group(2)]
 
 
-def wrk(port, script, duration, connections):
+def process_cpu_seconds(pid):
+    """User + system CPU seconds of one process so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port, script, duration, connections, pid=None):
+    """One wrk run; with `pid`, also the CPU that process (the Envoy under test) spent per
+    request (`cpu_us`): steadier than req/s when the machine is shared."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script,
            f"http://127.0.0.1:{port}/"]
     t0, busy0, ours0 = time.time(), busy_seconds(), our_seconds()
+    cpu0 = process_cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True).stdout
+    cpu = process_cpu_seconds(pid) - cpu0 if pid else 0.0
     # CPU the rest of the machine (other agents) used meanwhile, in cores.
     other = max(0.0, (busy_seconds() - busy0) - (our_seconds() - ours0)) / (time.time() - t0)
     try:
@@ -386,7 +396,7 @@ def wrk(port, script, duration, connections):
     sock = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50": lat["50"], "p99": lat["99"], "total": total,
             "blocked": int(non2xx.group(1)) if non2xx else 0, "socket_errors": sock.group(1) if sock else "",
-            "other": other}
+            "other": other, "cpu_us": cpu / total * 1e6 if pid and total else 0.0}
 
 
 def get(port, path, headers):
@@ -446,7 +456,8 @@ def run_workers(workers, a, work, origin_port, extra, scripts, results, low_load
         for r in range(a.rounds):
             t_round = time.time()
             for case, k in cases:
-                rounds.setdefault((case, k), []).append(wrk(ports[k][0], scripts[(case, k)], a.duration, a.connections))
+                rounds.setdefault((case, k), []).append(
+                    wrk(ports[k][0], scripts[(case, k)], a.duration, a.connections, procs[k].pid))
             print(f"[{workers} worker(s)] round {r + 1}/{a.rounds} ({time.time() - t_round:.0f} s): " + ", ".join(
                 f"{k} {rounds[('header', k)][-1]['rps']:.0f}" for k in HEADER_CONTENDERS), flush=True)
         if low_load:
@@ -606,9 +617,9 @@ def report(a, results, meta):
     for w, res in sorted(results["workers"].items()):
         runs, rss = res["runs"], res["rss"]
         L += [f"## {w} Envoy worker{'s' if w > 1 else ''}", "",
-              "| contender | case | req/s median | min–max | × plain | × empty wasm | p50 | p99 | refused | "
-              "Envoy RSS | other CPU |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| contender | case | req/s median | min–max | × plain | × empty wasm | Envoy CPU µs/req | p50 | p99 "
+              "| refused | Envoy RSS | other CPU |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for (case, k), rs in runs.items():
             plain = med(runs[(case, "plain")], "rps")
             empty = med(runs[(case, "empty-wasm")], "rps")
@@ -617,7 +628,8 @@ def report(a, results, meta):
             rss_s = f"{rss[k]:.0f} MB" + (f" + {results['authz_rss']:.0f} MB service" if k == "ext-authz" else "")
             case_s = "header-only" if case == "header" else f"JSON {case.replace('k', ' KiB')}"
             L.append(f"| {k} | {case_s} | {rps:.0f} | {min(r['rps'] for r in rs):.0f}–{max(r['rps'] for r in rs):.0f} "
-                     f"| {rps / plain:.2f} | {rps / empty:.2f} | {med(rs, 'p50'):.0f} µs | {med(rs, 'p99'):.0f} µs "
+                     f"| {rps / plain:.2f} | {rps / empty:.2f} | {med(rs, 'cpu_us'):.1f} | {med(rs, 'p50'):.0f} µs "
+                     f"| {med(rs, 'p99'):.0f} µs "
                      f"| {blocked:.1%} | {rss_s} | {med(rs, 'other'):.2f} |")
         lines, size = res["decision_log"]
         L += ["", f"Envoys started and the snapshots (1k, 1k, 1M users) loaded in {res['load_s']:.1f} s. RSS: VmRSS "
@@ -682,11 +694,18 @@ def checks(a, results):
         out.append(f"info  [{w}w] where the header-only cost is: the host calls alone (host-calls floor) run at "
                    f"{rng(floor)}x the empty wasm filter; the consent filter at {rng(over_floor)}x that floor; "
                    f"the empty wasm filter itself at {rng(empty_authz)}x ext_authz")
+        cpu = {k: med(h[k], "cpu_us") for k in ("plain", "empty-wasm", "host-calls", "consent-1k")}
+        out.append(f"info  [{w}w] Envoy CPU per header-only request (medians): plain {cpu['plain']:.1f} µs, "
+                   f"empty wasm {cpu['empty-wasm']:.1f}, host-calls floor {cpu['host-calls']:.1f}, consent filter "
+                   f"{cpu['consent-1k']:.1f}: the filter's own share is {cpu['consent-1k'] - cpu['host-calls']:+.1f} µs "
+                   f"of the {cpu['consent-1k'] - cpu['empty-wasm']:+.1f} µs it adds to the empty filter")
         f64 = paired(runs[("64k", "host-calls")], runs[("64k", "plain")])
         o64 = paired(runs[("64k", "consent-1k")], runs[("64k", "host-calls")])
+        c64 = {k: med(runs[("64k", k)], "cpu_us") for k in ("plain", "host-calls", "consent-1k")}
         out.append(f"info  [{w}w] where the 64 KiB cost is: buffering, reading and writing back the body "
                    f"unchanged (host-calls floor) runs at {rng(f64)}x plain; the consent filter (parse, "
-                   f"redact) at {rng(o64)}x that floor")
+                   f"redact) at {rng(o64)}x that floor; Envoy CPU per request: plain {c64['plain']:.0f} µs, "
+                   f"floor {c64['host-calls']:.0f}, consent {c64['consent-1k']:.0f}")
         r1m = paired(h["consent-1m"], h["consent-1k"])
         line(r1m[0] >= 0.95, f"[{w}w] lookup at 1M users: {rng(r1m)}x the req/s at 1k users (>= 0.95)")
         added = paired(h["consent-1k"], h["plain"], "p99", "diff")
