@@ -708,6 +708,9 @@ def checks(a, results):
                    f"floor {c64['host-calls']:.0f}, consent {c64['consent-1k']:.0f}")
         r1m = paired(h["consent-1m"], h["consent-1k"])
         line(r1m[0] >= 0.95, f"[{w}w] lookup at 1M users: {rng(r1m)}x the req/s at 1k users (>= 0.95)")
+        c1m = paired(h["consent-1m"], h["consent-1k"], "cpu_us")
+        line(c1m[0] <= 1.05, f"[{w}w] lookup at 1M users: {rng(c1m)}x the Envoy CPU per request at 1k users "
+             "(<= 1.05; steadier than req/s)")
         added = paired(h["consent-1k"], h["plain"], "p99", "diff")
         out.append(f"info  [{w}w] p99 added over plain Envoy under {a.connections} connections (saturated, "
                    f"mostly queueing): {rng(added, '{:+.0f}')} us")
