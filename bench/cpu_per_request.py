@@ -8,7 +8,8 @@ filter (e.g. one with a step removed) changes.
   WASM=/tmp/variant.wasm python3 bench/cpu_per_request.py empty-wasm,consent-1k
   python3 bench/cpu_per_request.py empty-wasm,consent-1k,consent-1k@/tmp/variant.wasm
 
-Contenders are bench/compare.py's (plain, empty-wasm, consent-1k, lua, rbac, ...); 1 worker,
+Contenders are bench/compare.py's (plain, empty-wasm, consent-1k, consent-1m (BIG_USERS, default
+1,000,000 people, random among them), lua, rbac, ...); 1 worker,
 1k users, header-only requests (BODY=1k or BODY=64k: the JSON bodies of compare.py), ROUNDS interleaved rounds (default 5) of 3 s at 32
 connections. Prints req/s and CPU µs per request per round and their medians.
 """
@@ -42,6 +43,8 @@ def main():
         small_users=1000, big_users=1000, policy=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
     work = tempfile.mkdtemp(prefix="consent-cpu-")
     source = C.serve_snapshot(C.snapshot_parts(1000))
+    big_users = int(os.environ.get("BIG_USERS", "1000000"))
+    big = C.serve_snapshot(C.snapshot_parts(big_users)) if any(k.startswith("consent-1m") for k in kinds) else None
     files = {"h": os.path.join(work, "h.json")}
     with open(files["h"], "w") as f:
         f.write("ok")
@@ -54,21 +57,28 @@ def main():
     with open(lua, "w") as f:
         f.write(C.lua_source(1000, a.policy))
     origin_ports = (free_port(), free_port())
-    procs, ports = {}, {}
+    procs, ports, ports_admin = {}, {}, {}
     origin = C.start_envoy(a.envoy, C.origin_yaml(*origin_ports, files), work, "origin", 1)
     try:
         wait_ready(origin_ports[1], origin, "origin", work)
         extra = {"source_port": source.server_port, "small_port": source.server_port, "lua": lua}
         for k in kinds:
             port, admin = free_port(), free_port()
+            ports_admin[k] = admin
             kind, _, variant = k.partition("@")
             build = types.SimpleNamespace(**{**vars(a), "wasm": variant or a.wasm})
-            yaml = C.contender_yaml(kind, port, admin, origin_ports[0], build, extra)
+            ex = dict(extra, source_port=big.server_port) if kind == "consent-1m" else extra
+            yaml = C.contender_yaml(kind, port, admin, origin_ports[0], build, ex)
             name = f"contender{len(procs)}"
             procs[k], ports[k] = C.start_envoy(a.envoy, yaml, work, name, 1), port
             wait_ready(admin, procs[k], name, work)
+        for k in kinds:
+            if k.startswith("consent-"):
+                want = big_users if k.startswith("consent-1m") else 1000
+                C.wait_for(f"{k} snapshot", lambda p=ports_admin[k], w=want: C.stat(p, "consent_snapshot_users") == w,
+                           300, [(k, procs[k])])
         time.sleep(2)
-        scripts = {k: C.wrk_script(work, f"h-{i}", 1000, f"/{body}" if body else C.HEADER_PATH,
+        scripts = {k: C.wrk_script(work, f"h-{i}", big_users if k.startswith("consent-1m") else 1000, f"/{body}" if body else C.HEADER_PATH,
                                   C.BODY_PURPOSE if body else C.HEADER_PURPOSE) for i, k in enumerate(kinds)}
         rps = {k: [] for k in kinds}
         cpu = {k: [] for k in kinds}
