@@ -1,8 +1,9 @@
 //! Maps from the policy's names (purposes, parties, categories, header and query names) to
 //! their positions, hashed with FNV-1a instead of SipHash. The maps are built once from the
 //! operator's policy and only read on the request path, so a request cannot grow them:
-//! keyed hashing, which guards maps that untrusted input fills, buys nothing here and cost a
-//! seventh of the header path's instructions.
+//! keyed hashing, which guards maps that untrusted input fills, buys nothing here and cost about
+//! a seventh of the header path's instructions (callgrind, `examples/request_path.rs`). A request
+//! choosing names that collide only makes its own lookup compare a few more entries.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

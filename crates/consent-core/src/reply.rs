@@ -50,8 +50,8 @@ pub fn decision_header_value(
         .party
         .and_then(|p| policy.party(p))
         .map_or("-", |p| p.id.as_str());
-    // Pushed piece by piece: this runs on every request, and `format!` cost more than the
-    // rest of the header put together.
+    // Pushed piece by piece: this runs on every request, and `format!` here and in the bucket
+    // key was about a seventh of the header path's instructions (callgrind, request_path).
     let mut out = String::with_capacity(256);
     for piece in [
         "outcome=",
