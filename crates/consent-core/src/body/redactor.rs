@@ -351,6 +351,9 @@ impl<'a> Redactor<'a, '_, '_> {
                         self.leave();
                     }
                 }
+            } else if !matches!(input.get(self.sc.pos), Some(b'{' | b'[')) {
+                // A scalar nothing matched: there is nothing below it to look at.
+                self.sc.skip_value(depth + 1)?;
             } else {
                 self.enter(seg);
                 self.value(child_state, child_element_state, forbidden, depth + 1)?;
