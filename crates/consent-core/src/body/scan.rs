@@ -255,10 +255,17 @@ impl<'a> Scanner<'a> {
 
 /// Decodes the content of a JSON string (span without quotes). Borrowed when it has no escapes.
 /// Lone surrogates decode to U+FFFD, as they cannot name a key anyway.
+#[inline]
 pub fn decode_string(raw: &[u8], escaped: bool) -> Cow<'_, [u8]> {
     if !escaped {
         return Cow::Borrowed(raw);
     }
+    Cow::Owned(decode_escaped(raw))
+}
+
+/// The slow path of [`decode_string`]: a string with escapes.
+#[inline(never)]
+fn decode_escaped(raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&b) = raw.get(i) {
@@ -309,7 +316,7 @@ pub fn decode_string(raw: &[u8], escaped: bool) -> Cow<'_, [u8]> {
         let mut buf = [0u8; 4];
         out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
     }
-    Cow::Owned(out)
+    out
 }
 
 #[cfg(test)]
