@@ -10,6 +10,7 @@ pub mod body;
 pub mod buckets;
 pub mod categories;
 pub mod config;
+pub mod decimal;
 pub mod decision;
 pub mod decision_log;
 pub mod error;

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
+use crate::decimal::push_decimal;
 use crate::decision::{Decision, Outcome};
 use crate::policy::CompiledPolicy;
 use crate::routes::RouteTable;
-use crate::shared_keys::push_decimal;
 
 #[derive(Serialize)]
 struct BlockBody<'a> {

@@ -49,7 +49,7 @@ impl SharedKeys {
         let mut out = String::with_capacity(self.prefix.len() + 13);
         out.push_str(&self.prefix);
         out.push_str("/b/");
-        push_decimal(&mut out, u64::from(bucket));
+        crate::decimal::push_decimal(&mut out, u64::from(bucket));
         out
     }
 
@@ -64,25 +64,6 @@ impl SharedKeys {
     }
 }
 
-/// Appends `n` in decimal.
-pub(crate) fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        if let Some(d) = digits.get_mut(at) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for d in digits.get(at..).unwrap_or_default() {
-        out.push(char::from(*d));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,15 +71,10 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
-    fn bucket_keys_and_decimals_read_as_format_would_write_them() {
+    fn bucket_keys_read_as_format_would_write_them() {
         let keys = SharedKeys::new([1; 8], &SubjectKeying::Plain, 16);
         for n in [0u32, 7, 10, 65_535, u32::MAX] {
             assert_eq!(keys.bucket(n), format!("{}/b/{n}", keys.prefix()));
-        }
-        for n in [0u64, 9, 100, 1_234_567_890, u64::MAX] {
-            let mut out = String::from("v=");
-            push_decimal(&mut out, n);
-            assert_eq!(out, format!("v={n}"));
         }
     }
 

@@ -7,8 +7,7 @@
 //!   header-only path: read the request headers, two peer-certificate properties, the clock,
 //!   one shared-data value, one counter, set a request header and a filter-state property,
 //!   read the response headers; buffer a JSON response body, read it and write it back) and
-//!   decides nothing. What it costs over `empty` is the
-//!   host's price of those calls.
+//!   decides nothing. What it costs over `empty` is the host's price of those calls.
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
@@ -84,6 +83,7 @@ mod filter {
                     vec!["consent_decision"],
                     Some(b"outcome=redact; reason=consent_granted".as_slice()),
                 ),
+                // Made in the response callbacks (see `Plan`).
                 Call::ResponseHeaders | Call::Body => Ok(()),
             };
         }
@@ -91,6 +91,37 @@ mod filter {
 
     fn property(path: &[&str]) -> Result<(), proxy_wasm::types::Status> {
         hostcalls::get_property(path.to_vec()).map(|_| ())
+    }
+
+    /// What the `host_calls` filter does per request, worked out once from its configuration.
+    struct Plan {
+        metric: u32,
+        /// Calls made on the request headers.
+        request: Vec<Call>,
+        /// How many times the response headers are read.
+        response_reads: usize,
+        /// Whether JSON response bodies are buffered, read and written back.
+        body: bool,
+    }
+
+    impl Plan {
+        fn new(metric: u32, calls: Vec<Call>) -> Plan {
+            let response_reads = calls
+                .iter()
+                .filter(|c| matches!(c, Call::ResponseHeaders))
+                .count();
+            let body = calls.iter().any(|c| matches!(c, Call::Body));
+            let request = calls
+                .into_iter()
+                .filter(|c| !matches!(c, Call::ResponseHeaders | Call::Body))
+                .collect();
+            Plan {
+                metric,
+                request,
+                response_reads,
+                body,
+            }
+        }
     }
 
     /// Parses `name` or `name*N` items, comma-separated.
@@ -112,8 +143,8 @@ mod filter {
 
     #[derive(Default)]
     struct Root {
-        /// `Some` when this is the `host_calls` filter: its counter and calls.
-        calls: Option<(u32, std::rc::Rc<Vec<Call>>)>,
+        /// `Some` when this is the `host_calls` filter.
+        plan: Option<std::rc::Rc<Plan>>,
     }
 
     impl Context for Root {}
@@ -132,15 +163,14 @@ mod filter {
                     .unwrap_or_else(|| DEFAULT_CALLS.to_string());
                 let metric = hostcalls::define_metric(MetricType::Counter, "floor.decisions")
                     .unwrap_or_default();
-                self.calls = Some((metric, std::rc::Rc::new(parse_calls(&text))));
+                self.plan = Some(std::rc::Rc::new(Plan::new(metric, parse_calls(&text))));
             }
             true
         }
         fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-            match &self.calls {
-                Some((metric, calls)) => Some(Box::new(HostCalls {
-                    metric: *metric,
-                    calls: calls.clone(),
+            match &self.plan {
+                Some(plan) => Some(Box::new(HostCalls {
+                    plan: plan.clone(),
                     buffering: false,
                 })),
                 None => Some(Box::new(Empty)),
@@ -156,28 +186,22 @@ mod filter {
     impl HttpContext for Empty {}
 
     struct HostCalls {
-        metric: u32,
-        calls: std::rc::Rc<Vec<Call>>,
+        plan: std::rc::Rc<Plan>,
         /// A JSON response body is being buffered (`body`).
         buffering: bool,
     }
     impl Context for HostCalls {}
     impl HttpContext for HostCalls {
         fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
-            for call in self.calls.iter() {
-                call.run(self.metric);
+            for call in &self.plan.request {
+                call.run(self.plan.metric);
             }
             Action::Continue
         }
         fn on_http_response_headers(&mut self, _n: usize, end: bool) -> Action {
-            let reads = self
-                .calls
-                .iter()
-                .filter(|c| matches!(c, Call::ResponseHeaders))
-                .count();
-            let body = self.calls.iter().any(|c| matches!(c, Call::Body));
+            let body = self.plan.body;
             let mut json = false;
-            for _ in 0..reads.max(usize::from(body)) {
+            for _ in 0..self.plan.response_reads.max(usize::from(body)) {
                 let headers =
                     hostcalls::get_map_bytes(MapType::HttpResponseHeaders).unwrap_or_default();
                 json = headers
