@@ -7,20 +7,20 @@
 //! finding breaks (a panic in the core, output that is not JSON, a forbidden field or
 //! query parameter left in place, buckets that do not give back what was put in).
 
-use consent_core::body::redactor::BodyOutcome;
-use consent_core::body::transform::CivilDate;
+use consent_core::body::BodyOutcome;
+use consent_core::body::CivilDate;
 use consent_core::body::{body_mode, BodyHeaders, EncodedBody, UnparsedBody};
-use consent_core::buckets::{
-    bucket_of, bucket_version, decode_bucket, find_in_bucket, fingerprint, BucketBuilder,
-};
 use consent_core::config::CompiledConfig;
-use consent_core::keyed_snapshot::{
+use consent_core::decide::{HeaderValue, RequestView};
+use consent_core::live::SubjectKeying;
+use consent_core::live::{
     add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, KeyedSnapshot, PublishedMeta,
 };
-use consent_core::party::CallerFacts;
-use consent_core::request::{HeaderValue, RequestView};
-use consent_core::routes::RouteFacts;
-use consent_core::subject_key::SubjectKeying;
+use consent_core::live::{
+    bucket_of, bucket_version, decode_bucket, find_in_bucket, fingerprint, BucketBuilder,
+};
+use consent_core::policy::CallerFacts;
+use consent_core::policy::RouteFacts;
 use consent_core::{compile_config, Decision, Outcome};
 
 /// The fuzz targets, by name (the directories under `fuzz/corpus/` and `fuzz/regressions/`).
@@ -143,7 +143,13 @@ pub fn redact_body(data: &[u8]) {
     let (decision, remove_only) = &f.decisions[usize::from(selector) % f.decisions.len()];
     let config = &f.config;
     let record_paths = selector & 0x80 != 0;
-    let result = config.redact_body(decision, body, TODAY, record_paths, |v| config.decide(v));
+    let result = config.redact_body(
+        decision,
+        body,
+        TODAY,
+        record_paths,
+        &config.inline_consents(),
+    );
     let valid = parses(body);
     let (outcome, report) = match result {
         Ok(r) => r,
@@ -155,7 +161,7 @@ pub fn redact_body(data: &[u8]) {
             return;
         }
     };
-    assert!(report.fields.len() <= consent_core::body::redactor::MAX_FIELD_HITS);
+    assert!(report.fields.len() <= consent_core::body::MAX_FIELD_HITS);
     let BodyOutcome::Rewritten(out) = outcome else {
         return;
     };
@@ -166,7 +172,7 @@ pub fn redact_body(data: &[u8]) {
         // Removing is idempotent, except for index selectors (`$.pos[1]` in CONFIG: after
         // element 1 goes, the old element 2 is element 1): a second pass that still finds
         // a member to remove means the first let a forbidden field through.
-        let again = config.redact_body(decision, &out, TODAY, true, |v| config.decide(v));
+        let again = config.redact_body(decision, &out, TODAY, true, &config.inline_consents());
         match again {
             Ok((BodyOutcome::Unchanged, _)) => {}
             Ok((BodyOutcome::Rewritten(_), report)) => {
@@ -254,7 +260,7 @@ pub fn snapshot_parse(data: &[u8]) {
                     check_buckets(&snap, &all, fp, bits);
                 }
                 // A gap is only seen against a snapshot version; the rest must agree.
-                (Ok(_), Err(consent_core::keyed_snapshot::DeltaError::Gap { .. })) => {}
+                (Ok(_), Err(consent_core::live::DeltaError::Gap { .. })) => {}
                 (Err(_), Err(_)) => {}
                 (c, a) => panic!(
                     "delta checks disagree: compile {:?}, apply {:?}",
@@ -290,7 +296,7 @@ pub fn snapshot_parse(data: &[u8]) {
         }
         _ => {
             let _ = PublishedMeta::from_json(rest);
-            let _ = consent_core::lease::Lease::decode(rest);
+            let _ = consent_core::live::Lease::decode(rest);
             if let Ok(text) = std::str::from_utf8(rest) {
                 for k in &keyings {
                     let _ = k.key_of_subject(text);
@@ -380,16 +386,16 @@ pub fn config_parse(data: &[u8]) {
                 ("sec-gpc", b"1"),
             ];
             let decision = config.evaluate(headers);
-            let _ = consent_core::explain::explain(&config.policy, &config.routes, &decision);
-            let _ = consent_core::reply::block_body(&config.policy, &decision);
-            let _ = consent_core::reply::decision_header_value(
+            let _ = consent_core::decide::explain(&config.policy, &config.routes, &decision);
+            let _ = consent_core::decide::block_body(&config.policy, &decision);
+            let _ = consent_core::decide::decision_header_value(
                 &config.policy,
                 &config.routes,
                 &decision,
             );
             if config.body_needed(&decision) {
                 let body = br#"{"email":"a@b","gps":{"lat":35.8617,"lng":139.6455},"items":[{"user_id":"u-bob","email":"x"}],"birth_date":"1990-04-01"}"#;
-                let r = config.redact_body(&decision, body, TODAY, true, |v| config.decide(v));
+                let r = config.redact_body(&decision, body, TODAY, true, &config.inline_consents());
                 if let Ok((BodyOutcome::Rewritten(out), _)) = r {
                     assert!(parses(&out), "valid JSON in, invalid JSON out");
                 }
@@ -441,7 +447,7 @@ pub fn headers(data: &[u8]) {
     assert_eq!(context.rule, rule);
     let decision = config.decide(&view.with_context(context));
     for (_, v) in &list {
-        let _ = consent_core::gpc::is_signal(v);
+        let _ = consent_core::policy::is_signal(v);
     }
     let _ = HeaderValue::fold(list.iter().map(|(_, v)| *v));
     let body_headers = BodyHeaders::from_headers(list.iter().copied());
@@ -452,11 +458,11 @@ pub fn headers(data: &[u8]) {
         EncodedBody::Block,
         UnparsedBody::Sniff,
     );
-    let _ = consent_core::reply::decision_header_value(&config.policy, &config.routes, &decision);
+    let _ = consent_core::decide::decision_header_value(&config.policy, &config.routes, &decision);
 
     let policy = &config.policy;
-    let edits = consent_core::header_plan::plan_request(policy, &decision, list.iter().copied());
-    let _ = consent_core::header_plan::plan_response(policy, &decision, list.iter().copied());
+    let edits = consent_core::decide::plan_request(policy, &decision, list.iter().copied());
+    let _ = consent_core::decide::plan_response(policy, &decision, list.iter().copied());
     if !decision.redacts() {
         return;
     }
@@ -492,7 +498,7 @@ pub fn headers(data: &[u8]) {
         if let Some((_, query)) = left.split_once('?') {
             for param in query.split('&').filter(|p| !p.is_empty()) {
                 let raw = param.split_once('=').map_or(param, |(n, _)| n);
-                let name = consent_core::query::decode_name(raw);
+                let name = consent_core::decide::decode_name(raw);
                 let name = name.strip_suffix("[]").unwrap_or(&name);
                 assert!(
                     !param_forbidden(name),
@@ -502,7 +508,7 @@ pub fn headers(data: &[u8]) {
         }
         if let Some(new_path) = &edits.new_path {
             assert_eq!(
-                consent_core::query::strip_params(new_path, param_forbidden),
+                consent_core::decide::strip_params(new_path, param_forbidden),
                 None,
                 "stripping is not idempotent"
             );

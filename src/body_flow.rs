@@ -2,17 +2,17 @@
 //! rewrite, strip or refuse. In dry-run the body is read and checked the same way, the
 //! outcome recorded, and the original bytes forwarded untouched.
 
-use consent_core::body::redactor::{BodyOutcome, BodyReport};
-use consent_core::body::transform::CivilDate;
+use consent_core::body::CivilDate;
 use consent_core::body::{body_mode, BodyHeaders, BodyMode};
-use consent_core::decision_log::LoggedField;
+use consent_core::body::{BodyOutcome, BodyReport};
+use consent_core::observe::LoggedField;
 use consent_core::{CompiledConfig, Reason};
 use proxy_wasm::types::Action;
 
 use crate::host::{self, Direction};
 use crate::http_context::{way, ConsentHttp};
 use crate::metrics;
-use crate::request_facts::decide_view;
+use crate::shared_snapshot::with_lookup;
 
 impl ConsentHttp {
     /// Chooses the body mode from the headers of one direction; pauses when the body must
@@ -142,8 +142,8 @@ impl ConsentHttp {
             Some(decision) => {
                 let today = CivilDate::from_unix_seconds(host::unix_seconds());
                 let record_paths = config.decision_log.field_paths;
-                config.redact_body(decision, &body, today, record_paths, |view| {
-                    decide_view(config, view)
+                with_lookup(config, |lookup| {
+                    config.redact_body(decision, &body, today, record_paths, lookup)
                 })
             }
             None => Ok((BodyOutcome::Unchanged, BodyReport::default())),

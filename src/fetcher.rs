@@ -11,11 +11,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 
-use consent_core::buckets::{encode_bucket, fingerprint, BucketBuilder};
-use consent_core::keyed_snapshot::{
-    add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, PublishedMeta,
-};
-use consent_core::subject_key::to_hex;
+use consent_core::live::to_hex;
+use consent_core::live::{add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, PublishedMeta};
+use consent_core::live::{encode_bucket, fingerprint, BucketBuilder};
 use consent_core::CompiledConfig;
 
 use crate::host;

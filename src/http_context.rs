@@ -6,16 +6,17 @@
 use std::rc::Rc;
 
 use consent_core::body::BodyMode;
-use consent_core::decision::{Decision, Outcome};
-use consent_core::decision_log::{safe_request_id, StreamFacts, Way};
-use consent_core::header_plan::{plan_request, plan_response, HeaderEdits};
-use consent_core::reply::{block_body, decision_header_value};
-use consent_core::{CompiledConfig, Reason, RequestView};
+use consent_core::decide::{block_body, decision_header_value};
+use consent_core::decide::{plan_request, plan_response, HeaderEdits};
+use consent_core::decide::{Decision, Outcome};
+use consent_core::observe::{safe_request_id, StreamFacts, Way};
+use consent_core::{CompiledConfig, Reason};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Status};
 
 use crate::host::{self, Direction};
-use crate::request_facts::{decide_view, request_context};
+use crate::request_facts::HostFacts;
+use crate::shared_snapshot::with_lookup;
 use crate::{metrics, observe};
 
 /// Status of the reply when the filter itself cannot evaluate a request.
@@ -125,24 +126,19 @@ impl ConsentHttp {
         config: &CompiledConfig,
         headers: &host::Headers,
     ) -> Result<Decision, &'static str> {
-        let context =
-            request_context(config, headers).map_err(|_| "cannot read the caller or route")?;
+        let facts = HostFacts::read(config).map_err(|_| "cannot read the caller or route")?;
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let view = RequestView::from_headers(
-            &config.settings.user_header,
-            &config.settings.purpose_header,
-            pairs,
-        )
-        .with_context(context);
-        let decision = decide_view(config, &view);
+        let decided = with_lookup(config, |lookup| {
+            config.decide_request(pairs, &facts.caller(), &facts.route(), lookup)
+        });
         if config.decision_log.enabled {
             // Kept only until the stream ends; hashed there, and only if the line is sampled.
-            self.user = match view.user {
+            self.user = match decided.view.user {
                 consent_core::HeaderValue::One(user) => Some(user.to_string()),
                 _ => None,
             };
         }
-        Ok(decision)
+        Ok(decided.decision)
     }
 
     fn header_value(&self, config: &CompiledConfig, decision: &Decision) -> String {

@@ -17,9 +17,9 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
-use consent_core::categories::CategoryIdx;
-use consent_core::decision::{Decision, Outcome};
-use consent_core::name_map::Fnv1a;
+use consent_core::decide::{Decision, Outcome};
+use consent_core::policy::CategoryIdx;
+use consent_core::policy::Fnv1a;
 use consent_core::{CompiledConfig, Reason};
 
 use crate::host::{Direction, Metric};

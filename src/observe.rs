@@ -3,8 +3,8 @@
 
 use std::cell::Cell;
 
-use consent_core::decision::{Decision, Outcome};
-use consent_core::decision_log::{log_line, StreamFacts};
+use consent_core::decide::{Decision, Outcome};
+use consent_core::observe::{log_line, StreamFacts};
 use consent_core::CompiledConfig;
 
 use crate::{host, shared_snapshot};
@@ -47,10 +47,7 @@ pub fn log_decision(
     }
     stream.subject = user.and_then(|u| settings.subject_hash(u));
     stream.route_name = host::string_property(&["xds", "route_name"]).ok().flatten();
-    stream.snapshot_version = match config.snapshot.source {
-        consent_core::config::SnapshotSource::Shared => shared_snapshot::last_version(config),
-        consent_core::config::SnapshotSource::Inline => Some(config.consents.version),
-    };
+    stream.snapshot_version = shared_snapshot::last_version(config);
     let line = log_line(
         &config.policy,
         &config.routes,

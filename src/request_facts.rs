@@ -1,88 +1,63 @@
-//! What the decision needs from the host besides the identity headers (caller identity,
-//! route name, host and path), and the decision itself against the configured snapshot
-//! source (inline, or the live snapshot in shared data).
+//! What the decision needs from the host besides the request headers: the peer
+//! certificate's SANs or the destination cluster, and the route name, each read only when
+//! the configuration uses it.
 
-use consent_core::config::{FailureMode, SnapshotSource};
-use consent_core::decision::{decide_without_snapshot, Decision};
-use consent_core::party::{CallerFacts, CallerFrom};
-use consent_core::routes::RouteFacts;
-use consent_core::{CompiledConfig, RequestContext, RequestView};
+use consent_core::policy::{CallerFacts, CallerFrom, RouteFacts};
+use consent_core::CompiledConfig;
+use proxy_wasm::types::Status;
 
 use crate::host;
-use crate::shared_snapshot::{self, Lookup};
 
-/// Reads what the caller resolution and the route rules need from the host: peer
-/// certificate SANs or the destination cluster, the route name, host and path.
-pub fn request_context(
-    config: &CompiledConfig,
-    headers: &[(String, Vec<u8>)],
-) -> Result<RequestContext, proxy_wasm::types::Status> {
-    let (uri_san, dns_san, cluster) = match config.caller.from {
-        CallerFrom::PeerCertificate => {
-            let uri = host::string_property(&["connection", "uri_san_peer_certificate"])?;
-            // The DNS SAN matters only if some party is named by one, or, without a URI
-            // SAN, to tell a certificate holder from a connection with no identity at all.
-            let need_dns = config.caller.has_dns_identities
-                || (uri.is_none() && config.caller.unidentified.is_some());
-            let dns = if need_dns {
-                host::string_property(&["connection", "dns_san_peer_certificate"])?
-            } else {
-                None
-            };
-            (uri, dns, None)
-        }
-        CallerFrom::UpstreamCluster => {
-            (None, None, host::string_property(&["xds", "cluster_name"])?)
-        }
-    };
-    let route_name = if config.routes.uses_route_name {
-        host::string_property(&["xds", "route_name"])?
-    } else {
-        None
-    };
-    let pseudo = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| std::str::from_utf8(v).ok())
-    };
-    let (host_name, path) = if config.routes.uses_host_or_path {
-        (pseudo(":authority"), pseudo(":path"))
-    } else {
-        (None, None)
-    };
-    let caller = CallerFacts {
-        uri_san: uri_san.as_deref(),
-        dns_san: dns_san.as_deref(),
-        cluster: cluster.as_deref(),
-        ..CallerFacts::default()
-    };
-    let route = RouteFacts {
-        route_name: route_name.as_deref(),
-        host: host_name,
-        path,
-    };
-    let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-    Ok(config.context(&caller, &route, pairs))
+/// Host properties of one request, owned (the core borrows them).
+#[derive(Debug, Default)]
+pub struct HostFacts {
+    uri_san: Option<String>,
+    dns_san: Option<String>,
+    cluster: Option<String>,
+    route_name: Option<String>,
 }
 
-/// Decides a request view against the configured snapshot source.
-pub fn decide_view(config: &CompiledConfig, view: &RequestView<'_>) -> Decision {
-    if config.snapshot.source == SnapshotSource::Inline {
-        return config.decide(view);
+impl HostFacts {
+    /// Reads what the caller resolution and the route rules of `config` need.
+    pub fn read(config: &CompiledConfig) -> Result<Self, Status> {
+        let mut facts = HostFacts::default();
+        match config.caller.from {
+            CallerFrom::PeerCertificate => {
+                facts.uri_san = host::string_property(&["connection", "uri_san_peer_certificate"])?;
+                // The DNS SAN matters only if some party is named by one, or, without a URI
+                // SAN, to tell a certificate holder from a connection with no identity at all.
+                let need_dns = config.caller.has_dns_identities
+                    || (facts.uri_san.is_none() && config.caller.unidentified.is_some());
+                if need_dns {
+                    facts.dns_san =
+                        host::string_property(&["connection", "dns_san_peer_certificate"])?;
+                }
+            }
+            CallerFrom::UpstreamCluster => {
+                facts.cluster = host::string_property(&["xds", "cluster_name"])?;
+            }
+        }
+        if config.routes.uses_route_name {
+            facts.route_name = host::string_property(&["xds", "route_name"])?;
+        }
+        Ok(facts)
     }
-    let user = match view.user {
-        consent_core::HeaderValue::One(u) => Some(u),
-        _ => None,
-    };
-    match shared_snapshot::lookup(config, user) {
-        Lookup::Record(record) => config.decide_with_record(view, record.as_ref()),
-        Lookup::Fault(reason) => decide_without_snapshot(
-            view,
-            &config.policy,
-            &config.enforcement(view),
-            reason,
-            config.snapshot.failure_mode == FailureMode::Strip,
-        ),
+
+    /// The caller as the core reads it.
+    pub fn caller(&self) -> CallerFacts<'_> {
+        CallerFacts {
+            uri_san: self.uri_san.as_deref(),
+            dns_san: self.dns_san.as_deref(),
+            cluster: self.cluster.as_deref(),
+            ..CallerFacts::default()
+        }
+    }
+
+    /// The route as the core reads it (host and path come from the headers).
+    pub fn route(&self) -> RouteFacts<'_> {
+        RouteFacts {
+            route_name: self.route_name.as_deref(),
+            ..RouteFacts::default()
+        }
     }
 }

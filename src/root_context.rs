@@ -6,8 +6,8 @@
 
 use std::rc::Rc;
 
-use consent_core::config::{FetcherMode, SnapshotSource};
-use consent_core::lease::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
+use consent_core::live::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
+use consent_core::live::{FetcherMode, SnapshotSource};
 use consent_core::{compile_config, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;

@@ -389,13 +389,13 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
 
 /// The reference consent source in memory, seeded with the demo consents, and its port.
 pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
-    let seed = consent_core::keyed_snapshot::FullSnapshotDoc::from_json(demo_consents().as_bytes())
+    let seed = consent_core::live::FullSnapshotDoc::from_json(demo_consents().as_bytes())
         .expect("demo consents parse");
     let source = consent_source::Source::start_with_parts(
         "127.0.0.1:0",
         Path::new(":memory:"),
         Some(&seed),
-        consent_core::subject_key::SubjectKeying::Plain,
+        consent_core::live::SubjectKeying::Plain,
         part_size,
     )
     .expect("consent source");

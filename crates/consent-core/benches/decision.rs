@@ -8,13 +8,13 @@
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
-use consent_core::buckets::{bucket_of, find_in_bucket, fingerprint, BucketBuilder};
-use consent_core::header_plan::plan_request;
-use consent_core::keyed_snapshot::{add_part, FullSnapshotDoc, SubjectKeyKind};
+use consent_core::decide::decision_header_value;
+use consent_core::decide::plan_request;
+use consent_core::live::SubjectKeying;
+use consent_core::live::{add_part, FullSnapshotDoc, SubjectKeyKind};
+use consent_core::live::{bucket_of, find_in_bucket, fingerprint, BucketBuilder};
+use consent_core::live::{GrantDoc, RecordDoc};
 use consent_core::policy::CompiledPolicy;
-use consent_core::reply::decision_header_value;
-use consent_core::snapshot::{GrantDoc, RecordDoc};
-use consent_core::subject_key::SubjectKeying;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 /// Bucket bits of the shipped configuration.

@@ -11,10 +11,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use consent_core::body::redactor::{redact, BodyOutcome, BodyRules};
 use consent_core::body::reference::redact_value;
-use consent_core::body::transform::CivilDate;
-use consent_core::categories::CategorySet;
+use consent_core::body::CivilDate;
+use consent_core::body::{redact, BodyOutcome, BodyRules};
+use consent_core::policy::CategorySet;
 use consent_core::policy::CompiledPolicy;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde_json::json;

@@ -1,8 +1,8 @@
 //! Runs the header path of one request N times (evaluate, plan, decision header), for
 //! profilers and for timing the core under a wasm runtime: `decide_loop [N]`.
 
-use consent_core::header_plan::{plan_request, plan_response};
-use consent_core::reply::decision_header_value;
+use consent_core::decide::decision_header_value;
+use consent_core::decide::{plan_request, plan_response};
 
 fn main() {
     let n: usize = std::env::args()

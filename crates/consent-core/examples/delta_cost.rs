@@ -5,13 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use consent_core::buckets::{fingerprint, BucketBuilder};
-use consent_core::keyed_snapshot::{
-    add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, SubjectKeyKind,
-};
+use consent_core::live::SubjectKeying;
+use consent_core::live::{add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, SubjectKeyKind};
+use consent_core::live::{fingerprint, BucketBuilder};
+use consent_core::live::{GrantDoc, RecordDoc};
 use consent_core::policy::CompiledPolicy;
-use consent_core::snapshot::{GrantDoc, RecordDoc};
-use consent_core::subject_key::SubjectKeying;
 
 fn record(i: usize, stop_use: bool) -> RecordDoc {
     let mut grants = BTreeMap::new();

@@ -1,9 +1,9 @@
 //! Runs the streaming redactor N times over a 64 KiB transaction history, for profilers
 //! (`perf stat`, callgrind) that want a fixed amount of work: `redact_loop [N]`.
 
-use consent_core::body::redactor::{redact, BodyRules};
-use consent_core::body::transform::CivilDate;
-use consent_core::categories::CategorySet;
+use consent_core::body::CivilDate;
+use consent_core::body::{redact, BodyRules};
+use consent_core::policy::CategorySet;
 use consent_core::policy::CompiledPolicy;
 
 fn main() {
@@ -56,7 +56,7 @@ fn main() {
     let mut total = 0usize;
     let start = std::time::Instant::now();
     for _ in 0..n {
-        if let Ok((consent_core::body::redactor::BodyOutcome::Rewritten(out), _)) =
+        if let Ok((consent_core::body::BodyOutcome::Rewritten(out), _)) =
             redact(body.as_bytes(), &rules, forbidden, None)
         {
             total += out.len();

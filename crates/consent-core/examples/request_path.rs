@@ -1,20 +1,35 @@
 //! The wasm side of one header-only request, host calls left out, N times: the header
-//! list copied as the SDK copies it, caller and route context, subject key, bucket name and
-//! record lookup, decision, request plan, decision header, response plan and body mode.
+//! list copied as the SDK copies it, `decide_request` with the shared-snapshot lookup
+//! (metadata check, subject key, bucket name, copied bucket and record lookup), request
+//! plan, decision header, response plan and body mode.
 //! For callgrind (`valgrind --tool=callgrind request_path 20000`) and for timing the glue's
 //! share of a request: `request_path [N]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 
 use consent_core::body::{body_mode, BodyHeaders};
-use consent_core::buckets::{bucket_of, find_in_bucket, fingerprint, BucketBuilder};
-use consent_core::header_plan::{plan_request, plan_response};
-use consent_core::party::CallerFacts;
-use consent_core::reply::decision_header_value;
-use consent_core::routes::RouteFacts;
-use consent_core::snapshot::{GrantDoc, RecordDoc};
-use consent_core::RequestView;
+use consent_core::decide::{decision_header_value, plan_request, plan_response};
+use consent_core::live::{
+    fingerprint, to_hex, BucketBuilder, GrantDoc, MetaCache, PublishedMeta, RecordDoc,
+    SharedLookup, SharedStore, StoreUnavailable, Stored,
+};
+use consent_core::policy::{CallerFacts, RouteFacts};
+
+/// The clock of every request (the snapshot is always fresh).
+const NOW_MS: u64 = 1_800_000_000_000;
+
+/// Published buckets and metadata, as the fetcher leaves them in shared data.
+struct Published(HashMap<String, Vec<u8>>);
+
+impl SharedStore for Published {
+    fn get(&self, key: &str) -> Result<Option<Stored>, StoreUnavailable> {
+        Ok(self.0.get(key).map(|bytes| Stored {
+            bytes: bytes.clone(),
+            cas: Some(1),
+        }))
+    }
+}
 
 fn main() {
     let n: usize = std::env::args()
@@ -49,9 +64,26 @@ fn main() {
     let key = config.snapshot.keying.key_of_user("u-0000001");
     let mut builder = BucketBuilder::new(config.snapshot.bucket_bits);
     builder.add(key, &record);
-    let buckets = builder
+    let store = Published(HashMap::new());
+    let mut store = store;
+    for (bucket, bytes) in builder
         .finish(fingerprint(&config.policy), 1)
-        .unwrap_or_default();
+        .unwrap_or_default()
+    {
+        store.0.insert(config.shared_keys.bucket(bucket), bytes);
+    }
+    let meta = PublishedMeta {
+        version: 1,
+        fetched_at_ms: NOW_MS,
+        generated_at: None,
+        users: 1,
+        bucket_bits: config.snapshot.bucket_bits,
+        fingerprint: to_hex(&config.policy_fingerprint),
+    };
+    store
+        .0
+        .insert(config.shared_keys.meta_key().to_string(), meta.to_json());
+    let cache = MetaCache::default();
     let request: Vec<(&str, &[u8])> = vec![
         (":authority", b"127.0.0.1:10000"),
         (":path", b"/h-text"),
@@ -80,25 +112,15 @@ fn main() {
             .map(|(n, v)| (n.to_string(), v.to_vec()))
             .collect();
         let pairs = || headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let context = config.context(&CallerFacts::default(), &RouteFacts::default(), pairs());
-        let view = RequestView::from_headers(
-            &config.settings.user_header,
-            &config.settings.purpose_header,
-            pairs(),
-        )
-        .with_context(context);
-        let user = match view.user {
-            consent_core::HeaderValue::One(u) => u,
-            _ => "",
-        };
-        let key = config.snapshot.keying.key_of_user(user);
-        let bucket = bucket_of(&key, config.snapshot.bucket_bits);
-        let name = config.shared_keys.bucket(bucket);
-        let found = buckets
-            .get(&bucket)
-            .and_then(|b| find_in_bucket(b, config.policy_fingerprint, &key).ok())
-            .flatten();
-        let decision = config.decide_with_record(&view, found.as_ref());
+        let lookup = SharedLookup::new(&config, &store, &cache, NOW_MS);
+        let decision = config
+            .decide_request(
+                pairs(),
+                &CallerFacts::default(),
+                &RouteFacts::default(),
+                &lookup,
+            )
+            .decision;
         let edits = plan_request(&config.policy, &decision, pairs());
         let header = decision_header_value(&config.policy, &config.routes, &decision);
         let response_headers: Vec<(String, Vec<u8>)> = response
@@ -118,8 +140,7 @@ fn main() {
             config.body.encoded,
             config.body.unparsed,
         );
-        total += name.len()
-            + edits.remove.len()
+        total += edits.remove.len()
             + header.len()
             + response_edits.remove.len()
             + usize::from(mode == consent_core::body::BodyMode::Skip);

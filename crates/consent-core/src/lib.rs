@@ -1,42 +1,34 @@
 //! Host-free consent engine for the consent-enforcement filter.
 //!
-//! Nothing in this crate talks to a proxy: it reads a policy, a plugin
-//! configuration and a consent snapshot, and answers one question per request
-//! with [`decide`]: allow, allow with redactions, or block, and why.
-//! The proxy-wasm glue in the `consent-filter` crate only translates host calls
-//! into these types.
+//! Nothing in this crate talks to a proxy: it reads a policy, a plugin configuration and a
+//! consent snapshot, and answers one question per request with
+//! [`CompiledConfig::decide_request`]: allow, allow with redactions, or block, and why.
+//! Hosts (the proxy-wasm glue in the `consent-filter` crate, `consentctl`, the ext_authz
+//! service) only translate their calls into these types and carry out the plans.
+//!
+//! | folder | owns |
+//! |---|---|
+//! | [`policy`] | the policy, categories, parties and callers, route rules, GPC, name maps |
+//! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header and query plans |
+//! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
+//! | [`body`] | JSON selectors, the streaming redactor, transforms, body settings and modes |
+//! | [`observe`] | decision-log lines |
+//! | [`config`] | parsing the plugin configuration and delegating each block |
 
 pub mod body;
-pub mod buckets;
-pub mod categories;
 pub mod config;
-pub mod decimal;
-pub mod decision;
-pub mod decision_log;
+pub mod decide;
+mod decimal;
 pub mod error;
-pub mod explain;
-pub mod gpc;
-pub mod header_plan;
-pub mod keyed_snapshot;
-pub mod lease;
-pub mod name_map;
-pub mod party;
+pub mod live;
+pub mod observe;
 pub mod policy;
-#[cfg(test)]
-mod policy_clauses;
-pub mod query;
-pub mod reason;
-pub mod reply;
-pub mod request;
-pub mod routes;
-pub mod shared_keys;
-pub mod snapshot;
-pub mod subject_key;
 
-pub use config::{compile_config, CompiledConfig, Settings};
-pub use decision::{decide, Decision, Enforcement, Facts, Outcome, Redaction};
+pub use config::{compile_config, CompiledConfig, ConfigDoc, Settings};
+pub use decide::{
+    decide, ConsentLookup, Decision, Enforcement, Facts, Found, HeaderValue, Outcome, Reason,
+    Redaction, RequestContext, RequestDecision, RequestView,
+};
 pub use error::ConfigError;
+pub use live::{ConsentIndex, ConsentRecord};
 pub use policy::{CompiledPolicy, DEFAULT_POLICY_JSON};
-pub use reason::Reason;
-pub use request::{HeaderValue, RequestContext, RequestView};
-pub use snapshot::{ConsentIndex, ConsentRecord};

@@ -37,11 +37,11 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use consent_core::body::redactor::{BodyOutcome, BodyRules, ElementVerdict, FieldAction};
 use consent_core::body::reference::redact_value;
-use consent_core::body::scan::JsonError;
-use consent_core::body::transform::CivilDate;
-use consent_core::categories::{CategoryIdx, CategorySet};
+use consent_core::body::CivilDate;
+use consent_core::body::JsonError;
+use consent_core::body::{BodyOutcome, BodyRules, ElementVerdict, FieldAction};
+use consent_core::policy::{CategoryIdx, CategorySet};
 use consent_core::{compile_config, CompiledConfig, Decision, Outcome};
 use proptest::prelude::*;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -1145,9 +1145,13 @@ fn check(b: &Built, body: &str) -> Result<Stats, TestCaseError> {
         });
     }
     let config = &b.config;
-    let result = config.redact_body(&decision, body.as_bytes(), TODAY, true, |view| {
-        config.decide(view)
-    });
+    let result = config.redact_body(
+        &decision,
+        body.as_bytes(),
+        TODAY,
+        true,
+        &config.inline_consents(),
+    );
     let (outcome, report) = result.map_err(|e| {
         TestCaseError::fail(format!(
             "valid JSON refused: {e:?}\n{}",
@@ -1184,7 +1188,9 @@ fn verify(
         }
         v
     };
-    let verdict = |subject: Option<&str>| config.element_verdict(&decision, subject);
+    let verdict = |subject: Option<&str>| {
+        config.element_verdict(&decision, subject, &config.inline_consents())
+    };
     let oracle = Oracle {
         selectors: &b.selectors,
         actions,
@@ -1451,9 +1457,13 @@ fn escaped_duplicated_and_case_changed_keys_are_all_caught() {
         let decision = decide(&b);
         let out = match b
             .config
-            .redact_body(&decision, body.as_bytes(), TODAY, false, |v| {
-                b.config.decide(v)
-            })
+            .redact_body(
+                &decision,
+                body.as_bytes(),
+                TODAY,
+                false,
+                &b.config.inline_consents(),
+            )
             .unwrap()
             .0
         {
@@ -1494,11 +1504,13 @@ fn nesting_beyond_the_limit_is_refused_not_passed() {
             "[".repeat(depth),
             "]".repeat(depth)
         );
-        let r = b
-            .config
-            .redact_body(&decision, body.as_bytes(), TODAY, false, |v| {
-                b.config.decide(v)
-            });
+        let r = b.config.redact_body(
+            &decision,
+            body.as_bytes(),
+            TODAY,
+            false,
+            &b.config.inline_consents(),
+        );
         if depth < 128 {
             check(&b, &body).unwrap();
         } else {
@@ -1568,9 +1580,13 @@ fn an_element_naming_two_subjects_is_not_decided_for_the_first_only() {
         r#"{"items":[{"USER_ID":"u-alice","user_id":"u-bob","email":"bob@example.jp"}]}"#,
     ] {
         let (outcome, _) = config
-            .redact_body(&decision, body.as_bytes(), TODAY, false, |v| {
-                config.decide(v)
-            })
+            .redact_body(
+                &decision,
+                body.as_bytes(),
+                TODAY,
+                false,
+                &config.inline_consents(),
+            )
             .unwrap();
         let out = match outcome {
             BodyOutcome::Rewritten(out) => String::from_utf8(out).unwrap(),
@@ -1604,7 +1620,7 @@ fn indexed_bracket_query_parameters_are_matched_by_their_base_name() {
         "/echo?lat[x]=35.8617&page=2",
     ] {
         let list: [(&str, &[u8]); 1] = [(":path", path.as_bytes())];
-        let edits = consent_core::header_plan::plan_request(&config.policy, &decision, list);
+        let edits = consent_core::decide::plan_request(&config.policy, &decision, list);
         let left = edits.new_path.as_deref().unwrap_or(path);
         assert!(
             !left.contains("35.8617"),

@@ -10,12 +10,12 @@
     missing_docs
 )]
 
-use consent_core::body::matcher::Matcher;
-use consent_core::body::redactor::{redact, BodyOutcome, BodyRules};
+use consent_core::body::parse_selector;
 use consent_core::body::reference::redact_value;
-use consent_core::body::selector::parse_selector;
-use consent_core::body::transform::CivilDate;
-use consent_core::categories::{CategoryIdx, CategorySet};
+use consent_core::body::CivilDate;
+use consent_core::body::Matcher;
+use consent_core::body::{redact, BodyOutcome, BodyRules};
+use consent_core::policy::{CategoryIdx, CategorySet};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 

@@ -16,7 +16,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use consent_core::snapshot::{GrantDoc, RecordDoc};
+use consent_core::live::{GrantDoc, RecordDoc};
 use serde::Deserialize;
 use serde_json::json;
 use tiny_http::{Header, Method, Request, Response, Server};

@@ -10,9 +10,9 @@ pub mod store;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use consent_core::keyed_snapshot::FullSnapshotDoc;
+use consent_core::live::FullSnapshotDoc;
+use consent_core::live::SubjectKeying;
 use consent_core::policy::CompiledPolicy;
-use consent_core::subject_key::SubjectKeying;
 
 /// A running source.
 pub struct Source {

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use consent_core::keyed_snapshot::FullSnapshotDoc;
-use consent_core::subject_key::SubjectKeying;
+use consent_core::live::FullSnapshotDoc;
+use consent_core::live::SubjectKeying;
 use consent_source::Source;
 
 fn main() {

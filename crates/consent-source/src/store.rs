@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use consent_core::keyed_snapshot::{DeltaDoc, FullSnapshotDoc, SubjectKeyKind};
+use consent_core::live::SubjectKeying;
+use consent_core::live::{ConsentRecord, RecordDoc};
+use consent_core::live::{DeltaDoc, FullSnapshotDoc, SubjectKeyKind};
 use consent_core::policy::CompiledPolicy;
-use consent_core::snapshot::{ConsentRecord, RecordDoc};
-use consent_core::subject_key::SubjectKeying;
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Why a change or a read failed.
@@ -278,8 +278,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use consent_core::keyed_snapshot::KeyedSnapshot;
-    use consent_core::snapshot::GrantDoc;
+    use consent_core::live::GrantDoc;
+    use consent_core::live::KeyedSnapshot;
 
     fn store() -> Store {
         Store::open(

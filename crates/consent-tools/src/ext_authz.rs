@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use consent_core::config::{compile_doc, ConfigDoc, SnapshotSettingsDoc};
-use consent_core::keyed_snapshot::{FullSnapshotDoc, SubjectKeyKind};
-use consent_core::reply::{block_body, decision_header_value};
-use consent_core::snapshot::SnapshotDoc;
+use consent_core::config::{compile_doc, ConfigDoc};
+use consent_core::decide::{block_body, decision_header_value};
+use consent_core::live::SnapshotDoc;
+use consent_core::live::SnapshotSettingsDoc;
+use consent_core::live::{FullSnapshotDoc, SubjectKeyKind};
 use consent_core::{CompiledConfig, Outcome};
 use tiny_http::{Header, Request, Response, Server};
 

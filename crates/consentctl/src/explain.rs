@@ -1,19 +1,17 @@
 //! `consentctl explain`: decides one request exactly as the filter would, with the
-//! filter's own calls: `CompiledConfig::context` on the caller, route and headers,
-//! `RequestView::from_headers(..).with_context(..)`, then `decide` (inline consents) or
-//! `decide_with_record` (a record looked up by subject key in a compiled snapshot, as the
-//! shared-snapshot reader does), and `redact_body` for a body, each multi-subject element
-//! decided the same way.
+//! filter's own entry point, `CompiledConfig::decide_request`, looking the user up in the
+//! inline consents or in a compiled snapshot file (by subject key, as the shared-snapshot
+//! reader does), and `redact_body` for a body, each multi-subject element decided through
+//! the same lookup.
 
-use consent_core::body::redactor::{BodyOutcome, BodyReport};
-use consent_core::body::scan::JsonError;
-use consent_core::body::transform::CivilDate;
-use consent_core::config::SnapshotSource;
-use consent_core::gpc::GPC_HEADER;
-use consent_core::keyed_snapshot::KeyedSnapshot;
-use consent_core::party::{CallerFacts, CallerFrom};
-use consent_core::routes::RouteFacts;
-use consent_core::{CompiledConfig, ConsentRecord, Decision, HeaderValue, Outcome, RequestView};
+use consent_core::body::CivilDate;
+use consent_core::body::JsonError;
+use consent_core::body::{BodyOutcome, BodyReport};
+use consent_core::live::SnapshotSource;
+use consent_core::policy::RouteFacts;
+use consent_core::policy::GPC_HEADER;
+use consent_core::policy::{CallerFacts, CallerFrom};
+use consent_core::{CompiledConfig, ConsentLookup, Decision, Outcome};
 
 use crate::args::ExplainArgs;
 use crate::config_source::load;
@@ -72,21 +70,6 @@ pub struct Explained<'c> {
     pub body: Option<(String, BodyResult)>,
     /// The original body bytes (to print when the redactor left it unchanged).
     pub body_bytes: Vec<u8>,
-}
-
-/// The record of the user a view names in a compiled snapshot, found by the same subject
-/// key the shared-snapshot reader computes (`SubjectKeying::key_of_user`).
-fn snapshot_record<'s>(
-    snapshot: &'s KeyedSnapshot,
-    config: &CompiledConfig,
-    view: &RequestView<'_>,
-) -> Option<&'s ConsentRecord> {
-    match view.user {
-        HeaderValue::One(user) => snapshot
-            .records
-            .get(&config.snapshot.keying.key_of_user(user)),
-        _ => None,
-    }
 }
 
 /// Today's UTC date, for age bands.
@@ -163,20 +146,15 @@ pub fn run(args: &ExplainArgs) -> Result<Report, Failure> {
         host: args.route.host.as_deref(),
         path: args.route.path.as_deref(),
     };
-    let context = config.context(&caller, &route, headers.iter().copied());
-    let view = RequestView::from_headers(
-        &config.settings.user_header,
-        &config.settings.purpose_header,
-        headers.iter().copied(),
-    )
-    .with_context(context);
-    let decide = |view: &RequestView<'_>| -> Decision {
-        match &snapshot {
-            Some(s) => config.decide_with_record(view, snapshot_record(s, config, view)),
-            None => config.decide(view),
-        }
+    let inline = config.inline_consents();
+    let from_file = snapshot.as_ref().map(|s| s.lookup(&config.snapshot.keying));
+    let lookup: &dyn ConsentLookup = match &from_file {
+        Some(file) => file,
+        None => &inline,
     };
-    let decision = decide(&view);
+    let decision = config
+        .decide_request(headers.iter().copied(), &caller, &route, lookup)
+        .decision;
 
     let (body, body_bytes) = match &args.body {
         None => (None, Vec::new()),
@@ -194,7 +172,7 @@ pub fn run(args: &ExplainArgs) -> Result<Report, Failure> {
                     max: config.body.max_bytes,
                 }
             } else {
-                match config.redact_body(&decision, &bytes, today(), true, decide) {
+                match config.redact_body(&decision, &bytes, today(), true, lookup) {
                     Ok((outcome, report)) => BodyResult::Redacted { outcome, report },
                     Err(e) => BodyResult::InvalidJson(json_error(&e)),
                 }

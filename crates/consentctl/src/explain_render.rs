@@ -1,12 +1,12 @@
-//! Prints an explained request: `consent_core::explain::explain` as JSON, or a text form
+//! Prints an explained request: `consent_core::decide::explain` as JSON, or a text form
 //! that answers "why": outcome and reason, the purpose with its basis and clause, who
 //! received the data and how it was identified, the rule, GPC, the consent versions and
 //! rights read, and each removed category with its reason and what bodies get instead.
 //! Never prints the user ID or a value from the body other than the redacted body itself.
 
-use consent_core::body::redactor::{BodyOutcome, FieldAction, FieldHit, HitAction};
-use consent_core::explain::{explain, Explanation};
-use consent_core::reply::{block_body, decision_header_value};
+use consent_core::body::{BodyOutcome, FieldAction, FieldHit, HitAction};
+use consent_core::decide::{block_body, decision_header_value};
+use consent_core::decide::{explain, Explanation};
 use consent_core::{Outcome, Reason};
 use serde_json::{json, Value};
 

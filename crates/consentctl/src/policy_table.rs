@@ -3,8 +3,8 @@
 //! would load is printed), and the tables are read from its `PolicyDoc`, which keeps the
 //! labels and selectors as written.
 
-use consent_core::body::redactor::FieldAction;
-use consent_core::body::transform::CoarsenSpec;
+use consent_core::body::CoarsenSpec;
+use consent_core::body::FieldAction;
 use consent_core::config::ConfigDoc;
 use consent_core::policy::{PolicyDoc, WithoutConsent};
 use consent_core::{CompiledPolicy, DEFAULT_POLICY_JSON};

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use consent_core::keyed_snapshot::{FullSnapshotDoc, KeyedSnapshot, SubjectKeyKind};
+use consent_core::live::{FullSnapshotDoc, KeyedSnapshot, SubjectKeyKind};
 use consent_core::{CompiledConfig, ConsentRecord};
 
 use crate::args::Input;

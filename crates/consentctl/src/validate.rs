@@ -2,9 +2,9 @@
 //! own compilers (`compile_config`, `CompiledPolicy::from_json`), so a file that passes
 //! here loads in the filter, and an error names the same field the filter's log would.
 
-use consent_core::config::SnapshotSource;
+use consent_core::live::SnapshotSource;
+use consent_core::live::SubjectKeying;
 use consent_core::policy::{Basis, PartyKind};
-use consent_core::subject_key::SubjectKeying;
 use consent_core::{compile_config, CompiledConfig, CompiledPolicy};
 
 use crate::args::Input;
@@ -92,8 +92,8 @@ pub fn config_summary(config: &CompiledConfig) -> String {
 
 fn caller_from(config: &CompiledConfig) -> &'static str {
     match config.caller.from {
-        consent_core::party::CallerFrom::PeerCertificate => "from the peer certificate",
-        consent_core::party::CallerFrom::UpstreamCluster => "from the upstream cluster",
+        consent_core::policy::CallerFrom::PeerCertificate => "from the peer certificate",
+        consent_core::policy::CallerFrom::UpstreamCluster => "from the upstream cluster",
     }
 }
 

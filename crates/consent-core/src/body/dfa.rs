@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::categories::CategorySet;
+use crate::policy::categories::CategorySet;
 
 use super::matcher::{ChildKey, Matcher, NfaKey, State};
 
@@ -152,7 +152,7 @@ impl Dfa {
 mod tests {
     use super::super::selector::parse_selector;
     use super::*;
-    use crate::categories::CategoryIdx;
+    use crate::policy::categories::CategoryIdx;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use crate::categories::{CategoryIdx, CategorySet};
+use crate::policy::categories::{CategoryIdx, CategorySet};
 
 use super::dfa::Dfa;
 use super::selector::{Segment, Selector};

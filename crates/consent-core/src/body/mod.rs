@@ -1,17 +1,32 @@
-//! JSON body enforcement: selectors, the streaming redactor, value transforms, and the
-//! choice of what to do with a body given its headers.
+//! JSON body enforcement: selectors, the streaming redactor, value transforms, the
+//! `body` settings, what a decision means for a body, and the choice of what to do with a
+//! body given its headers. `reference` (tests and benches only, feature `reference`) is the
+//! `serde_json::Value` implementation the redactor is checked against.
 
-pub mod dfa;
-pub mod matcher;
-pub mod redactor;
+pub(crate) mod dfa;
+pub(crate) mod enforce;
+pub(crate) mod matcher;
+pub(crate) mod redactor;
+#[cfg(any(test, feature = "reference"))]
 pub mod reference;
-pub mod scan;
-pub mod selector;
-pub mod transform;
+pub(crate) mod scan;
+pub(crate) mod selector;
+pub(crate) mod settings;
+pub(crate) mod transform;
+
+pub use matcher::Matcher;
+pub use redactor::{
+    redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict, FieldAction,
+    FieldHit, HitAction, VerdictFn, MAX_FIELD_HITS,
+};
+pub use scan::{JsonError, MAX_DEPTH};
+pub use selector::{parse_selector, Segment, Selector};
+pub use settings::{BodyDoc, BodySettings, SubjectsDoc, DEFAULT_MAX_BODY_BYTES};
+pub use transform::{pseudonym, CivilDate, CoarsenSpec};
 
 use serde::{Deserialize, Serialize};
 
-use crate::reason::Reason;
+use crate::decide::reason::Reason;
 
 /// What to do with a body whose `content-encoding` the filter cannot read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

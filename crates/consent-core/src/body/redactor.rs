@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::categories::{CategoryIdx, CategorySet};
+use crate::policy::categories::{CategoryIdx, CategorySet};
 
 use super::matcher::{ChildKey, Matcher};
 use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::categories::CategorySet;
+use crate::policy::categories::CategorySet;
 
 use super::matcher::{ChildKey, State};
 use super::redactor::{BodyRules, FieldAction};
@@ -27,8 +27,8 @@ pub fn redact_value(
 fn action_for(
     rules: &BodyRules<'_>,
     hit: CategorySet,
-) -> Option<(FieldAction, Option<crate::categories::CategoryIdx>)> {
-    let mut chosen: Option<(FieldAction, Option<crate::categories::CategoryIdx>)> = None;
+) -> Option<(FieldAction, Option<crate::policy::categories::CategoryIdx>)> {
+    let mut chosen: Option<(FieldAction, Option<crate::policy::categories::CategoryIdx>)> = None;
     for c in hit.iter() {
         let a = rules
             .actions

@@ -1,157 +1,25 @@
-//! A snapshot keyed by [`SubjectKey`]: what a fetcher holds, applies deltas to, and
-//! publishes as buckets. Full snapshots and deltas share the record format of the inline
-//! `consents` configuration.
+//! A full snapshot checked and keyed by [`SubjectKey`]: what the fetcher adds to its
+//! bucket builder part by part, and what `consentctl` looks records up in. Applying deltas
+//! to a whole snapshot and encoding all its buckets are reference paths for tests.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+#[cfg(any(test, feature = "reference"))]
+use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
-use crate::buckets::{
-    bucket_of, decode_bucket, encode_bucket, fingerprint, BucketBuilder, BucketError,
-};
+use crate::decide::entry::{ConsentLookup, Found};
 use crate::error::ConfigError;
-use crate::policy::CompiledPolicy;
-use crate::snapshot::{ConsentRecord, RecordDoc};
-use crate::subject_key::{SubjectKey, SubjectKeying};
-
-/// What the fetcher publishes next to the buckets, read by every request (small).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PublishedMeta {
-    /// Snapshot version.
-    pub version: u64,
-    /// When the fetcher last confirmed this version with the source (Unix ms).
-    pub fetched_at_ms: u64,
-    /// When the source produced it (Unix seconds), if it said.
-    pub generated_at: Option<u64>,
-    /// People in the snapshot.
-    pub users: u64,
-    /// Bucket bits used.
-    pub bucket_bits: u8,
-    /// Hex of the policy fingerprint the buckets were built against.
-    pub fingerprint: String,
-}
-
-impl PublishedMeta {
-    /// The metadata as JSON bytes.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    /// Reads metadata; `None` when it is not metadata of this format.
-    pub fn from_json(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
-    }
-}
-
-/// How a snapshot names people, as its source declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SubjectKeyKind {
-    /// Raw user IDs.
-    #[default]
-    Plain,
-    /// Hex of the first 16 bytes of HMAC-SHA-256(shared key, user ID).
-    HmacSha256,
-}
-
-/// A full snapshot as served by a consent source.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FullSnapshotDoc {
-    /// Snapshot version, counting up at the source.
-    pub version: u64,
-    /// When the source produced it (Unix seconds).
-    #[serde(default)]
-    pub generated_at: Option<u64>,
-    /// How `subject` is written.
-    #[serde(default)]
-    pub subject_key: SubjectKeyKind,
-    /// One record per person.
-    #[serde(default)]
-    pub records: Vec<RecordDoc>,
-    /// How many parts the snapshot of this version is split into (part 0 is the document
-    /// at the snapshot path, part i is served at `{path}/parts/{i}`); 1 when absent.
-    #[serde(default)]
-    pub parts: Option<u32>,
-    /// Which part this is (0 when absent).
-    #[serde(default)]
-    pub part: Option<u32>,
-}
-
-/// Parses a document served by a source; errors name the field (under `root`), never a value.
-fn parse_doc<T: serde::de::DeserializeOwned>(bytes: &[u8], root: &str) -> Result<T, ConfigError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc: T =
-        serde_path_to_error::deserialize(&mut de).map_err(|e| ConfigError::from_serde(root, e))?;
-    de.end()
-        .map_err(|_| ConfigError::invalid(root, "trailing characters after the JSON document"))?;
-    Ok(doc)
-}
-
-impl FullSnapshotDoc {
-    /// Parses a snapshot (or part) served by a source.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        parse_doc(bytes, "snapshot")
-    }
-}
-
-impl DeltaDoc {
-    /// Parses a delta served by a source.
-    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        parse_doc(bytes, "delta")
-    }
-}
-
-/// The changes from one snapshot version to the next.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeltaDoc {
-    /// The version this delta applies to.
-    pub from_version: u64,
-    /// The version it produces.
-    pub version: u64,
-    /// When the source produced it (Unix seconds).
-    #[serde(default)]
-    pub generated_at: Option<u64>,
-    /// How `subject` is written.
-    #[serde(default)]
-    pub subject_key: SubjectKeyKind,
-    /// New or replaced records.
-    #[serde(default)]
-    pub upserts: Vec<RecordDoc>,
-    /// Subjects whose records are gone.
-    #[serde(default)]
-    pub deletes: Vec<String>,
-}
-
-/// Why a delta was not applied (the snapshot is left as it was).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeltaError {
-    /// The delta starts from another version: fetch a full snapshot.
-    Gap {
-        /// Version held.
-        have: u64,
-        /// Version the delta starts from.
-        from: u64,
-    },
-    /// The delta does not move forward.
-    NotForward,
-    /// A record or subject in it is invalid.
-    Invalid(ConfigError),
-}
-
-impl std::fmt::Display for DeltaError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeltaError::Gap { have, from } => {
-                write!(f, "delta starts at version {from}, snapshot is at {have}")
-            }
-            DeltaError::NotForward => f.write_str("delta version does not move forward"),
-            DeltaError::Invalid(e) => write!(f, "invalid delta: {e}"),
-        }
-    }
-}
+#[cfg(any(test, feature = "reference"))]
+use crate::live::buckets::{bucket_of, encode_bucket, fingerprint};
+use crate::live::builder::BucketBuilder;
+#[cfg(any(test, feature = "reference"))]
+use crate::live::delta::{DeltaError, KeyedDelta};
+#[cfg(any(test, feature = "reference"))]
+use crate::live::documents::DeltaDoc;
+use crate::live::documents::{FullSnapshotDoc, SubjectKeyKind};
+use crate::live::records::{ConsentRecord, RecordDoc};
+use crate::live::subject_key::{SubjectKey, SubjectKeying};
+use crate::policy::compiled::CompiledPolicy;
 
 /// Records keyed by subject key, with the snapshot's version.
 #[derive(Debug, Clone, Default)]
@@ -164,7 +32,7 @@ pub struct KeyedSnapshot {
     pub records: BTreeMap<SubjectKey, ConsentRecord>,
 }
 
-fn check_kind(
+pub(crate) fn check_kind(
     declared: SubjectKeyKind,
     keying: &SubjectKeying,
     path: &str,
@@ -183,7 +51,7 @@ fn check_kind(
     }
 }
 
-fn keyed_record(
+pub(crate) fn keyed_record(
     doc: &RecordDoc,
     policy: &CompiledPolicy,
     keying: &SubjectKeying,
@@ -209,110 +77,6 @@ pub fn add_part(
         builder.add(key, &record);
     }
     Ok(())
-}
-
-/// A delta checked against the policy and grouped by the bucket each change falls in, so
-/// that it can be applied to published buckets without a copy of the whole snapshot.
-#[derive(Debug, Clone)]
-pub struct KeyedDelta {
-    /// The version the delta applies to.
-    pub from_version: u64,
-    /// The version it produces.
-    pub version: u64,
-    /// Source time of the new version.
-    pub generated_at: Option<u64>,
-    upserts: BTreeMap<u32, Vec<(SubjectKey, ConsentRecord)>>,
-    deletes: BTreeMap<u32, Vec<SubjectKey>>,
-}
-
-impl KeyedDelta {
-    /// Checks every change of a delta (all or nothing) and groups them by bucket.
-    pub fn compile(
-        delta: &DeltaDoc,
-        policy: &CompiledPolicy,
-        keying: &SubjectKeying,
-        bits: u8,
-    ) -> Result<Self, DeltaError> {
-        if delta.version <= delta.from_version {
-            return Err(DeltaError::NotForward);
-        }
-        check_kind(delta.subject_key, keying, "delta").map_err(DeltaError::Invalid)?;
-        let mut upserts: BTreeMap<u32, Vec<(SubjectKey, ConsentRecord)>> = BTreeMap::new();
-        for (i, r) in delta.upserts.iter().enumerate() {
-            let at = format!("delta.upserts[{i}]");
-            let (key, record) =
-                keyed_record(r, policy, keying, &at).map_err(DeltaError::Invalid)?;
-            upserts
-                .entry(bucket_of(&key, bits))
-                .or_default()
-                .push((key, record));
-        }
-        let mut deletes: BTreeMap<u32, Vec<SubjectKey>> = BTreeMap::new();
-        for (i, s) in delta.deletes.iter().enumerate() {
-            let key = keying.key_of_subject(s.trim()).ok_or_else(|| {
-                DeltaError::Invalid(ConfigError::invalid(
-                    format!("delta.deletes[{i}]"),
-                    "not a subject of this keying",
-                ))
-            })?;
-            deletes.entry(bucket_of(&key, bits)).or_default().push(key);
-        }
-        Ok(KeyedDelta {
-            from_version: delta.from_version,
-            version: delta.version,
-            generated_at: delta.generated_at,
-            upserts,
-            deletes,
-        })
-    }
-
-    /// The buckets the delta touches.
-    pub fn buckets(&self) -> BTreeSet<u32> {
-        self.upserts
-            .keys()
-            .chain(self.deletes.keys())
-            .copied()
-            .collect()
-    }
-
-    /// Number of changes.
-    pub fn len(&self) -> usize {
-        self.upserts.values().map(Vec::len).sum::<usize>()
-            + self.deletes.values().map(Vec::len).sum::<usize>()
-    }
-
-    /// Whether the delta changes nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The new content of `bucket` given its published bytes (`None`: it held nobody), and
-    /// the change in the number of people it holds.
-    pub fn apply_to_bucket(
-        &self,
-        bucket: u32,
-        published: Option<&[u8]>,
-        fingerprint: [u8; 8],
-    ) -> Result<(Vec<u8>, i64), BucketError> {
-        let mut records: BTreeMap<SubjectKey, ConsentRecord> = match published {
-            Some(bytes) => decode_bucket(bytes, fingerprint)?.1.into_iter().collect(),
-            None => BTreeMap::new(),
-        };
-        let before = records.len() as i64;
-        for key in self.deletes.get(&bucket).into_iter().flatten() {
-            records.remove(key);
-        }
-        for (key, record) in self.upserts.get(&bucket).into_iter().flatten() {
-            records.insert(*key, record.clone());
-        }
-        let after = records.len() as i64;
-        let entries: Vec<(SubjectKey, &ConsentRecord)> =
-            records.iter().map(|(k, r)| (*k, r)).collect();
-        Ok((
-            encode_bucket(fingerprint, self.version, &entries),
-            after - before,
-        ))
-    }
 }
 
 impl KeyedSnapshot {
@@ -341,7 +105,9 @@ impl KeyedSnapshot {
         })
     }
 
-    /// Applies a delta all or nothing; returns the keys it changed.
+    /// Applies a delta all or nothing (checked as [`KeyedDelta::compile`] checks it for
+    /// the fetcher); returns the keys it changed.
+    #[cfg(any(test, feature = "reference"))]
     pub fn apply(
         &mut self,
         delta: &DeltaDoc,
@@ -354,41 +120,25 @@ impl KeyedSnapshot {
                 from: delta.from_version,
             });
         }
-        if delta.version <= delta.from_version {
-            return Err(DeltaError::NotForward);
-        }
-        check_kind(delta.subject_key, keying, "delta").map_err(DeltaError::Invalid)?;
-        let mut upserts = Vec::with_capacity(delta.upserts.len());
-        for (i, r) in delta.upserts.iter().enumerate() {
-            let at = format!("delta.upserts[{i}]");
-            upserts.push(keyed_record(r, policy, keying, &at).map_err(DeltaError::Invalid)?);
-        }
-        let mut deletes = Vec::with_capacity(delta.deletes.len());
-        for (i, s) in delta.deletes.iter().enumerate() {
-            let key = keying.key_of_subject(s.trim()).ok_or_else(|| {
-                DeltaError::Invalid(ConfigError::invalid(
-                    format!("delta.deletes[{i}]"),
-                    "not a subject of this keying",
-                ))
-            })?;
-            deletes.push(key);
-        }
+        // Grouping by bucket does not matter here: one bucket bit.
+        let checked = KeyedDelta::compile(delta, policy, keying, 1)?;
         let mut changed = BTreeSet::new();
-        for key in deletes {
-            self.records.remove(&key);
-            changed.insert(key);
+        for key in checked.deletes() {
+            self.records.remove(key);
+            changed.insert(*key);
         }
-        for (key, record) in upserts {
-            self.records.insert(key, record);
-            changed.insert(key);
+        for (key, record) in checked.upserts() {
+            self.records.insert(*key, record.clone());
+            changed.insert(*key);
         }
-        self.version = delta.version;
-        self.generated_at = delta.generated_at.or(self.generated_at);
+        self.version = checked.version;
+        self.generated_at = checked.generated_at.or(self.generated_at);
         Ok(changed)
     }
 
     /// Encodes the buckets `only` names (every non-empty bucket when `None`). A named
     /// bucket that became empty is still encoded, so that readers see it emptied.
+    #[cfg(any(test, feature = "reference"))]
     pub fn buckets(
         &self,
         policy: &CompiledPolicy,
@@ -415,10 +165,37 @@ impl KeyedSnapshot {
     }
 }
 
+/// A compiled snapshot file as a lookup: the record of a request's user found by the same
+/// subject key the shared-snapshot reader computes (what `consentctl explain --snapshot`
+/// decides with).
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedLookup<'s> {
+    snapshot: &'s KeyedSnapshot,
+    keying: &'s SubjectKeying,
+}
+
+impl KeyedSnapshot {
+    /// This snapshot as a lookup, finding users by `keying` (the configuration's).
+    pub fn lookup<'s>(&'s self, keying: &'s SubjectKeying) -> KeyedLookup<'s> {
+        KeyedLookup {
+            snapshot: self,
+            keying,
+        }
+    }
+}
+
+impl ConsentLookup for KeyedLookup<'_> {
+    fn find(&self, user: Option<&str>) -> Found<'_> {
+        let record = user.and_then(|u| self.snapshot.records.get(&self.keying.key_of_user(u)));
+        Found::Record(record.map(Cow::Borrowed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::buckets::find_in_bucket;
+    use crate::live::buckets::find_in_bucket;
+    use crate::live::meta::PublishedMeta;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -579,14 +356,14 @@ mod tests {
         for (key, record) in &expected.records {
             let b = bucket_of(key, 4);
             assert_eq!(
-                crate::buckets::find_in_bucket(&published[&b], fp, key)
+                crate::live::buckets::find_in_bucket(&published[&b], fp, key)
                     .unwrap()
                     .as_ref(),
                 Some(record)
             );
         }
         assert_eq!(
-            crate::buckets::find_in_bucket(
+            crate::live::buckets::find_in_bucket(
                 &published[&bucket_of(&k.key_of_user("u-7"), 4)],
                 fp,
                 &k.key_of_user("u-7")

@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
+use crate::decide::decision::{Decision, Outcome};
 use crate::decimal::push_decimal;
-use crate::decision::{Decision, Outcome};
-use crate::policy::CompiledPolicy;
-use crate::routes::RouteTable;
+use crate::policy::compiled::CompiledPolicy;
+use crate::policy::routes::RouteTable;
 
 #[derive(Serialize)]
 struct BlockBody<'a> {

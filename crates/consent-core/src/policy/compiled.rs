@@ -4,7 +4,7 @@
 //! [`PolicyDoc`] is the JSON an operator writes; [`CompiledPolicy`] is the checked,
 //! indexed form the decision function reads.
 
-use crate::name_map::NameMap;
+use crate::policy::name_map::NameMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,13 +14,13 @@ use crate::body::matcher::Matcher;
 use crate::body::redactor::FieldAction;
 use crate::body::selector::parse_selector;
 use crate::body::transform::CoarsenSpec;
-use crate::categories::{CategoryIdx, CategorySet};
 use crate::error::ConfigError;
-use crate::party::{IdentityPattern, Party, PartyIdx};
+use crate::policy::categories::{CategoryIdx, CategorySet};
+use crate::policy::party::{IdentityPattern, Party, PartyIdx};
 
 /// The shipped default policy: さいたま市みんなのアプリ's privacy policy (2024-07-29).
 pub const DEFAULT_POLICY_JSON: &str =
-    include_str!("../../../envoy-config/policy/saitama-minna-app.json");
+    include_str!("../../../../envoy-config/policy/saitama-minna-app.json");
 
 /// A label in the policy's own language and in English.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

@@ -2,14 +2,16 @@
 
 use serde::Serialize;
 
-use crate::categories::{CategoryIdx, CategorySet};
-use crate::gpc::GpcSettings;
-use crate::party::Caller;
-use crate::policy::{Basis, CompiledPolicy, PartyKind, Purpose, PurposeIdx, WithoutConsent};
-use crate::reason::Reason;
-use crate::request::{HeaderValue, RequestView};
-use crate::routes::{RouteRule, RuleIdx};
-use crate::snapshot::{ConsentRecord, Grant};
+use crate::decide::reason::Reason;
+use crate::decide::request::{HeaderValue, RequestView};
+use crate::live::records::{ConsentRecord, Grant};
+use crate::policy::categories::{CategoryIdx, CategorySet};
+use crate::policy::compiled::{
+    Basis, CompiledPolicy, PartyKind, Purpose, PurposeIdx, WithoutConsent,
+};
+use crate::policy::gpc::GpcSettings;
+use crate::policy::party::Caller;
+use crate::policy::routes::{RouteRule, RuleIdx};
 
 /// What happens to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -399,7 +401,7 @@ fn decide_for_purpose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{ConsentIndex, SnapshotDoc};
+    use crate::live::records::{ConsentIndex, SnapshotDoc};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -408,19 +410,19 @@ mod tests {
     }
 
     /// The operator itself, as the shipped demo listener identifies unidentified callers.
-    fn operator(p: &CompiledPolicy) -> crate::request::RequestContext {
-        crate::request::RequestContext {
+    fn operator(p: &CompiledPolicy) -> crate::decide::request::RequestContext {
+        crate::decide::request::RequestContext {
             caller: Caller {
                 party: p.party_idx("tsunagu"),
                 kind: PartyKind::Operator,
-                source: crate::party::CallerSource::Unidentified,
+                source: crate::policy::party::CallerSource::Unidentified,
             },
             ..Default::default()
         }
     }
 
     pub(crate) struct Owned {
-        routes: crate::routes::RouteTable,
+        routes: crate::policy::routes::RouteTable,
         gpc: GpcSettings,
     }
 
@@ -435,7 +437,7 @@ mod tests {
 
     pub(crate) fn enforcement(p: &CompiledPolicy, require_user: bool) -> Owned {
         Owned {
-            routes: crate::routes::RouteTable::compile(
+            routes: crate::policy::routes::RouteTable::compile(
                 &[],
                 &Default::default(),
                 p,
@@ -680,8 +682,8 @@ mod tests {
 
     #[test]
     fn consent_given_before_a_material_change_requires_reconsent() {
-        let mut doc: crate::policy::PolicyDoc =
-            serde_json::from_str(crate::policy::DEFAULT_POLICY_JSON).unwrap();
+        let mut doc: crate::policy::compiled::PolicyDoc =
+            serde_json::from_str(crate::policy::compiled::DEFAULT_POLICY_JSON).unwrap();
         doc.version = 2;
         for purpose in &mut doc.purposes {
             if purpose.id == "marketing.newsletters" {

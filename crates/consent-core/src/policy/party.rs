@@ -14,7 +14,7 @@
 use serde::Serialize;
 
 use crate::error::ConfigError;
-use crate::policy::PartyKind;
+use crate::policy::compiled::PartyKind;
 
 /// Index of a party in the compiled policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,7 +225,7 @@ pub struct CallerFacts<'a> {
     /// Destination cluster (Envoy: `xds.cluster_name`).
     pub cluster: Option<&'a str>,
     /// Development caller header, when the configuration enables it.
-    pub header: crate::request::HeaderValue<'a>,
+    pub header: crate::decide::request::HeaderValue<'a>,
 }
 
 /// Finds the party an identity of `kind` names; the most specific pattern wins.
@@ -261,11 +261,11 @@ pub fn resolve_caller(
         source,
     };
     match facts.header {
-        crate::request::HeaderValue::One(value) => {
+        crate::decide::request::HeaderValue::One(value) => {
             return party_for(parties, IdentityKind::Header, value)
                 .map_or(Caller::UNKNOWN, |i| known(i, CallerSource::Header));
         }
-        crate::request::HeaderValue::Absent => {}
+        crate::decide::request::HeaderValue::Absent => {}
         _ => return Caller::UNKNOWN,
     }
     let candidates: &[(IdentityKind, Option<&str>)] = match from {
@@ -294,7 +294,7 @@ pub fn resolve_caller(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::HeaderValue;
+    use crate::decide::request::HeaderValue;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -1,9 +1,9 @@
 //! Which headers to remove and how to rewrite the path, given a decision.
 
-use crate::categories::CategorySet;
-use crate::decision::Decision;
-use crate::policy::CompiledPolicy;
-use crate::query::strip_params;
+use crate::decide::decision::Decision;
+use crate::decide::query::strip_params;
+use crate::policy::categories::CategorySet;
+use crate::policy::compiled::CompiledPolicy;
 
 /// Edits to apply to one header map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

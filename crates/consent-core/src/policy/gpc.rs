@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
-use crate::policy::{CompiledPolicy, PurposeIdx};
+use crate::policy::compiled::{CompiledPolicy, PurposeIdx};
 
 /// The request header that carries the signal.
 pub const GPC_HEADER: &str = "sec-gpc";

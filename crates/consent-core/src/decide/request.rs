@@ -1,7 +1,8 @@
 //! The request as the decision sees it: who the data is about and why it is used.
 
-use crate::party::Caller;
-use crate::routes::RuleIdx;
+use crate::policy::gpc::{is_signal, GPC_HEADER};
+use crate::policy::party::Caller;
+use crate::policy::routes::RuleIdx;
 
 /// Longest accepted user-ID or purpose value, in bytes.
 pub const MAX_IDENTITY_LEN: usize = 256;
@@ -82,18 +83,10 @@ impl<'a> RequestView<'a> {
     where
         I: IntoIterator<Item = (&'a str, &'a [u8])>,
     {
-        let mut user = Occurrences::default();
-        let mut purpose = Occurrences::default();
-        for (name, value) in headers {
-            if name == user_header {
-                user.add(value);
-            } else if name == purpose_header {
-                purpose.add(value);
-            }
-        }
+        let scan = HeaderScan::read(user_header, purpose_header, None, headers);
         RequestView {
-            user: user.value(),
-            purpose: purpose.value(),
+            user: scan.user,
+            purpose: scan.purpose,
             context: RequestContext::default(),
         }
     }
@@ -101,6 +94,64 @@ impl<'a> RequestView<'a> {
     /// A view with the given identity headers and context.
     pub fn with_context(self, context: RequestContext) -> Self {
         RequestView { context, ..self }
+    }
+}
+
+/// Everything the decision reads from a request's headers, read in one pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderScan<'a> {
+    /// The user-ID header.
+    pub user: HeaderValue<'a>,
+    /// The purpose header.
+    pub purpose: HeaderValue<'a>,
+    /// `Sec-GPC: 1` was sent (any occurrence).
+    pub gpc: bool,
+    /// The development caller header, when one is configured.
+    pub dev_caller: HeaderValue<'a>,
+    /// `:authority`, for route rules.
+    pub authority: Option<&'a str>,
+    /// `:path`, for route rules.
+    pub path: Option<&'a str>,
+}
+
+impl<'a> HeaderScan<'a> {
+    /// Reads a header list (lowercase names). An empty header name never matches, so
+    /// passing `""` for the identity headers reads only the rest.
+    pub fn read<I>(
+        user_header: &str,
+        purpose_header: &str,
+        dev_header: Option<&str>,
+        headers: I,
+    ) -> Self
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        let mut user = Occurrences::default();
+        let mut purpose = Occurrences::default();
+        let mut dev = Occurrences::default();
+        let mut scan = HeaderScan::default();
+        for (name, value) in headers {
+            if name.is_empty() {
+                continue;
+            }
+            if name == user_header {
+                user.add(value);
+            } else if name == purpose_header {
+                purpose.add(value);
+            } else if name == GPC_HEADER {
+                scan.gpc |= is_signal(value);
+            } else if dev_header == Some(name) {
+                dev.add(value);
+            } else if name == ":authority" {
+                scan.authority = scan.authority.or(std::str::from_utf8(value).ok());
+            } else if name == ":path" {
+                scan.path = scan.path.or(std::str::from_utf8(value).ok());
+            }
+        }
+        scan.user = user.value();
+        scan.purpose = purpose.value();
+        scan.dev_caller = dev.value();
+        scan
     }
 }
 

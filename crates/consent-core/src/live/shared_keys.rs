@@ -6,7 +6,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::subject_key::{to_hex, SubjectKeying};
+use crate::live::subject_key::{to_hex, SubjectKeying};
 
 /// The shared-data keys of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::body::redactor::{FieldHit, HitAction};
-use crate::decision::Decision;
+use crate::decide::decision::Decision;
+use crate::decide::explain::{explain, Explanation};
+use crate::decide::reason::Reason;
 use crate::error::ConfigError;
-use crate::explain::{explain, Explanation};
-use crate::policy::CompiledPolicy;
-use crate::reason::Reason;
-use crate::routes::RouteTable;
+use crate::policy::compiled::CompiledPolicy;
+use crate::policy::routes::RouteTable;
 
 fn yes() -> bool {
     true
@@ -123,7 +123,7 @@ impl DecisionLogSettings {
         mac.update(b"consent-filter decision log\0");
         mac.update(user.as_bytes());
         let digest = mac.finalize().into_bytes();
-        Some(crate::subject_key::to_hex(
+        Some(crate::live::subject_key::to_hex(
             digest.get(..16).unwrap_or_default(),
         ))
     }

@@ -7,7 +7,7 @@
 //! they won the same round.
 
 /// Shared-data key of the counter that hands out holder ids (the lease itself is in the
-/// snapshot's namespace, [`crate::shared_keys::SharedKeys::lease`]).
+/// snapshot's namespace, [`crate::live::shared_keys::SharedKeys::lease`]).
 pub const LEASE_SEQ_KEY: &str = "consent/fetcher-lease-seq";
 
 /// The lease as stored: holder id and expiry (ms since the epoch), 16 bytes little-endian.

@@ -2,12 +2,18 @@
 //! cases through the real configuration path (caller resolution from the shipped party
 //! identities, GPC, route rules, the inline snapshot), each named after its clause.
 
-use crate::config::{compile_config, CompiledConfig};
-use crate::decision::{Decision, Outcome};
-use crate::party::CallerFacts;
-use crate::reason::Reason;
-use crate::request::{HeaderValue, RequestView};
-use crate::routes::RouteFacts;
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use consent_core::policy::{CallerFacts, RouteFacts};
+use consent_core::{
+    compile_config, CompiledConfig, Decision, HeaderValue, Outcome, Reason, RequestView,
+};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -565,7 +571,8 @@ fn s8_joint_use_passes_location_only_with_an_explicit_grant() {
 }
 
 fn policy_v2(changed: &str) -> serde_json::Value {
-    let mut doc: serde_json::Value = serde_json::from_str(crate::DEFAULT_POLICY_JSON).unwrap();
+    let mut doc: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
     doc["version"] = serde_json::json!(2);
     for p in doc["purposes"].as_array_mut().unwrap() {
         if p["id"] == changed {
@@ -715,7 +722,7 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
         purpose: HeaderValue::One("marketing.third_party_offers"),
         context,
     };
-    let d = crate::decision::decide_without_snapshot(
+    let d = consent_core::decide::decide_without_snapshot(
         &view,
         &c.policy,
         &c.enforcement(&view),
@@ -726,7 +733,7 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
     // Without the signal the failure mode applies (strip).
     let context = c.context(&facts, &RouteFacts::default(), []);
     let view = RequestView { context, ..view };
-    let d = crate::decision::decide_without_snapshot(
+    let d = consent_core::decide::decide_without_snapshot(
         &view,
         &c.policy,
         &c.enforcement(&view),

@@ -17,10 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::categories::CategorySet;
+use crate::decide::request::MAX_IDENTITY_LEN;
 use crate::error::ConfigError;
-use crate::policy::{CompiledPolicy, PurposeIdx};
-use crate::request::MAX_IDENTITY_LEN;
+use crate::policy::categories::CategorySet;
+use crate::policy::compiled::{CompiledPolicy, PurposeIdx};
 
 /// One grant in a record: consent to a purpose, under a policy version, with the
 /// explicit-grant categories (e.g. location) the person allowed for it.

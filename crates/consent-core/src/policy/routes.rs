@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::body::matcher::Matcher;
 use crate::body::selector::parse_selector;
 use crate::error::ConfigError;
-use crate::policy::{CompiledPolicy, PurposeIdx};
+use crate::policy::compiled::{CompiledPolicy, PurposeIdx};
 
 /// What a rule matches; every given field must match.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]

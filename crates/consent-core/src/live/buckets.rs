@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
-use crate::categories::CategorySet;
-use crate::policy::{CompiledPolicy, PurposeIdx};
-use crate::snapshot::{ConsentRecord, Grant};
-use crate::subject_key::SubjectKey;
+use crate::live::records::{ConsentRecord, Grant};
+use crate::live::subject_key::SubjectKey;
+use crate::policy::categories::CategorySet;
+use crate::policy::compiled::{CompiledPolicy, PurposeIdx};
 
 const MAGIC: &[u8; 4] = b"CB2\0";
 const HEADER: usize = 4 + 8 + 8 + 4;
@@ -79,7 +79,7 @@ pub fn bucket_of(key: &SubjectKey, bits: u8) -> u32 {
     lead >> (32 - u32::from(bits))
 }
 
-fn encode_record(record: &ConsentRecord, out: &mut Vec<u8>) {
+pub(crate) fn encode_record(record: &ConsentRecord, out: &mut Vec<u8>) {
     let has_withdrawn = !record.withdrawn.is_empty();
     let flags = u8::from(record.stop_use)
         | (u8::from(record.stop_third_party) << 1)
@@ -261,7 +261,37 @@ pub fn find_in_bucket(
     Ok(None)
 }
 
-/// Groups keyed records into encoded buckets (only buckets that hold someone).
+/// Encodes a bucket from entries already sorted by key, with records already encoded.
+pub(crate) fn encode_sorted_raw(
+    fingerprint: [u8; 8],
+    version: u64,
+    entries: &[(SubjectKey, &[u8])],
+) -> Vec<u8> {
+    let blob_len: usize = entries.iter().map(|(_, r)| r.len()).sum();
+    let mut out = Vec::with_capacity(HEADER + entries.len() * INDEX_ENTRY + blob_len);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&fingerprint);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(
+        &u32::try_from(entries.len())
+            .unwrap_or(u32::MAX)
+            .to_le_bytes(),
+    );
+    let mut offset = 0usize;
+    for (key, record) in entries {
+        out.extend_from_slice(key);
+        out.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes());
+        offset += record.len();
+    }
+    for (_, record) in entries {
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+/// Groups keyed records into encoded buckets (only buckets that hold someone); the
+/// reference the bucket builder is tested against.
+#[cfg(any(test, feature = "reference"))]
 pub fn encode_buckets<'r, I>(
     records: I,
     bits: u8,
@@ -284,15 +314,28 @@ where
         .collect()
 }
 
+/// Every record of a bucket, with the bucket's snapshot version.
+pub fn decode_bucket(
+    bucket: &[u8],
+    fingerprint: [u8; 8],
+) -> Result<(u64, Vec<(SubjectKey, ConsentRecord)>), BucketError> {
+    let (index, blob) = open_bucket(bucket, fingerprint)?;
+    let records = index
+        .chunks_exact(INDEX_ENTRY)
+        .map(|entry| entry_record(entry, blob))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((bucket_version(bucket)?, records))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::categories::CategoryIdx;
-    use crate::subject_key::SubjectKeying;
+    use crate::live::subject_key::SubjectKeying;
+    use crate::policy::categories::CategoryIdx;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub(super) fn record(n: u16) -> ConsentRecord {
+    pub(crate) fn record(n: u16) -> ConsentRecord {
         let mut explicit = CategorySet::EMPTY;
         explicit.insert(CategoryIdx(10));
         explicit.insert(CategoryIdx(127));
@@ -372,8 +415,8 @@ pub(crate) mod tests {
     #[test]
     fn the_fingerprint_changes_with_what_positions_mean() {
         let p = CompiledPolicy::default_policy().unwrap();
-        let mut doc: crate::policy::PolicyDoc =
-            serde_json::from_str(crate::policy::DEFAULT_POLICY_JSON).unwrap();
+        let mut doc: crate::policy::compiled::PolicyDoc =
+            serde_json::from_str(crate::policy::compiled::DEFAULT_POLICY_JSON).unwrap();
         doc.purposes.swap(0, 1);
         let swapped = CompiledPolicy::compile(&doc, "policy").unwrap();
         assert_ne!(fingerprint(&p), fingerprint(&swapped));
@@ -381,191 +424,5 @@ pub(crate) mod tests {
             fingerprint(&p),
             fingerprint(&CompiledPolicy::default_policy().unwrap())
         );
-    }
-}
-
-/// Every record of a bucket, with the bucket's snapshot version.
-pub fn decode_bucket(
-    bucket: &[u8],
-    fingerprint: [u8; 8],
-) -> Result<(u64, Vec<(SubjectKey, ConsentRecord)>), BucketError> {
-    let (index, blob) = open_bucket(bucket, fingerprint)?;
-    let records = index
-        .chunks_exact(INDEX_ENTRY)
-        .map(|entry| entry_record(entry, blob))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((bucket_version(bucket)?, records))
-}
-
-/// Builds buckets from records that arrive a few at a time (a snapshot in parts), holding
-/// each record only in its compact encoded form: about 40 bytes a person.
-#[derive(Debug, Default)]
-pub struct BucketBuilder {
-    bits: u8,
-    /// Per bucket: entries of key (16), record length (u16), record bytes.
-    pending: BTreeMap<u32, Vec<u8>>,
-    count: usize,
-}
-
-impl BucketBuilder {
-    /// A builder for 2^`bits` buckets.
-    pub fn new(bits: u8) -> Self {
-        BucketBuilder {
-            bits,
-            pending: BTreeMap::new(),
-            count: 0,
-        }
-    }
-
-    /// Adds one record.
-    pub fn add(&mut self, key: SubjectKey, record: &ConsentRecord) {
-        let mut encoded = Vec::with_capacity(32);
-        encode_record(record, &mut encoded);
-        let slot = self.pending.entry(bucket_of(&key, self.bits)).or_default();
-        slot.extend_from_slice(&key);
-        slot.extend_from_slice(
-            &u16::try_from(encoded.len())
-                .unwrap_or(u16::MAX)
-                .to_le_bytes(),
-        );
-        slot.extend_from_slice(&encoded);
-        self.count += 1;
-    }
-
-    /// Records added so far.
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Encodes every bucket; `Err(key)` names a subject that appeared twice.
-    pub fn finish(
-        self,
-        fingerprint: [u8; 8],
-        version: u64,
-    ) -> Result<BTreeMap<u32, Vec<u8>>, SubjectKey> {
-        let mut out = BTreeMap::new();
-        self.finish_with(fingerprint, version, |bucket, bytes| {
-            out.insert(bucket, bytes);
-        })?;
-        Ok(out)
-    }
-
-    /// Encodes the buckets one at a time and hands each to `emit`, so that a publisher never
-    /// holds the whole encoded snapshot twice. Every bucket is checked for a subject given
-    /// twice before anything is emitted.
-    pub fn finish_with(
-        self,
-        fingerprint: [u8; 8],
-        version: u64,
-        mut emit: impl FnMut(u32, Vec<u8>),
-    ) -> Result<(), SubjectKey> {
-        for flat in self.pending.values() {
-            let mut keys: Vec<SubjectKey> = entries_of(flat).into_iter().map(|(k, _)| k).collect();
-            keys.sort_unstable();
-            if let Some(key) = keys
-                .windows(2)
-                .find(|w| w.first() == w.get(1))
-                .and_then(|w| w.first())
-            {
-                return Err(*key);
-            }
-        }
-        for (bucket, flat) in self.pending {
-            let mut entries = entries_of(&flat);
-            entries.sort_unstable_by_key(|e| e.0);
-            emit(bucket, encode_sorted_raw(fingerprint, version, &entries));
-        }
-        Ok(())
-    }
-}
-
-/// The (key, encoded record) entries of one pending bucket.
-fn entries_of(flat: &[u8]) -> Vec<(SubjectKey, &[u8])> {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while let Some(key) = flat.get(at..at + 16).and_then(|k| k.first_chunk::<16>()) {
-        let len = flat
-            .get(at + 16..at + 18)
-            .and_then(|l| l.first_chunk::<2>())
-            .map(|l| usize::from(u16::from_le_bytes(*l)))
-            .unwrap_or(0);
-        entries.push((*key, flat.get(at + 18..at + 18 + len).unwrap_or_default()));
-        at += 18 + len;
-    }
-    entries
-}
-
-/// Encodes a bucket from entries already sorted by key, with records already encoded.
-fn encode_sorted_raw(
-    fingerprint: [u8; 8],
-    version: u64,
-    entries: &[(SubjectKey, &[u8])],
-) -> Vec<u8> {
-    let blob_len: usize = entries.iter().map(|(_, r)| r.len()).sum();
-    let mut out = Vec::with_capacity(HEADER + entries.len() * INDEX_ENTRY + blob_len);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&fingerprint);
-    out.extend_from_slice(&version.to_le_bytes());
-    out.extend_from_slice(
-        &u32::try_from(entries.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
-    let mut offset = 0usize;
-    for (key, record) in entries {
-        out.extend_from_slice(key);
-        out.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes());
-        offset += record.len();
-    }
-    for (_, record) in entries {
-        out.extend_from_slice(record);
-    }
-    out
-}
-
-#[cfg(test)]
-mod builder_tests {
-    use super::tests::record;
-    use super::*;
-    use crate::subject_key::SubjectKeying;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    #[test]
-    fn the_builder_gives_the_same_buckets_as_encoding_all_at_once() {
-        let k = SubjectKeying::Plain;
-        let records: Vec<(SubjectKey, ConsentRecord)> = (0..3000u16)
-            .map(|i| (k.key_of_user(&format!("u-{i}")), record(i)))
-            .collect();
-        let mut builder = BucketBuilder::new(5);
-        for (key, r) in records.iter().rev() {
-            builder.add(*key, r);
-        }
-        assert_eq!(builder.len(), 3000);
-        let built = builder.finish([3; 8], 9).unwrap();
-        let direct = encode_buckets(records.iter().map(|(k, r)| (*k, r)), 5, [3; 8], 9);
-        assert_eq!(built, direct);
-        let (version, decoded) = decode_bucket(built.values().next().unwrap(), [3; 8]).unwrap();
-        assert_eq!(version, 9);
-        for (key, r) in decoded {
-            assert_eq!(
-                records.iter().find(|(k2, _)| *k2 == key).map(|(_, r2)| r2),
-                Some(&r)
-            );
-        }
-    }
-
-    #[test]
-    fn a_subject_given_twice_is_reported() {
-        let key = SubjectKeying::Plain.key_of_user("u");
-        let mut builder = BucketBuilder::new(4);
-        builder.add(key, &record(1));
-        builder.add(key, &record(2));
-        assert_eq!(builder.finish([0; 8], 1), Err(key));
     }
 }

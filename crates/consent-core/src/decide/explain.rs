@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::decision::Decision;
-use crate::policy::CompiledPolicy;
-use crate::routes::RouteTable;
+use crate::decide::decision::Decision;
+use crate::policy::compiled::CompiledPolicy;
+use crate::policy::routes::RouteTable;
 
 /// Who received the data, as explained.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -144,9 +144,9 @@ pub fn explain<'a>(
 mod tests {
     use super::*;
     use crate::config::compile_config;
-    use crate::party::CallerFacts;
-    use crate::request::RequestView;
-    use crate::routes::RouteFacts;
+    use crate::decide::request::RequestView;
+    use crate::policy::party::CallerFacts;
+    use crate::policy::routes::RouteFacts;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 

@@ -1,0 +1,24 @@
+//! Deciding one request: the request as the decision sees it, the one entry point
+//! ([`crate::CompiledConfig::decide_request`]), the pure decision function and its reason
+//! codes, explanations, block replies and the decision header, and the header and query
+//! plans that carry a decision out.
+
+pub(crate) mod decision;
+pub(crate) mod entry;
+pub(crate) mod explain;
+pub(crate) mod header_plan;
+pub(crate) mod query;
+pub(crate) mod reason;
+pub(crate) mod reply;
+pub(crate) mod request;
+
+pub use decision::{
+    decide, decide_without_snapshot, Decision, Enforcement, Facts, Outcome, Redaction,
+};
+pub use entry::{ConsentLookup, Found, InlineConsents, RequestDecision};
+pub use explain::{explain, ConsentFact, Explanation, PartyFact, PurposeFact, RedactionFact};
+pub use header_plan::{plan_request, plan_response, HeaderEdits};
+pub use query::{decode_name, strip_params};
+pub use reason::Reason;
+pub use reply::{block_body, decision_header_value};
+pub use request::{HeaderScan, HeaderValue, RequestContext, RequestView, MAX_IDENTITY_LEN};

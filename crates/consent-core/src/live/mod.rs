@@ -1,0 +1,39 @@
+//! The live consent snapshot: the documents a consent source serves, the records they
+//! hold, how subjects are keyed, the compact bucket format and its builder, one checked
+//! delta, the published metadata, the reader that finds a person's record in it, where it
+//! all lives in shared data, the fetcher lease, and the `snapshot` settings.
+
+pub(crate) mod buckets;
+pub(crate) mod builder;
+pub(crate) mod delta;
+pub(crate) mod documents;
+pub(crate) mod keyed;
+pub(crate) mod lease;
+pub(crate) mod meta;
+pub(crate) mod reader;
+pub(crate) mod records;
+pub(crate) mod settings;
+pub(crate) mod shared_keys;
+pub(crate) mod subject_key;
+
+#[cfg(any(test, feature = "reference"))]
+pub use buckets::encode_buckets;
+pub use buckets::{
+    bucket_of, bucket_version, decode_bucket, encode_bucket, find_in_bucket, fingerprint,
+    BucketError,
+};
+pub use builder::BucketBuilder;
+pub use delta::{DeltaError, KeyedDelta};
+pub use documents::{DeltaDoc, FullSnapshotDoc, SubjectKeyKind};
+pub use keyed::{add_part, KeyedLookup, KeyedSnapshot};
+pub use lease::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
+pub use meta::PublishedMeta;
+pub use reader::{
+    MetaCache, ReadProblem, SharedLookup, SharedStore, StoreUnavailable, Stored, META_RECHECK_MS,
+};
+pub use records::{ConsentIndex, ConsentRecord, Grant, GrantDoc, RecordDoc, SnapshotDoc};
+pub use settings::{
+    FailureMode, FetcherMode, SnapshotSettings, SnapshotSettingsDoc, SnapshotSource, MIN_KEY_BYTES,
+};
+pub use shared_keys::SharedKeys;
+pub use subject_key::{to_hex, SubjectKey, SubjectKeying};
