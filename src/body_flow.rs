@@ -2,15 +2,13 @@
 //! rewrite, strip or refuse. In dry-run the body is read and checked the same way, the
 //! outcome recorded, and the original bytes forwarded untouched.
 
-use consent_core::body::CivilDate;
-use consent_core::body::{body_mode, BodyHeaders, BodyMode};
-use consent_core::body::{BodyOutcome, BodyReport};
+use consent_core::body::{body_mode, BodyHeaders, BodyMode, BodyOutcome, BodyReport, CivilDate};
 use consent_core::observe::LoggedField;
-use consent_core::{CompiledConfig, Reason};
+use consent_core::{CompiledConfig, Direction, Reason};
 use proxy_wasm::types::Action;
 
-use crate::host::{self, Direction};
-use crate::http_context::{way, ConsentHttp};
+use crate::host;
+use crate::http_context::ConsentHttp;
 use crate::metrics;
 use crate::shared_snapshot::with_lookup;
 
@@ -39,7 +37,7 @@ impl ConsentHttp {
             BodyMode::Skip => Action::Continue,
             BodyMode::Refuse(reason) => self.refuse(config, reason, direction),
             BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip => {
-                if !self.dry_run {
+                if !self.dry_run() {
                     let mut result = host::remove_header(direction, "content-length");
                     if mode == BodyMode::Strip {
                         result = result
@@ -49,10 +47,7 @@ impl ConsentHttp {
                         return self.fail_closed(config, "cannot prepare the body for rewriting");
                     }
                 }
-                match direction {
-                    Direction::Request => self.request_body = mode,
-                    Direction::Response => self.response_body = mode,
-                }
+                *self.body_mode(direction) = mode;
                 // Without holding, the headers go on now; `on_body` still buffers the
                 // whole body (Pause there is StopIterationAndBuffer) before any of it does.
                 if config.body.hold_headers {
@@ -87,12 +82,11 @@ impl ConsentHttp {
     }
 
     /// Whether the body of `direction` is being buffered.
-    fn reading(&self, direction: Direction) -> bool {
-        let mode = match direction {
-            Direction::Request => self.request_body,
-            Direction::Response => self.response_body,
-        };
-        matches!(mode, BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip)
+    fn reading(&mut self, direction: Direction) -> bool {
+        matches!(
+            *self.body_mode(direction),
+            BodyMode::Redact | BodyMode::Sniff | BodyMode::Strip
+        )
     }
 
     /// Trailers end the body: finish it now (Envoy's decompressor, for one, adds trailers).
@@ -113,24 +107,20 @@ impl ConsentHttp {
         direction: Direction,
         size: usize,
     ) -> Action {
-        let mode = match direction {
-            Direction::Request => std::mem::replace(&mut self.request_body, BodyMode::Skip),
-            Direction::Response => std::mem::replace(&mut self.response_body, BodyMode::Skip),
-        };
+        let mode = std::mem::replace(self.body_mode(direction), BodyMode::Skip);
         let body = match host::body(direction, size) {
             Ok(body) => body,
             Err(_) => return self.fail_closed(config, "cannot read the body"),
         };
         metrics::body_bytes(direction, body.len());
-        match direction {
-            Direction::Request => self.stream.request_body_bytes = body.len(),
-            Direction::Response => self.stream.response_body_bytes = body.len(),
+        if let Some(bytes) = self.stream.body_bytes.get_mut(direction.index()) {
+            *bytes = body.len();
         }
         if body.len() > config.body.max_bytes {
             return self.refuse(config, Reason::BodyTooLarge, direction);
         }
         if mode == BodyMode::Strip {
-            if self.dry_run {
+            if self.dry_run() {
                 return Action::Continue;
             }
             return match host::replace_body(direction, body.len(), b"") {
@@ -153,7 +143,7 @@ impl ConsentHttp {
                 self.record_body(config, direction, &report);
                 match outcome {
                     BodyOutcome::Unchanged => Action::Continue,
-                    BodyOutcome::Rewritten(_) if self.dry_run => Action::Continue,
+                    BodyOutcome::Rewritten(_) if self.dry_run() => Action::Continue,
                     BodyOutcome::Rewritten(new_body) => {
                         match host::replace_body(direction, body.len(), &new_body) {
                             Ok(()) => Action::Continue,
@@ -173,19 +163,16 @@ impl ConsentHttp {
 
     /// Records what one body pass did, for metrics and the decision log.
     fn record_body(&mut self, config: &CompiledConfig, direction: Direction, report: &BodyReport) {
-        let acted = report.removed + report.transformed;
-        match direction {
-            Direction::Request => self.stream.removed.request_body_fields += acted,
-            Direction::Response => self.stream.removed.response_body_fields += acted,
-        }
+        self.stream
+            .removed
+            .add_body_fields(direction, report.removed + report.transformed);
         self.stream.removed.elements_dropped += report.dropped_elements;
-        metrics::redactions(config, report.categories.iter(), direction, self.dry_run);
-        let w = way(direction);
+        metrics::redactions(config, report.categories.iter(), direction, self.mode);
         self.stream.fields.extend(
             report
                 .fields
                 .iter()
-                .map(|hit| LoggedField::from_hit(&config.policy, w, hit)),
+                .map(|hit| LoggedField::from_hit(&config.policy, direction, hit)),
         );
         self.stream.fields_truncated |= report.fields_truncated;
     }

@@ -1,6 +1,7 @@
 //! Thin wrappers over proxy-wasm host calls that return `Result` instead of panicking,
 //! so that a failed call is a fail-closed decision rather than a trapped VM.
 
+use consent_core::Direction;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
@@ -13,24 +14,9 @@ pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
         .map(Option::unwrap_or_default)
 }
 
-/// All request headers, every occurrence of a repeated header included.
-pub fn request_headers() -> Result<Headers, Status> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-}
-
-/// All response headers.
-pub fn response_headers() -> Result<Headers, Status> {
-    hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
-}
-
-/// Removes every occurrence of a request header.
-pub fn remove_request_header(name: &str) -> Result<(), Status> {
-    hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-}
-
-/// Removes every occurrence of a response header.
-pub fn remove_response_header(name: &str) -> Result<(), Status> {
-    hostcalls::remove_map_value(MapType::HttpResponseHeaders, name)
+/// All headers of one direction, every occurrence of a repeated header included.
+pub fn headers(direction: Direction) -> Result<Headers, Status> {
+    hostcalls::get_map_bytes(header_map(direction))
 }
 
 /// Sets a request header, replacing any value the client sent.
@@ -43,44 +29,41 @@ pub fn send_reply(status: u16, headers: Vec<(&str, &str)>, body: &[u8]) -> Resul
     hostcalls::send_http_response(u32::from(status), headers, Some(body))
 }
 
-/// Which body a call is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Direction {
-    /// The request body (downstream to upstream).
-    Request,
-    /// The response body.
-    Response,
+fn buffer(direction: Direction) -> BufferType {
+    match direction {
+        Direction::Request => BufferType::HttpRequestBody,
+        Direction::Response => BufferType::HttpResponseBody,
+    }
 }
 
-impl Direction {
-    fn buffer(self) -> BufferType {
-        match self {
-            Direction::Request => BufferType::HttpRequestBody,
-            Direction::Response => BufferType::HttpResponseBody,
-        }
+fn header_map(direction: Direction) -> MapType {
+    match direction {
+        Direction::Request => MapType::HttpRequestHeaders,
+        Direction::Response => MapType::HttpResponseHeaders,
     }
+}
 
-    fn headers(self) -> MapType {
-        match self {
-            Direction::Request => MapType::HttpRequestHeaders,
-            Direction::Response => MapType::HttpResponseHeaders,
-        }
-    }
+/// The first value of header `name` in a header list, when it is UTF-8.
+pub fn header_str<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
 
 /// The buffered body, `size` bytes.
 pub fn body(direction: Direction, size: usize) -> Result<Vec<u8>, Status> {
-    hostcalls::get_buffer(direction.buffer(), 0, size).map(Option::unwrap_or_default)
+    hostcalls::get_buffer(buffer(direction), 0, size).map(Option::unwrap_or_default)
 }
 
 /// Replaces the whole buffered body (`size` bytes) by `value`.
 pub fn replace_body(direction: Direction, size: usize, value: &[u8]) -> Result<(), Status> {
-    hostcalls::set_buffer(direction.buffer(), 0, size, value)
+    hostcalls::set_buffer(buffer(direction), 0, size, value)
 }
 
-/// Removes a header in either direction.
+/// Removes every occurrence of a header in either direction.
 pub fn remove_header(direction: Direction, name: &str) -> Result<(), Status> {
-    hostcalls::remove_map_value(direction.headers(), name)
+    hostcalls::remove_map_value(header_map(direction), name)
 }
 
 /// Seconds since the Unix epoch, from the host clock.

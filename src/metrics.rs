@@ -20,18 +20,18 @@ use std::hash::BuildHasherDefault;
 use consent_core::decide::{Decision, Outcome};
 use consent_core::policy::CategoryIdx;
 use consent_core::policy::Fnv1a;
-use consent_core::{CompiledConfig, Reason};
+use consent_core::{CompiledConfig, Direction, Mode, Reason};
 
-use crate::host::{Direction, Metric};
+use crate::host::Metric;
 
 /// A stat as this VM knows it. Purposes and categories are positions in one policy, so the
 /// policy's fingerprint is part of the key: after a reload with another policy the same
 /// positions name other ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
-    Decision([u8; 8], bool, Outcome, Reason, Option<u16>),
-    Redaction([u8; 8], bool, Direction, usize),
-    Refusal(bool, Direction, Reason),
+    Decision([u8; 8], Mode, Outcome, Reason, Option<u16>),
+    Redaction([u8; 8], Mode, Direction, usize),
+    Refusal(Mode, Direction, Reason),
     BodyBytes(Direction),
 }
 
@@ -41,21 +41,6 @@ type Ids = HashMap<Key, Option<Metric>, BuildHasherDefault<Fnv1a>>;
 
 thread_local! {
     static IDS: RefCell<Ids> = RefCell::new(Ids::default());
-}
-
-fn mode(dry_run: bool) -> &'static str {
-    if dry_run {
-        "dry_run"
-    } else {
-        "enforce"
-    }
-}
-
-fn way(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Request => "request",
-        Direction::Response => "response",
-    }
 }
 
 fn add(key: Key, by: u64, name: impl FnOnce() -> String) {
@@ -70,11 +55,11 @@ fn add(key: Key, by: u64, name: impl FnOnce() -> String) {
 }
 
 /// Counts one decision.
-pub fn decision(config: &CompiledConfig, decision: &Decision, dry_run: bool) {
+pub fn decision(config: &CompiledConfig, decision: &Decision, mode: Mode) {
     let purpose = decision.purpose;
     let key = Key::Decision(
         config.policy_fingerprint,
-        dry_run,
+        mode,
         decision.outcome,
         decision.reason,
         purpose.map(|p| p.0),
@@ -85,7 +70,7 @@ pub fn decision(config: &CompiledConfig, decision: &Decision, dry_run: bool) {
             .map_or("none", |p| p.id.as_str());
         format!(
             "consent.decisions.mode.{}.outcome.{}.reason.{}.purpose.{purpose}",
-            mode(dry_run),
+            mode.as_str(),
             decision.outcome.as_str(),
             decision.reason.as_str()
         )
@@ -97,13 +82,13 @@ pub fn redactions(
     config: &CompiledConfig,
     categories: impl Iterator<Item = CategoryIdx>,
     direction: Direction,
-    dry_run: bool,
+    mode: Mode,
 ) {
     for category in categories {
         add(
             Key::Redaction(
                 config.policy_fingerprint,
-                dry_run,
+                mode,
                 direction,
                 category.position(),
             ),
@@ -111,8 +96,8 @@ pub fn redactions(
             || {
                 format!(
                     "consent.redactions.mode.{}.direction.{}.category.{}",
-                    mode(dry_run),
-                    way(direction),
+                    mode.as_str(),
+                    direction.as_str(),
                     config.policy.category_id(category)
                 )
             },
@@ -121,12 +106,12 @@ pub fn redactions(
 }
 
 /// Counts a body refusal.
-pub fn refusal(reason: Reason, direction: Direction, dry_run: bool) {
-    add(Key::Refusal(dry_run, direction, reason), 1, || {
+pub fn refusal(reason: Reason, direction: Direction, mode: Mode) {
+    add(Key::Refusal(mode, direction, reason), 1, || {
         format!(
             "consent.refusals.mode.{}.direction.{}.reason.{}",
-            mode(dry_run),
-            way(direction),
+            mode.as_str(),
+            direction.as_str(),
             reason.as_str()
         )
     });
@@ -135,6 +120,6 @@ pub fn refusal(reason: Reason, direction: Direction, dry_run: bool) {
 /// Counts body bytes inspected.
 pub fn body_bytes(direction: Direction, bytes: usize) {
     add(Key::BodyBytes(direction), bytes as u64, || {
-        format!("consent.body_bytes.direction.{}", way(direction))
+        format!("consent.body_bytes.direction.{}", direction.as_str())
     });
 }

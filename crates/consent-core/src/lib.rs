@@ -19,6 +19,7 @@ pub mod body;
 pub mod config;
 pub mod decide;
 mod decimal;
+mod direction;
 pub mod error;
 pub mod live;
 pub mod observe;
@@ -29,6 +30,7 @@ pub use decide::{
     decide, ConsentLookup, Decision, Enforcement, Facts, Found, HeaderValue, Outcome, Reason,
     Redaction, RequestContext, RequestDecision, RequestView,
 };
+pub use direction::{Direction, Mode};
 pub use error::ConfigError;
 pub use live::{ConsentIndex, ConsentRecord};
 pub use policy::{CompiledPolicy, DEFAULT_POLICY_JSON};

@@ -727,7 +727,7 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
         &c.policy,
         &c.enforcement(&view),
         Reason::SnapshotStale,
-        true,
+        consent_core::live::FailureMode::Strip,
     );
     assert_eq!((d.outcome, d.reason), (Block, Reason::GpcObjection));
     // Without the signal the failure mode applies (strip).
@@ -738,7 +738,7 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
         &c.policy,
         &c.enforcement(&view),
         Reason::SnapshotStale,
-        true,
+        consent_core::live::FailureMode::Strip,
     );
     assert_eq!((d.outcome, d.reason), (Redact, Reason::SnapshotStale));
 }

@@ -12,7 +12,6 @@ use crate::decide::decision::{decide, decide_without_snapshot, Decision, Enforce
 use crate::decide::reason::Reason;
 use crate::decide::request::{HeaderScan, HeaderValue, RequestContext, RequestView};
 use crate::live::records::{ConsentIndex, ConsentRecord};
-use crate::live::settings::FailureMode;
 use crate::live::subject_key::SubjectKeying;
 use crate::policy::party::{resolve_caller, CallerFacts};
 use crate::policy::routes::RouteFacts;
@@ -118,7 +117,7 @@ impl CompiledConfig {
                 &self.policy,
                 &enforcement,
                 reason,
-                self.snapshot.failure_mode == FailureMode::Strip,
+                self.snapshot.failure_mode,
             ),
         }
     }

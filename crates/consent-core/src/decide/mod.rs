@@ -20,5 +20,8 @@ pub use explain::{explain, ConsentFact, Explanation, PartyFact, PurposeFact, Red
 pub use header_plan::{plan_request, plan_response, HeaderEdits};
 pub use query::{decode_name, strip_params};
 pub use reason::Reason;
-pub use reply::{block_body, decision_header_value};
+pub use reply::{
+    block_body, block_reply, decision_header_for, decision_header_value, not_configured_reply,
+    refusal_status, LocalReply, INTERNAL_ERROR_STATUS,
+};
 pub use request::{HeaderScan, HeaderValue, RequestContext, RequestView, MAX_IDENTITY_LEN};

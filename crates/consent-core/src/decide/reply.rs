@@ -1,10 +1,14 @@
-//! What the filter tells clients and backends: the block reply body and the decision header.
-//! Neither ever holds a personal-data value or the user ID.
+//! What the filter tells clients and backends: local replies (blocks, refusals, no
+//! configuration) and the decision header. None ever holds a personal-data value or the
+//! user ID.
 
 use serde::Serialize;
 
+use crate::config::CompiledConfig;
 use crate::decide::decision::{Decision, Outcome};
+use crate::decide::reason::Reason;
 use crate::decimal::push_decimal;
+use crate::direction::{Direction, Mode};
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::routes::RouteTable;
 
@@ -88,6 +92,94 @@ pub fn decision_header_value(
         }
     }
     out
+}
+
+/// Status of the reply when the filter itself cannot evaluate a request.
+pub const INTERNAL_ERROR_STATUS: u16 = 500;
+
+/// A reply the filter sends in place of the backend: status, JSON body, and the decision
+/// header (absent when there is no configuration to name one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalReply {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: String,
+    /// The decision header's name and value.
+    pub decision_header: Option<(String, String)>,
+}
+
+impl LocalReply {
+    /// The reply headers: JSON, never cached, and the decision header.
+    pub fn headers(&self) -> Vec<(&str, &str)> {
+        let mut headers = vec![
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ];
+        if let Some((name, value)) = &self.decision_header {
+            headers.push((name.as_str(), value.as_str()));
+        }
+        headers
+    }
+}
+
+/// The reply to a blocked request (or a refused body), with `status`.
+pub fn block_reply(config: &CompiledConfig, decision: &Decision, status: u16) -> LocalReply {
+    LocalReply {
+        status,
+        body: block_body(&config.policy, decision),
+        decision_header: Some((
+            config.settings.decision_header.clone(),
+            decision_header_value(&config.policy, &config.routes, decision),
+        )),
+    }
+}
+
+/// The reply when the filter has no configuration (it was rejected): fail closed.
+pub fn not_configured_reply() -> LocalReply {
+    LocalReply {
+        status: INTERNAL_ERROR_STATUS,
+        body: String::from(
+            "{\"error\":\"the consent filter is not configured\",\"reason\":\"internal_error\",\"purpose\":null}",
+        ),
+        decision_header: None,
+    }
+}
+
+/// The status of a refusal after the decision: 413 for size, 415 for unreadable bodies, 400
+/// for a request that is not the JSON it says, 502 for a response the filter cannot vouch
+/// for, and the configured block status for forbidden data.
+pub fn refusal_status(block_status: u16, reason: Reason, direction: Direction) -> u16 {
+    match (reason, direction) {
+        (Reason::ForbiddenDataPresent, _) => block_status,
+        (_, Direction::Response) => 502,
+        (Reason::BodyTooLarge, Direction::Request) => 413,
+        (Reason::BodyEncodingUnsupported | Reason::BodyNotJson, Direction::Request) => 415,
+        (Reason::BodyInvalidJson, Direction::Request) => 400,
+        _ => block_status,
+    }
+}
+
+/// The decision header as backends see it: in dry-run prefixed `mode=dry_run; `, so that
+/// nobody mistakes a recorded decision for an enforced one.
+pub fn decision_header_for(
+    policy: &CompiledPolicy,
+    rules: &RouteTable,
+    decision: &Decision,
+    mode: Mode,
+) -> String {
+    let value = decision_header_value(policy, rules, decision);
+    match mode {
+        Mode::Enforce => value,
+        Mode::DryRun => {
+            let mut out = String::with_capacity(value.len() + 16);
+            out.push_str("mode=");
+            out.push_str(mode.as_str());
+            out.push_str("; ");
+            out.push_str(&value);
+            out
+        }
+    }
 }
 
 fn purpose_id<'p>(policy: &'p CompiledPolicy, decision: &Decision) -> Option<&'p str> {

@@ -11,6 +11,7 @@ use crate::body::redactor::{FieldHit, HitAction};
 use crate::decide::decision::Decision;
 use crate::decide::explain::{explain, Explanation};
 use crate::decide::reason::Reason;
+use crate::direction::{Direction, Mode};
 use crate::error::ConfigError;
 use crate::policy::compiled::CompiledPolicy;
 use crate::policy::routes::RouteTable;
@@ -146,16 +147,6 @@ pub fn safe_request_id(raw: &str) -> Option<&str> {
     ok.then_some(raw)
 }
 
-/// Which way a body or header travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Way {
-    /// Client to backend.
-    Request,
-    /// Backend to client.
-    Response,
-}
-
 /// Counts of what was removed (or, in dry-run, would have been).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Removed {
@@ -173,11 +164,21 @@ pub struct Removed {
     pub elements_dropped: usize,
 }
 
+impl Removed {
+    /// Counts body fields removed or transformed in `direction`.
+    pub fn add_body_fields(&mut self, direction: Direction, fields: usize) {
+        match direction {
+            Direction::Request => self.request_body_fields += fields,
+            Direction::Response => self.response_body_fields += fields,
+        }
+    }
+}
+
 /// One body field in a log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoggedField {
     /// Request or response body.
-    pub direction: Way,
+    pub direction: Direction,
     /// Path (selector keys and indexes only).
     pub path: String,
     /// Category id.
@@ -188,7 +189,7 @@ pub struct LoggedField {
 
 impl LoggedField {
     /// A body field of `direction` as logged.
-    pub fn from_hit(policy: &CompiledPolicy, direction: Way, hit: &FieldHit) -> Self {
+    pub fn from_hit(policy: &CompiledPolicy, direction: Direction, hit: &FieldHit) -> Self {
         LoggedField {
             direction,
             path: hit.path.clone(),
@@ -210,17 +211,15 @@ pub struct StreamFacts {
     /// Decided in dry-run mode: nothing was changed.
     pub dry_run: bool,
     /// A later refusal (body too large, invalid JSON, ...) that overrode the decision.
-    pub refusal: Option<(Way, Reason)>,
+    pub refusal: Option<(Direction, Reason)>,
     /// Removal counts.
     pub removed: Removed,
     /// Body fields acted on.
     pub fields: Vec<LoggedField>,
     /// More fields were acted on than recorded.
     pub fields_truncated: bool,
-    /// Request body bytes inspected.
-    pub request_body_bytes: usize,
-    /// Response body bytes inspected.
-    pub response_body_bytes: usize,
+    /// Body bytes inspected, request and response (by [`Direction::index`]).
+    pub body_bytes: [usize; 2],
     /// Snapshot version used, when the snapshot is live.
     pub snapshot_version: Option<u64>,
 }
@@ -231,7 +230,7 @@ pub struct LogLine<'a> {
     /// Milliseconds since the Unix epoch.
     pub ts_ms: u64,
     /// `enforce` or `dry_run`.
-    pub mode: &'static str,
+    pub mode: Mode,
     /// Envoy's request id.
     pub request_id: Option<&'a str>,
     /// Envoy route name.
@@ -267,7 +266,7 @@ impl LogLine<'_> {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct Refused {
     /// Which body.
-    pub direction: Way,
+    pub direction: Direction,
     /// Why.
     pub reason: &'static str,
 }
@@ -282,7 +281,7 @@ pub fn log_line<'a>(
 ) -> LogLine<'a> {
     LogLine {
         ts_ms,
-        mode: if stream.dry_run { "dry_run" } else { "enforce" },
+        mode: Mode::of(stream.dry_run),
         request_id: stream.request_id.as_deref(),
         route: stream.route_name.as_deref(),
         subject: stream.subject.as_deref(),
@@ -294,7 +293,7 @@ pub fn log_line<'a>(
         removed: stream.removed,
         fields: &stream.fields,
         fields_truncated: stream.fields_truncated,
-        body_bytes: [stream.request_body_bytes, stream.response_body_bytes],
+        body_bytes: stream.body_bytes,
         snapshot_version: stream.snapshot_version,
     }
 }
@@ -395,7 +394,7 @@ mod tests {
                 ..Removed::default()
             },
             fields: vec![LoggedField {
-                direction: Way::Response,
+                direction: Direction::Response,
                 path: "$.location.gps".into(),
                 category: Some("location.gps".into()),
                 action: HitAction::Removed,

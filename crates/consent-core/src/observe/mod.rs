@@ -5,5 +5,5 @@ pub(crate) mod decision_log;
 
 pub use decision_log::{
     log_line, safe_request_id, DecisionLogDoc, DecisionLogSettings, LogLine, LoggedField, Refused,
-    Removed, StreamFacts, Way,
+    Removed, StreamFacts,
 };

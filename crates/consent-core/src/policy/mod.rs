@@ -5,6 +5,7 @@
 pub(crate) mod caller;
 pub(crate) mod categories;
 pub(crate) mod compiled;
+pub(crate) mod document;
 pub(crate) mod gpc;
 pub(crate) mod name_map;
 pub(crate) mod party;
