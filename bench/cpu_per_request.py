@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Envoy CPU time per request, contender against contender, for profiling the filter's own
-cost (issue 7). Throughput on a shared 2-core machine swings by ±15%; CPU seconds the Envoy
+cost. Throughput on a shared 2-core machine swings by ±15%; CPU seconds the Envoy
 process spent divided by the requests it served is steadier, and it is what a variant of the
 filter (e.g. one with a step removed) changes.
 

@@ -1,5 +1,5 @@
 //! How snapshot records name their person: by the raw user ID, or by a keyed hash of it,
-//! so that raw IDs need not be shipped to every sidecar (issue 4, privacy of the snapshot).
+//! so that raw IDs need not be shipped to every sidecar (privacy of the snapshot).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
