@@ -6,7 +6,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::client::curl;
 
@@ -28,15 +29,62 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
-/// The built filter.
+/// What the filter's `.wasm` is built from: a change to any of these makes it stale.
+const WASM_SOURCES: [&str; 5] = [
+    "src",
+    "crates/consent-core/src",
+    "crates/consent-core/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+];
+
+/// The newest modification time under `path` (a file or a directory tree), and its file.
+fn newest(path: &Path) -> Option<(SystemTime, PathBuf)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some((meta.modified().ok()?, path.to_path_buf()));
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| newest(&entry.ok()?.path()))
+        .max()
+}
+
+/// Why the built filter cannot be used, if it cannot: missing, or older than a source.
+pub fn wasm_problem(wasm: &Path) -> Option<String> {
+    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
+        return Some(format!(
+            "{} is missing — run `make wasm` (or `make test`, which builds it first)",
+            wasm.display()
+        ));
+    };
+    let root = repo_root();
+    let (changed, source) = WASM_SOURCES
+        .iter()
+        .filter_map(|rel| newest(&root.join(rel)))
+        .max()?;
+    (changed > built).then(|| {
+        format!(
+            "{} is older than {}: it would test stale code — run `make wasm`, which rebuilds it",
+            wasm.display(),
+            source.strip_prefix(&root).unwrap_or(&source).display()
+        )
+    })
+}
+
+/// The built filter, checked to be newer than every source it is built from.
 pub fn wasm_path() -> PathBuf {
-    let path = repo_root().join("target/wasm32-wasip1/release/consent_filter.wasm");
-    assert!(
-        path.exists(),
-        "{} is missing — run `make test`, which builds it first",
-        path.display()
-    );
-    path
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let path = repo_root().join("target/wasm32-wasip1/release/consent_filter.wasm");
+        match wasm_problem(&path) {
+            Some(problem) => Err(problem),
+            None => Ok(path),
+        }
+    });
+    checked
+        .clone()
+        .unwrap_or_else(|problem| panic!("{problem}"))
 }
 
 /// A free loopback port.
