@@ -177,7 +177,7 @@ lint: rust-targets
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
 test-unit:
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
 
 test-wasm: wasm-bindgen-runner rust-targets
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
