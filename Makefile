@@ -84,8 +84,12 @@ $(WBG_STAMP):
 
 build: wasm demo-backend consent-source ## the filter (.wasm), the demo backend and the consent source
 
+# cargo leaves the .wasm as it is when only files it does not depend on changed (another
+# crate's manifest, say); the touch records that it was checked against its sources now,
+# which the end-to-end tests require (they refuse a .wasm older than any of its sources).
 wasm: rust-targets ## the filter, target/wasm32-wasip1/release/consent_filter.wasm
 	$(CARGO) build --lib --release --target wasm32-wasip1
+	@touch $(WASM)
 	@ls -l $(WASM)
 
 demo-backend: ## the demo backend (the end-to-end tests' real upstream)
@@ -170,7 +174,7 @@ check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glu
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
 
 lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both wasm targets
 	$(CARGO) fmt --all -- --check
@@ -178,8 +182,8 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
-test-unit: ## the native unit and integration tests of the core, the tools, the source and consentctl
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl
+test-unit: ## the native unit and integration tests of the core, the tools, the source, consentctl and envoy-yaml
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
 
 test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \

@@ -44,6 +44,32 @@ fn every_shipped_envoy_config_passes_envoy_validate() {
     assert!(checked >= 1, "no Envoy config found in envoy-config/");
 }
 
+#[test]
+fn a_missing_or_stale_wasm_is_refused_with_what_to_run() {
+    let dir = std::env::temp_dir().join(support::tag("wasm-check"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = dir.join("consent_filter.wasm");
+    let missing = support::envoy::wasm_problem(&wasm).expect("missing is a problem");
+    assert!(
+        missing.contains("is missing") && missing.contains("make wasm"),
+        "{missing}"
+    );
+    let file = std::fs::File::create(&wasm).unwrap();
+    assert_eq!(
+        support::envoy::wasm_problem(&wasm),
+        None,
+        "a fresh build is fine"
+    );
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let stale = support::envoy::wasm_problem(&wasm).expect("an old build is a problem");
+    assert!(
+        stale.contains("is older than") && stale.contains("make wasm"),
+        "{stale}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn rejected_with(plugin_config: &str) -> String {
     let (port, admin, backend) = (free_port(), free_port(), free_port());
     let yaml = localise(

@@ -16,34 +16,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::{curl, free_port, localise, send, shipped_config, wait_until, Envoy, Fixture, Req};
+use support::{
+    curl, free_port, localise, map_plugin_config, send, shipped_config, split_lds, wait_until,
+    Envoy, Fixture, Req,
+};
 
 const MARKER: &str = "\"user_header\": \"x-user-id\",";
-
-/// Splits the (worker-lease) demo config into a bootstrap that reads listeners from a
-/// watched file, and that file's first content.
-fn split_lds(yaml: &str, dir: &Path) -> (String, String) {
-    let lines: Vec<&str> = yaml.lines().collect();
-    let start = lines.iter().position(|l| *l == "  listeners:").unwrap();
-    let end = lines.iter().position(|l| *l == "  clusters:").unwrap();
-    let mut lds = vec!["version_info: \"1\"".to_string(), "resources:".to_string()];
-    for (i, l) in lines[start + 1..end].iter().enumerate() {
-        if i == 0 {
-            lds.push("- \"@type\": type.googleapis.com/envoy.config.listener.v3.Listener".into());
-            lds.push(format!("  {}", l.trim_start().trim_start_matches("- ")));
-        } else {
-            lds.push(l.strip_prefix("  ").unwrap_or(l).to_string());
-        }
-    }
-    let mut boot: Vec<String> = lines[..start].iter().map(|s| s.to_string()).collect();
-    boot.extend(lines[end..].iter().map(|s| s.to_string()));
-    let dynamic = format!(
-        "node: {{ id: consent-e2e, cluster: consent-e2e }}\ndynamic_resources:\n  lds_config:\n    resource_api_version: V3\n    path_config_source:\n      path: {}\n      watched_directory: {{ path: {} }}\n",
-        dir.join("lds.yaml").display(),
-        dir.display()
-    );
-    (boot.join("\n") + "\n" + &dynamic, lds.join("\n") + "\n")
-}
 
 /// Replaces the listener file atomically (Envoy watches for moves into the directory).
 fn publish(dir: &Path, lds: &str, version: u32) {
@@ -111,11 +89,13 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     std::thread::sleep(Duration::from_millis(300));
 
     // 1. A new rule arrives by LDS and takes effect.
-    let with_rule = lds.replacen(
-        "\"routes\": [",
-        "\"routes\": [\n                          { \"name\": \"reload-check\", \"match\": { \"path_prefix\": \"/reloaded/\" }, \"purposes\": [\"joint.ebpm\"] },",
-        1,
-    );
+    let with_rule = map_plugin_config(&lds, |json| {
+        json.replacen(
+            "\"routes\": [",
+            "\"routes\": [\n                          { \"name\": \"reload-check\", \"match\": { \"path_prefix\": \"/reloaded/\" }, \"purposes\": [\"joint.ebpm\"] },",
+            1,
+        )
+    });
     assert_ne!(with_rule, lds);
     let updates = stat(&f, "listener_manager.lds.update_success");
     publish(&dir, &with_rule, 2);
@@ -129,11 +109,13 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
 
     // 2. A bad configuration is rejected; the one in force keeps serving.
     let rejected = stat(&f, "listener_manager.lds.update_rejected");
-    let bad = with_rule.replacen(
-        MARKER,
-        &format!("\"require_usr\": true,\n                          {MARKER}"),
-        1,
-    );
+    let bad = map_plugin_config(&with_rule, |json| {
+        json.replacen(
+            MARKER,
+            &format!("\"require_usr\": true,\n                          {MARKER}"),
+            1,
+        )
+    });
     assert_ne!(bad, with_rule);
     publish(&dir, &bad, 3);
     assert!(
@@ -153,14 +135,16 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     let before_policy = Instant::now();
 
     // 3. A new policy version: consent to the changed purpose needs renewal.
-    let v2 = with_rule.replacen(
-        MARKER,
-        &format!(
-            "\"policy\": {},\n                          {MARKER}",
-            support::policy_v2_changing("marketing.newsletters")
-        ),
-        1,
-    );
+    let v2 = map_plugin_config(&with_rule, |json| {
+        json.replacen(
+            MARKER,
+            &format!(
+                "\"policy\": {},\n                          {MARKER}",
+                support::policy_v2_changing("marketing.newsletters")
+            ),
+            1,
+        )
+    });
     publish(&dir, &v2, 4);
     assert!(
         wait_until(Duration::from_secs(15), || reason(

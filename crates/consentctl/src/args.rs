@@ -1,42 +1,226 @@
-//! Command-line arguments, parsed by hand into a [`Command`].
+//! The command line, declared with `clap` (derive): the commands, their options and help.
 //!
 //! Options take `--name value` or `--name=value`; `--` ends the options; `-` names stdin.
-//! Error messages name options and commands, never an option's value (a value may be a
-//! user ID).
+//! Rules clap cannot declare (one input at most from stdin) are checked by [`Cli::check`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Where a document is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
-    /// Standard input (`-`).
-    Stdin,
-    /// A file.
-    File(PathBuf),
+use crate::input::Input;
+
+/// Printed after the main help.
+const MAIN_AFTER_HELP: &str = "\
+CFG is a plugin configuration in JSON, or an Envoy YAML file (.yaml/.yml) holding one.
+FILE `-` reads stdin. Nothing printed holds a user ID or a personal-data value.
+
+Examples:
+  consentctl validate envoy envoy-config/envoy-demo.yaml
+  consentctl explain --config CFG --purpose P --user U [--body FILE --json-out]
+  consentctl policy --lang en
+
+Exit codes: 0 success (explain: allow or redact), 1 invalid input or bad arguments,
+            2 explain: the filter would block the request";
+
+/// Printed after `explain --help`.
+const EXPLAIN_AFTER_HELP: &str = "\
+The output names the outcome, reason, purpose (basis, clause), party and how it was
+identified, rule, GPC, consent versions, rights, and each removed category with its
+reason. It never holds the user ID.
+
+A route rule in dry-run mode (`dry_run`) is shown as `mode dry_run`: the filter only
+records the decision. The exit code still follows the decision.
+
+Exit codes: 0 allow or redact, 2 block (including a body the filter would refuse),
+            1 invalid input or bad arguments";
+
+/// Check and explain what the consent filter does, with the filter's own engine
+/// (consent-core), outside Envoy.
+#[derive(Debug, Parser)]
+#[command(
+    name = "consentctl",
+    version,
+    after_help = MAIN_AFTER_HELP,
+    arg_required_else_help = false
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-impl Input {
-    /// `-` is stdin, anything else a path.
-    pub fn parse(text: &str) -> Input {
-        if text == "-" {
-            Input::Stdin
-        } else {
-            Input::File(PathBuf::from(text))
-        }
-    }
+/// One run of the tool.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a plugin configuration, an Envoy YAML file, a policy or a consent snapshot.
+    #[command(
+        subcommand,
+        after_help = "Exit code 0 valid, 1 invalid or unreadable.",
+        arg_required_else_help = false
+    )]
+    Validate(Validate),
+    /// Decide one request as the filter would, and why.
+    ///
+    /// Decides one request exactly as the filter would: the purpose and user headers named
+    /// by the configuration, `sec-gpc: 1` with --gpc, the caller from the peer certificate
+    /// SANs or the destination cluster (as `caller.from` says), the route rule from route
+    /// name, host and path; then the inline consents, or with --snapshot the record in that
+    /// snapshot (as served by the consent source, compiled as the fetcher does).
+    #[command(after_help = EXPLAIN_AFTER_HELP)]
+    Explain(Box<ExplainArgs>),
+    /// Print the policy as tables.
+    ///
+    /// Prints the policy as tables: purposes (labels, clause, basis, without consent, joint
+    /// use, changed in, categories, transforms), categories (labels, explicit grant,
+    /// headers, query parameters, JSON selectors, coarsening), parties (labels, kind,
+    /// identities; a configuration's caller.identities replace the policy's) and the
+    /// third-party provision purpose. Default: the shipped policy; labels in both languages.
+    Policy(PolicyArgs),
+    /// Print a shell completion script (e.g. `consentctl completions bash`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
 
-    /// How messages name this input.
-    pub fn name(&self) -> String {
-        match self {
-            Input::Stdin => "stdin".to_string(),
-            Input::File(path) => path.display().to_string(),
+/// What `validate` checks.
+#[derive(Debug, Subcommand)]
+pub enum Validate {
+    /// A plugin configuration (JSON), as the filter's on_configure compiles it.
+    ///
+    /// Compiles a plugin configuration with consent_core::compile_config (what the filter's
+    /// on_configure does) and prints a summary; an error prints the one line the filter
+    /// would log, naming the field.
+    Config {
+        /// The configuration (`-` for stdin).
+        #[arg(value_name = "FILE")]
+        file: Input,
+    },
+    /// Every plugin configuration in an Envoy YAML file, by line.
+    ///
+    /// Finds every `configuration` whose "@type" is google.protobuf.StringValue and whose
+    /// `value` holds the plugin configuration, and checks each, with its line; a YAML alias
+    /// (*name) of an anchored configuration is reported as reusing it.
+    Envoy {
+        /// The Envoy YAML file (`-` for stdin).
+        #[arg(value_name = "FILE.yaml")]
+        file: Input,
+    },
+    /// A policy document (CompiledPolicy::from_json).
+    Policy {
+        /// The policy (`-` for stdin).
+        #[arg(value_name = "FILE")]
+        file: Input,
+    },
+    /// A consent snapshot as the source serves it, compiled as the fetcher does.
+    ///
+    /// Parses a full snapshot (FullSnapshotDoc) and compiles it as the fetcher does
+    /// (KeyedSnapshot::compile) against CFG's policy and subject keying (default: the
+    /// shipped policy, plain subjects); ids the policy does not know are warnings (the live
+    /// path skips them). Prints counts only, never a subject.
+    Snapshot {
+        /// The snapshot (`-` for stdin).
+        #[arg(value_name = "FILE")]
+        file: Input,
+        /// The configuration to check it against (JSON or Envoy YAML).
+        #[arg(long, value_name = "CFG")]
+        config: Option<Input>,
+    },
+}
+
+/// Everything `consentctl explain` takes.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The plugin configuration (JSON, or an Envoy YAML file holding one).
+    #[arg(long, value_name = "CFG")]
+    pub config: Input,
+    /// Value of the purpose header.
+    #[arg(long, value_name = "P")]
+    pub purpose: String,
+    /// Value of the user-ID header (absent: not sent).
+    #[arg(long, value_name = "U")]
+    pub user: Option<String>,
+    /// Consent snapshot to look the user up in (instead of the inline consents).
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<Input>,
+    /// Who calls.
+    #[command(flatten)]
+    pub caller: CallerArgs,
+    /// Which route.
+    #[command(flatten)]
+    pub route: RouteArgs,
+    /// Send Sec-GPC: 1.
+    #[arg(long)]
+    pub gpc: bool,
+    /// A JSON body: redact it for this decision and list the field paths acted on
+    /// (multi-subject elements decided for their own person).
+    #[arg(long, value_name = "FILE")]
+    pub body: Option<Input>,
+    /// Also print the redacted body.
+    #[arg(long, requires = "body")]
+    pub json_out: bool,
+    /// Print the explanation as JSON (consent_core::explain).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The caller of an explained request, as Envoy would see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct CallerArgs {
+    /// Peer certificate URI SAN, e.g. spiffe://ads.example/x.
+    #[arg(long, value_name = "S")]
+    pub uri_san: Option<String>,
+    /// Peer certificate DNS SAN.
+    #[arg(long, value_name = "S")]
+    pub dns_san: Option<String>,
+    /// Destination cluster (egress, caller.from: upstream_cluster).
+    #[arg(long, value_name = "C", conflicts_with_all = ["uri_san", "dns_san"])]
+    pub cluster: Option<String>,
+    /// Value of the configuration's caller.dev_header.
+    #[arg(long, value_name = "V")]
+    pub dev_header_value: Option<String>,
+}
+
+/// The route of an explained request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+pub struct RouteArgs {
+    /// Envoy route name (xds.route_name).
+    #[arg(long, value_name = "R")]
+    pub route_name: Option<String>,
+    /// :authority.
+    #[arg(long, value_name = "H")]
+    pub host: Option<String>,
+    /// :path.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+}
+
+/// Everything `consentctl policy` takes.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// The policy of this plugin configuration (JSON, or the one in an Envoy YAML file).
+    #[arg(long, value_name = "CFG", conflicts_with = "policy")]
+    config: Option<Input>,
+    /// A policy document.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<Input>,
+    /// Which labels to show.
+    #[arg(long, value_enum, default_value_t = Lang::Both)]
+    pub lang: Lang,
+}
+
+impl PolicyArgs {
+    /// Where the policy comes from.
+    pub fn source(&self) -> PolicySource {
+        match (&self.config, &self.policy) {
+            (Some(config), _) => PolicySource::Config(config.clone()),
+            (None, Some(policy)) => PolicySource::Policy(policy.clone()),
+            (None, None) => PolicySource::Shipped,
         }
     }
 }
 
 /// Which labels the policy tables show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum Lang {
     /// Japanese only.
     Ja,
@@ -58,416 +242,109 @@ pub enum PolicySource {
     Policy(Input),
 }
 
-/// The caller of an explained request, as Envoy would see it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallerArgs {
-    /// Peer certificate URI SAN.
-    pub uri_san: Option<String>,
-    /// Peer certificate DNS SAN.
-    pub dns_san: Option<String>,
-    /// Destination cluster (egress).
-    pub cluster: Option<String>,
-    /// Value of the configuration's development caller header.
-    pub dev_header_value: Option<String>,
-}
-
-/// The route of an explained request.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RouteArgs {
-    /// Envoy route name (`xds.route_name`).
-    pub route_name: Option<String>,
-    /// `:authority`.
-    pub host: Option<String>,
-    /// `:path`.
-    pub path: Option<String>,
-}
-
-/// Everything `consentctl explain` takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExplainArgs {
-    /// The plugin configuration.
-    pub config: Input,
-    /// Value of the purpose header.
-    pub purpose: String,
-    /// Value of the user-ID header, if sent.
-    pub user: Option<String>,
-    /// A snapshot as served by the consent source, instead of the inline consents.
-    pub snapshot: Option<Input>,
-    /// Who calls.
-    pub caller: CallerArgs,
-    /// Which route.
-    pub route: RouteArgs,
-    /// Send `Sec-GPC: 1`.
-    pub gpc: bool,
-    /// A JSON body to redact.
-    pub body: Option<Input>,
-    /// Print the redacted body.
-    pub json_out: bool,
-    /// Print JSON instead of text.
-    pub json: bool,
-}
-
-/// Which help text to print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HelpTopic {
-    /// Every command.
-    Main,
-    /// `validate`.
-    Validate,
-    /// `explain`.
-    Explain,
-    /// `policy`.
-    Policy,
-}
-
-/// One run of the tool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Print help.
-    Help(HelpTopic),
-    /// Print the version.
-    Version,
-    /// `validate config FILE`.
-    ValidateConfig(Input),
-    /// `validate envoy FILE`.
-    ValidateEnvoy(Input),
-    /// `validate policy FILE`.
-    ValidatePolicy(Input),
-    /// `validate snapshot FILE [--config CFG]`.
-    ValidateSnapshot {
-        /// The snapshot.
-        snapshot: Input,
-        /// The configuration it is checked against (the shipped policy when absent).
-        config: Option<Input>,
-    },
-    /// `explain ...`.
-    Explain(Box<ExplainArgs>),
-    /// `policy [--config CFG | --policy FILE] [--lang ja|en|both]`.
-    Policy {
-        /// Where the policy comes from.
-        source: PolicySource,
-        /// Which labels to show.
-        lang: Lang,
-    },
-}
-
-/// A bad command line; the message names what is wrong, never a value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-fn usage(message: impl Into<String>) -> UsageError {
-    UsageError(message.into())
-}
-
-/// Options and positionals of one command line.
-#[derive(Debug, Default)]
-struct Scanned {
-    positionals: Vec<String>,
-    values: BTreeMap<&'static str, String>,
-    flags: BTreeSet<&'static str>,
-    help: bool,
-}
-
-impl Scanned {
-    fn take(&mut self, name: &str) -> Option<String> {
-        self.values.remove(name)
-    }
-
-    fn flag(&self, name: &str) -> bool {
-        self.flags.contains(name)
-    }
-}
-
-/// Splits `args` into options and positionals, checking option names against the lists.
-fn scan(
-    command: &str,
-    args: &[String],
-    value_opts: &[&'static str],
-    flag_opts: &[&'static str],
-) -> Result<Scanned, UsageError> {
-    let mut out = Scanned::default();
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        if arg == "--" {
-            out.positionals.extend(rest.by_ref().cloned());
-            break;
-        }
-        if arg == "--help" || arg == "-h" {
-            out.help = true;
-            continue;
-        }
-        if arg == "-" || !arg.starts_with('-') {
-            out.positionals.push(arg.clone());
-            continue;
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_string())),
-            None => (arg.as_str(), None),
+impl Cli {
+    /// The rule clap cannot declare: at most one input comes from stdin.
+    pub fn check(&self) -> Result<(), &'static str> {
+        let inputs: Vec<Option<&Input>> = match &self.command {
+            Command::Validate(Validate::Snapshot { file, config }) => {
+                vec![Some(file), config.as_ref()]
+            }
+            Command::Explain(args) => vec![
+                Some(&args.config),
+                args.snapshot.as_ref(),
+                args.body.as_ref(),
+            ],
+            _ => Vec::new(),
         };
-        if let Some(known) = value_opts.iter().find(|o| **o == name) {
-            let value = match inline {
-                Some(v) => v,
-                None => match rest.next() {
-                    Some(v) if !v.starts_with("--") => v.clone(),
-                    _ => return Err(usage(format!("`{known}` needs a value"))),
-                },
-            };
-            if out.values.insert(known, value).is_some() {
-                return Err(usage(format!("`{known}` given twice")));
-            }
-        } else if let Some(known) = flag_opts.iter().find(|o| **o == name) {
-            if inline.is_some() {
-                return Err(usage(format!("`{known}` takes no value")));
-            }
-            if !out.flags.insert(known) {
-                return Err(usage(format!("`{known}` given twice")));
-            }
-        } else {
-            return Err(usage(format!(
-                "unknown option `{name}` for `consentctl {command}`"
-            )));
+        let from_stdin = inputs.into_iter().flatten().filter(|i| **i == Input::Stdin);
+        if from_stdin.count() > 1 {
+            return Err("only one input can come from stdin");
         }
+        Ok(())
     }
-    Ok(out)
-}
-
-/// Checks the number of positionals; the message says what was expected.
-fn positionals(scanned: &Scanned, want: usize, what: &str) -> Result<(), UsageError> {
-    let got = scanned.positionals.len();
-    if got < want {
-        return Err(usage(format!("missing {what}")));
-    }
-    if got > want {
-        return Err(usage(format!(
-            "unexpected argument at position {} (expected {what})",
-            want + 1
-        )));
-    }
-    Ok(())
-}
-
-/// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Command, UsageError> {
-    let Some((first, rest)) = args.split_first() else {
-        return Err(usage("no command given"));
-    };
-    match first.as_str() {
-        "-h" | "--help" => Ok(Command::Help(HelpTopic::Main)),
-        "help" => match rest.first().map(String::as_str) {
-            None => Ok(Command::Help(HelpTopic::Main)),
-            Some("validate") => Ok(Command::Help(HelpTopic::Validate)),
-            Some("explain") => Ok(Command::Help(HelpTopic::Explain)),
-            Some("policy") => Ok(Command::Help(HelpTopic::Policy)),
-            Some(other) => Err(usage(format!("no help for `{other}`"))),
-        },
-        "-V" | "--version" => Ok(Command::Version),
-        "validate" => parse_validate(rest),
-        "explain" => parse_explain(rest),
-        "policy" => parse_policy(rest),
-        other if other.starts_with('-') => Err(usage(format!("unknown option `{other}`"))),
-        other => Err(usage(format!("unknown command `{other}`"))),
-    }
-}
-
-fn parse_validate(args: &[String]) -> Result<Command, UsageError> {
-    let mut s = scan("validate", args, &["--config"], &[])?;
-    if s.help {
-        return Ok(Command::Help(HelpTopic::Validate));
-    }
-    let Some((kind, files)) = s.positionals.split_first() else {
-        return Err(usage(
-            "missing what to validate: `config`, `envoy`, `policy` or `snapshot`",
-        ));
-    };
-    let (kind, files) = (kind.clone(), files.to_vec());
-    s.positionals = files;
-    let config = s.take("--config");
-    if config.is_some() && kind != "snapshot" {
-        return Err(usage("`--config` only applies to `validate snapshot`"));
-    }
-    positionals(&s, 1, "one FILE (or `-` for stdin)")?;
-    let file = Input::parse(s.positionals.first().map_or("-", String::as_str));
-    match kind.as_str() {
-        "config" => Ok(Command::ValidateConfig(file)),
-        "envoy" => Ok(Command::ValidateEnvoy(file)),
-        "policy" => Ok(Command::ValidatePolicy(file)),
-        "snapshot" => {
-            let config = config.as_deref().map(Input::parse);
-            if file == Input::Stdin && config == Some(Input::Stdin) {
-                return Err(usage("only one input can come from stdin"));
-            }
-            Ok(Command::ValidateSnapshot {
-                snapshot: file,
-                config,
-            })
-        }
-        other => Err(usage(format!(
-            "cannot validate `{other}`: use `config`, `envoy`, `policy` or `snapshot`"
-        ))),
-    }
-}
-
-const EXPLAIN_VALUES: &[&str] = &[
-    "--config",
-    "--purpose",
-    "--user",
-    "--snapshot",
-    "--uri-san",
-    "--dns-san",
-    "--cluster",
-    "--dev-header-value",
-    "--route-name",
-    "--host",
-    "--path",
-    "--body",
-];
-
-fn parse_explain(args: &[String]) -> Result<Command, UsageError> {
-    let mut s = scan(
-        "explain",
-        args,
-        EXPLAIN_VALUES,
-        &["--gpc", "--json-out", "--json"],
-    )?;
-    if s.help {
-        return Ok(Command::Help(HelpTopic::Explain));
-    }
-    positionals(&s, 0, "options only")?;
-    let config = s
-        .take("--config")
-        .ok_or_else(|| usage("`explain` needs `--config CFG`"))?;
-    let purpose = s
-        .take("--purpose")
-        .ok_or_else(|| usage("`explain` needs `--purpose P`"))?;
-    let caller = CallerArgs {
-        uri_san: s.take("--uri-san"),
-        dns_san: s.take("--dns-san"),
-        cluster: s.take("--cluster"),
-        dev_header_value: s.take("--dev-header-value"),
-    };
-    if caller.cluster.is_some() && (caller.uri_san.is_some() || caller.dns_san.is_some()) {
-        return Err(usage(
-            "`--cluster` (egress) cannot be combined with `--uri-san` / `--dns-san` (peer certificate)",
-        ));
-    }
-    let route = RouteArgs {
-        route_name: s.take("--route-name"),
-        host: s.take("--host"),
-        path: s.take("--path"),
-    };
-    let body = s.take("--body").as_deref().map(Input::parse);
-    let json_out = s.flag("--json-out");
-    if json_out && body.is_none() {
-        return Err(usage("`--json-out` needs `--body FILE`"));
-    }
-    let args = ExplainArgs {
-        config: Input::parse(&config),
-        purpose,
-        user: s.take("--user"),
-        snapshot: s.take("--snapshot").as_deref().map(Input::parse),
-        caller,
-        route,
-        gpc: s.flag("--gpc"),
-        body,
-        json_out,
-        json: s.flag("--json"),
-    };
-    let stdin_inputs = [
-        Some(&args.config),
-        args.snapshot.as_ref(),
-        args.body.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|i| **i == Input::Stdin)
-    .count();
-    if stdin_inputs > 1 {
-        return Err(usage("only one input can come from stdin"));
-    }
-    Ok(Command::Explain(Box::new(args)))
-}
-
-fn parse_policy(args: &[String]) -> Result<Command, UsageError> {
-    let mut s = scan("policy", args, &["--config", "--policy", "--lang"], &[])?;
-    if s.help {
-        return Ok(Command::Help(HelpTopic::Policy));
-    }
-    positionals(&s, 0, "options only")?;
-    let source = match (s.take("--config"), s.take("--policy")) {
-        (Some(_), Some(_)) => return Err(usage("give `--config` or `--policy`, not both")),
-        (Some(c), None) => PolicySource::Config(Input::parse(&c)),
-        (None, Some(p)) => PolicySource::Policy(Input::parse(&p)),
-        (None, None) => PolicySource::Shipped,
-    };
-    let lang = match s.take("--lang").as_deref() {
-        None | Some("both") => Lang::Both,
-        Some("ja") => Lang::Ja,
-        Some("en") => Lang::En,
-        Some(_) => return Err(usage("`--lang` takes `ja`, `en` or `both`")),
-    };
-    Ok(Command::Policy { source, lang })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    #![allow(clippy::panic)]
 
-    fn parse_str(line: &str) -> Result<Command, UsageError> {
+    use super::*;
+    use crate::usage_error::one_line;
+
+    fn parse_str(line: &str) -> Result<Cli, String> {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-        parse(&args)
+        let cli =
+            Cli::try_parse_from(std::iter::once("consentctl".to_string()).chain(args.clone()))
+                .map_err(|e| one_line(&e, &args))?;
+        cli.check().map_err(|e| format!("error: {e}"))?;
+        Ok(cli)
+    }
+
+    fn command(line: &str) -> Command {
+        match parse_str(line) {
+            Ok(cli) => cli.command,
+            Err(e) => panic!("{line}: {e}"),
+        }
+    }
+
+    fn validate(line: &str) -> Validate {
+        match command(line) {
+            Command::Validate(v) => v,
+            other => panic!("{line}: {other:?}"),
+        }
     }
 
     fn explain(line: &str) -> ExplainArgs {
-        match parse_str(line) {
-            Ok(Command::Explain(args)) => *args,
+        match command(line) {
+            Command::Explain(args) => *args,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn policy(line: &str) -> (PolicySource, Lang) {
+        match command(line) {
+            Command::Policy(args) => (args.source(), args.lang),
             other => panic!("{line}: {other:?}"),
         }
     }
 
     fn err(line: &str) -> String {
         match parse_str(line) {
-            Err(UsageError(message)) => message,
-            other => panic!("{line}: expected an error, got {other:?}"),
+            Err(message) => message,
+            Ok(cli) => panic!("{line}: expected an error, got {cli:?}"),
         }
+    }
+
+    fn file(path: &str) -> Input {
+        Input::File(path.into())
     }
 
     #[test]
     fn validate_subcommands_take_one_file_and_dash_is_stdin() {
-        assert_eq!(
-            parse_str("validate config c.json"),
-            Ok(Command::ValidateConfig(Input::File("c.json".into())))
+        assert!(matches!(
+            validate("validate config c.json"),
+            Validate::Config { file: f } if f == file("c.json")
+        ));
+        assert!(matches!(
+            validate("validate config -"),
+            Validate::Config { file: Input::Stdin }
+        ));
+        assert!(matches!(
+            validate("validate envoy e.yaml"),
+            Validate::Envoy { file: f } if f == file("e.yaml")
+        ));
+        assert!(matches!(
+            validate("validate snapshot s.json --config=c.json"),
+            Validate::Snapshot { file: f, config: Some(c) } if f == file("s.json") && c == file("c.json")
+        ));
+        assert!(
+            err("validate config").contains("required arguments were not provided: <FILE>"),
+            "{}",
+            err("validate config")
         );
-        assert_eq!(
-            parse_str("validate config -"),
-            Ok(Command::ValidateConfig(Input::Stdin))
-        );
-        assert_eq!(
-            parse_str("validate envoy e.yaml"),
-            Ok(Command::ValidateEnvoy(Input::File("e.yaml".into())))
-        );
-        assert_eq!(
-            parse_str("validate snapshot s.json --config=c.json"),
-            Ok(Command::ValidateSnapshot {
-                snapshot: Input::File("s.json".into()),
-                config: Some(Input::File("c.json".into())),
-            })
-        );
-        assert_eq!(
-            err("validate config"),
-            "missing one FILE (or `-` for stdin)"
-        );
-        assert_eq!(
-            err("validate config a b"),
-            "unexpected argument at position 2 (expected one FILE (or `-` for stdin))"
-        );
-        assert!(err("validate nonsense f").contains("cannot validate `nonsense`"));
-        assert!(err("validate config c.json --config x").contains("only applies"));
+        assert!(err("validate config a b").contains("unexpected value"));
+        assert!(err("validate nonsense f").contains("unrecognized subcommand"));
+        assert!(err("validate config c.json --config x").contains("'--config'"));
         assert!(err("validate snapshot - --config -").contains("stdin"));
     }
 
@@ -478,109 +355,112 @@ mod tests {
              --uri-san spiffe://ads.example/x --dns-san api.example.jp --route-name stats \
              --host h.example --path /p?q=1 --gpc --body b.json --json-out --json",
         );
-        assert_eq!(a.config, Input::File("c.json".into()));
+        assert_eq!(a.config, file("c.json"));
         assert_eq!(a.purpose, "surveys");
         assert_eq!(a.user.as_deref(), Some("u-bob"));
-        assert_eq!(a.snapshot, Some(Input::File("s.json".into())));
+        assert_eq!(a.snapshot, Some(file("s.json")));
         assert_eq!(a.caller.uri_san.as_deref(), Some("spiffe://ads.example/x"));
         assert_eq!(a.caller.dns_san.as_deref(), Some("api.example.jp"));
         assert_eq!(a.route.route_name.as_deref(), Some("stats"));
+        assert_eq!(a.route.host.as_deref(), Some("h.example"));
         assert_eq!(a.route.path.as_deref(), Some("/p?q=1"));
         assert!(a.gpc && a.json_out && a.json);
-        assert_eq!(a.body, Some(Input::File("b.json".into())));
+        assert_eq!(a.body, Some(file("b.json")));
         let minimal = explain("explain --config c.json --purpose surveys");
         assert_eq!(minimal.user, None);
         assert!(!minimal.gpc && !minimal.json);
+        let egress =
+            explain("explain --config - --purpose p --cluster saitama-city --dev-header-value d");
+        assert_eq!(egress.config, Input::Stdin);
+        assert_eq!(egress.caller.cluster.as_deref(), Some("saitama-city"));
+        assert_eq!(egress.caller.dev_header_value.as_deref(), Some("d"));
     }
 
     #[test]
     fn explain_errors_name_options_never_values() {
-        assert_eq!(
-            err("explain --purpose surveys"),
-            "`explain` needs `--config CFG`"
+        assert!(err("explain --purpose surveys").contains("--config <CFG>"));
+        assert!(err("explain --config c").contains("--purpose <P>"));
+        let twice = err("explain --config c --purpose p --user u-1 --user u-2");
+        assert!(
+            twice.contains("'--user <U>' cannot be used multiple times"),
+            "{twice}"
         );
-        assert_eq!(err("explain --config c"), "`explain` needs `--purpose P`");
-        assert_eq!(
-            err("explain --config c --purpose p --user u-1 --user u-2"),
-            "`--user` given twice"
-        );
+        assert!(!twice.contains("u-1") && !twice.contains("u-2"), "{twice}");
         let e = err("explain --config c --purpose p --usr=u-secret");
-        assert_eq!(e, "unknown option `--usr` for `consentctl explain`");
+        assert!(e.contains("unexpected argument '--usr'"), "{e}");
+        assert!(!e.contains("u-secret"), "{e}");
         let e = err("explain --config c --purpose p u-secret");
         assert!(!e.contains("u-secret"), "{e}");
-        assert_eq!(
-            err("explain --config c --purpose"),
-            "`--purpose` needs a value"
-        );
-        assert_eq!(
-            err("explain --config c --user --purpose p"),
-            "`--user` needs a value"
-        );
         assert!(
-            err("explain --config c --purpose p --cluster x --uri-san y").contains("--cluster")
+            err("explain --config c --purpose").contains("a value is required for '--purpose <P>'")
         );
-        assert_eq!(
-            err("explain --config c --purpose p --json-out"),
-            "`--json-out` needs `--body FILE`"
-        );
-        assert_eq!(
-            err("explain --config c --purpose p --gpc=1"),
-            "`--gpc` takes no value"
-        );
+        assert!(err("explain --config c --user --purpose p").contains("'--user <U>'"));
+        let e = err("explain --config c --purpose p --cluster x --uri-san y");
+        assert!(e.contains("--cluster") && e.contains("--uri-san"), "{e}");
+        assert!(!e.contains(" x ") && !e.contains(" y"), "{e}");
+        assert!(err("explain --config c --purpose p --json-out").contains("--body <FILE>"));
+        let e = err("explain --config c --purpose p --gpc=secret-1");
+        assert!(e.contains("'--gpc'") && !e.contains("secret-1"), "{e}");
         assert!(err("explain --config - --purpose p --body -").contains("stdin"));
     }
 
     #[test]
     fn policy_takes_one_source_and_a_language() {
+        assert_eq!(policy("policy"), (PolicySource::Shipped, Lang::Both));
         assert_eq!(
-            parse_str("policy"),
-            Ok(Command::Policy {
-                source: PolicySource::Shipped,
-                lang: Lang::Both
-            })
+            policy("policy --policy p.json --lang ja"),
+            (PolicySource::Policy(file("p.json")), Lang::Ja)
         );
         assert_eq!(
-            parse_str("policy --policy p.json --lang ja"),
-            Ok(Command::Policy {
-                source: PolicySource::Policy(Input::File("p.json".into())),
-                lang: Lang::Ja
-            })
+            policy("policy --config c.yaml --lang=en"),
+            (PolicySource::Config(file("c.yaml")), Lang::En)
         );
-        assert!(err("policy --config c --policy p").contains("not both"));
-        assert!(err("policy --lang fr").contains("`--lang`"));
+        assert!(err("policy --config c --policy p").contains("cannot be used with"));
+        let e = err("policy --lang fr");
+        assert!(
+            e.contains("'--lang <LANG>'") && e.contains("ja, en, both"),
+            "{e}"
+        );
+        assert!(!e.contains("fr"), "{e}");
     }
 
     #[test]
     fn help_version_and_unknown_commands() {
-        assert_eq!(parse_str("--help"), Ok(Command::Help(HelpTopic::Main)));
-        assert_eq!(
-            parse_str("help explain"),
-            Ok(Command::Help(HelpTopic::Explain))
+        for line in [
+            "--help",
+            "-h",
+            "help explain",
+            "explain --help",
+            "validate -h",
+            "policy --help",
+            "--version",
+        ] {
+            let args = std::iter::once("consentctl").chain(line.split_whitespace());
+            let e = Cli::try_parse_from(args).err();
+            assert!(
+                e.as_ref().is_some_and(|e| !e.use_stderr()),
+                "{line} prints on stdout: {e:?}"
+            );
+        }
+        assert!(err("").contains("'consentctl' requires a subcommand"));
+        assert!(err("validate").contains("'consentctl validate' requires a subcommand"));
+        assert!(err("policy --lang fr").ends_with("(see `consentctl policy --help`)"));
+        let e = err("frobnicate-4711");
+        assert!(
+            e.contains("unrecognized subcommand") && !e.contains("4711"),
+            "{e}"
         );
-        assert_eq!(
-            parse_str("explain --help"),
-            Ok(Command::Help(HelpTopic::Explain))
-        );
-        assert_eq!(
-            parse_str("validate -h"),
-            Ok(Command::Help(HelpTopic::Validate))
-        );
-        assert_eq!(
-            parse_str("policy --help"),
-            Ok(Command::Help(HelpTopic::Policy))
-        );
-        assert_eq!(parse_str("--version"), Ok(Command::Version));
-        assert_eq!(err(""), "no command given");
-        assert_eq!(err("frobnicate"), "unknown command `frobnicate`");
+        assert!(matches!(
+            command("completions bash"),
+            Command::Completions { .. }
+        ));
     }
 
     #[test]
     fn a_double_dash_ends_the_options() {
-        assert_eq!(
-            parse_str("validate config -- --odd-name.json"),
-            Ok(Command::ValidateConfig(Input::File(
-                "--odd-name.json".into()
-            )))
-        );
+        assert!(matches!(
+            validate("validate config -- --odd-name.json"),
+            Validate::Config { file: f } if f == file("--odd-name.json")
+        ));
     }
 }

@@ -3,11 +3,11 @@
 //! Compiled with `consent_core::compile_config`, exactly as the filter's `on_configure`.
 
 use consent_core::{compile_config, CompiledConfig};
+use envoy_yaml::{plugin_configurations, FoundKind, TextLines};
 
-use crate::args::Input;
+use crate::input::Input;
 use crate::input::{is_yaml, read_text};
 use crate::report::Failure;
-use crate::yaml_extract::{extract, yaml_position, FoundKind};
 
 /// A compiled configuration and its JSON text.
 #[derive(Debug)]
@@ -23,13 +23,13 @@ pub struct LoadedConfig {
 /// Reads and compiles the configuration `input` names.
 pub fn load(input: &Input) -> Result<LoadedConfig, Failure> {
     let text = read_text(input)?;
-    let (json, origin, first_line) = if is_yaml(input) {
-        let texts: Vec<(usize, usize, String)> = extract(&text)
+    let (json, origin, text_lines) = if is_yaml(input) {
+        let found = plugin_configurations(&text)
+            .map_err(|e| Failure::new(format!("{}: {e}", input.name())))?;
+        let texts: Vec<(usize, TextLines, String)> = found
             .into_iter()
             .filter_map(|f| match f.kind {
-                FoundKind::Text {
-                    first_line, text, ..
-                } => Some((f.line, first_line, text)),
+                FoundKind::Text { lines, text, .. } => Some((f.line, lines, text)),
                 _ => None,
             })
             .collect();
@@ -40,10 +40,10 @@ pub fn load(input: &Input) -> Result<LoadedConfig, Failure> {
                     input.name()
                 )))
             }
-            [(line, first_line, json)] => (
+            [(line, lines, json)] => (
                 json.clone(),
                 format!("{} line {line}", input.name()),
-                Some(*first_line),
+                Some(*lines),
             ),
             many => {
                 let lines: Vec<String> = many.iter().map(|(l, _, _)| l.to_string()).collect();
@@ -60,8 +60,8 @@ pub fn load(input: &Input) -> Result<LoadedConfig, Failure> {
     };
     let config = compile_config(json.as_bytes()).map_err(|e| {
         let message = e.to_string();
-        let message = match first_line {
-            Some(first) => yaml_position(&message, first),
+        let message = match text_lines {
+            Some(lines) => lines.error_position(&message),
             None => message,
         };
         Failure::new(format!(

@@ -1,9 +1,43 @@
-//! Reading documents from files or stdin, with one-line errors.
+//! Where documents come from (a file or stdin), and reading them with one-line errors.
 
+use std::convert::Infallible;
 use std::io::Read;
+use std::path::PathBuf;
+use std::str::FromStr;
 
-use crate::args::Input;
 use crate::report::Failure;
+
+/// Where a document is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Standard input (`-`).
+    Stdin,
+    /// A file.
+    File(PathBuf),
+}
+
+impl FromStr for Input {
+    type Err = Infallible;
+
+    /// `-` is stdin, anything else a path.
+    fn from_str(text: &str) -> Result<Self, Infallible> {
+        Ok(if text == "-" {
+            Input::Stdin
+        } else {
+            Input::File(PathBuf::from(text))
+        })
+    }
+}
+
+impl Input {
+    /// How messages name this input.
+    pub fn name(&self) -> String {
+        match self {
+            Input::Stdin => "stdin".to_string(),
+            Input::File(path) => path.display().to_string(),
+        }
+    }
+}
 
 /// The bytes of `input`.
 pub fn read_bytes(input: &Input) -> Result<Vec<u8>, Failure> {

@@ -10,58 +10,70 @@ mod args;
 mod config_source;
 mod explain;
 mod explain_render;
-mod help;
 mod input;
 mod policy_table;
 mod report;
 mod snapshot_check;
 mod text;
+mod usage_error;
 mod validate;
-mod yaml_extract;
 
 use std::io::Write;
 use std::process::ExitCode;
 
-use args::Command;
+use args::{Cli, Command, Validate};
+use clap::{CommandFactory, Parser};
 use report::{Failure, Report, EXIT_FAILURE};
 
 /// Runs one parsed command.
 fn run(command: &Command) -> Result<Report, Failure> {
     match command {
-        Command::Help(topic) => Ok(Report::ok(help::text(*topic).to_string())),
-        Command::Version => Ok(Report::ok(format!(
-            "consentctl {}\n",
-            env!("CARGO_PKG_VERSION")
-        ))),
-        Command::ValidateConfig(input) => validate::config(input),
-        Command::ValidateEnvoy(input) => validate::envoy(input),
-        Command::ValidatePolicy(input) => validate::policy(input),
-        Command::ValidateSnapshot { snapshot, config } => {
-            snapshot_check::run(snapshot, config.as_ref())
+        Command::Validate(Validate::Config { file }) => validate::config(file),
+        Command::Validate(Validate::Envoy { file }) => validate::envoy(file),
+        Command::Validate(Validate::Policy { file }) => validate::policy(file),
+        Command::Validate(Validate::Snapshot { file, config }) => {
+            snapshot_check::run(file, config.as_ref())
         }
         Command::Explain(args) => explain::run(args),
-        Command::Policy { source, lang } => policy_table::run(source, *lang),
+        Command::Policy(args) => policy_table::run(&args.source(), args.lang),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "consentctl", &mut script);
+            Ok(Report::ok(String::from_utf8_lossy(&script).into_owned()))
+        }
     }
 }
 
-/// Arguments as UTF-8 strings; a non-UTF-8 argument is an error (without echoing it).
-fn utf8_args() -> Result<Vec<String>, Failure> {
-    std::env::args_os()
-        .skip(1)
-        .enumerate()
-        .map(|(i, a)| {
-            a.into_string()
-                .map_err(|_| Failure::new(format!("argument {} is not UTF-8", i + 1)))
-        })
-        .collect()
+/// The parsed command line, or how the run ends without running a command: help and
+/// the version (printed by clap on stdout, exit 0), or one line about bad arguments.
+fn parse() -> Result<Cli, Result<(), Failure>> {
+    let cli = Cli::try_parse().map_err(|e| {
+        if e.use_stderr() {
+            let args: Vec<String> = std::env::args_os()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            Err(Failure::new(usage_error::one_line(&e, &args)))
+        } else {
+            // A closed pipe (`| head`) is not worth an error message.
+            let _ = e.print();
+            Ok(())
+        }
+    })?;
+    cli.check().map_err(|rule| {
+        Err(Failure::new(format!(
+            "error: {rule} (see `consentctl --help`)"
+        )))
+    })?;
+    Ok(cli)
 }
 
 fn main() -> ExitCode {
-    let result = utf8_args().and_then(|args| {
-        let command = args::parse(&args)
-            .map_err(|e| Failure::new(format!("{e} (see `consentctl --help`)")))?;
-        run(&command)
-    });
+    let result = match parse() {
+        Ok(cli) => run(&cli.command),
+        Err(Ok(())) => return ExitCode::SUCCESS,
+        Err(Err(failure)) => Err(failure),
+    };
     match result {
         Ok(report) => {
             let mut stdout = std::io::stdout().lock();

@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use consent_core::live::{FullSnapshotDoc, KeyedSnapshot, SubjectKeyKind};
 use consent_core::{CompiledConfig, ConsentRecord};
 
-use crate::args::Input;
 use crate::config_source::load_or_default;
 use crate::input::read_bytes;
+use crate::input::Input;
 use crate::report::{Failure, Report};
 use crate::text::key_values;
 

@@ -6,12 +6,12 @@ use consent_core::live::SnapshotSource;
 use consent_core::live::SubjectKeying;
 use consent_core::policy::{Basis, PartyKind};
 use consent_core::{compile_config, CompiledConfig, CompiledPolicy};
+use envoy_yaml::{plugin_configurations, FoundKind};
 
-use crate::args::Input;
 use crate::input::read_text;
+use crate::input::Input;
 use crate::report::{Failure, Report, EXIT_FAILURE};
 use crate::text::key_values;
-use crate::yaml_extract::{extract, yaml_position, FoundKind};
 
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
@@ -137,7 +137,8 @@ pub fn config(input: &Input) -> Result<Report, Failure> {
 /// `validate envoy FILE`: every plugin configuration in an Envoy YAML file.
 pub fn envoy(input: &Input) -> Result<Report, Failure> {
     let yaml = read_text(input)?;
-    let found = extract(&yaml);
+    let found =
+        plugin_configurations(&yaml).map_err(|e| Failure::new(format!("{}: {e}", input.name())))?;
     let mut out = String::new();
     let mut notes = Vec::new();
     let (mut checked, mut invalid) = (0usize, 0usize);
@@ -146,7 +147,7 @@ pub fn envoy(input: &Input) -> Result<Report, Failure> {
         match &f.kind {
             FoundKind::Text {
                 anchor,
-                first_line,
+                lines,
                 text,
             } => {
                 checked += 1;
@@ -154,16 +155,16 @@ pub fn envoy(input: &Input) -> Result<Report, Failure> {
                     .as_deref()
                     .map(|a| format!(" &{a}"))
                     .unwrap_or_default();
-                let last_line = first_line + text.lines().count().saturating_sub(1);
                 let verdict = match compile_config(text.as_bytes()) {
                     Ok(config) => format!("valid: {}", config_one_line(&config)),
                     Err(e) => {
                         invalid += 1;
-                        format!("INVALID: {}", yaml_position(&e.to_string(), *first_line))
+                        format!("INVALID: {}", lines.error_position(&e.to_string()))
                     }
                 };
                 out.push_str(&format!(
-                    "line {line}: configuration{name} (JSON on lines {first_line}-{last_line}): {verdict}\n"
+                    "line {line}: configuration{name} (JSON on lines {}-{}): {verdict}\n",
+                    lines.first, lines.last
                 ));
             }
             FoundKind::Alias {
@@ -181,8 +182,8 @@ pub fn envoy(input: &Input) -> Result<Report, Failure> {
             FoundKind::OtherType => notes.push(format!(
                 "note: line {line}: configuration is not a google.protobuf.StringValue; skipped"
             )),
-            FoundKind::Unsupported(why) => notes.push(format!(
-                "warning: line {line}: configuration not read: {why}"
+            FoundKind::NoValue => notes.push(format!(
+                "warning: line {line}: configuration not read: a StringValue without a `value` string"
             )),
         }
     }

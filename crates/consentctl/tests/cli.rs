@@ -657,8 +657,9 @@ fn help_and_bad_arguments() {
     assert_eq!(r.code, 1);
     assert_eq!(
         r.stderr,
-        "consentctl: unknown option `--usr` for `consentctl explain` (see `consentctl --help`)\n"
+        "consentctl: error: unexpected argument '--usr' found; a similar one exists: '--user' (see `consentctl explain --help`)\n"
     );
+    assert!(!r.stderr.contains("u-secret"));
     assert_eq!(r.stdout, "");
     let r = run(&["validate", "config", "/nonexistent/consentctl.json"]);
     assert_eq!(r.code, 1);

@@ -1,0 +1,243 @@
+//! Paths (the repository, Envoy, the built filter, shipped configs), free ports, unique
+//! tags, and the Envoy process itself.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::client::curl;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Envoy binary: `$ENVOY_BIN`, else the project venv's.
+pub fn envoy_bin() -> PathBuf {
+    let path = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        path.exists(),
+        "Envoy not found at {} — run `make test`, which installs it",
+        path.display()
+    );
+    path
+}
+
+/// What the filter's `.wasm` is built from: a change to any of these makes it stale.
+const WASM_SOURCES: [&str; 5] = [
+    "src",
+    "crates/consent-core/src",
+    "crates/consent-core/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+];
+
+/// The newest modification time under `path` (a file or a directory tree), and its file.
+fn newest(path: &Path) -> Option<(SystemTime, PathBuf)> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some((meta.modified().ok()?, path.to_path_buf()));
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|entry| newest(&entry.ok()?.path()))
+        .max()
+}
+
+/// Why the built filter cannot be used, if it cannot: missing, or older than a source.
+pub fn wasm_problem(wasm: &Path) -> Option<String> {
+    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
+        return Some(format!(
+            "{} is missing — run `make wasm` (or `make test`, which builds it first)",
+            wasm.display()
+        ));
+    };
+    let root = repo_root();
+    let (changed, source) = WASM_SOURCES
+        .iter()
+        .filter_map(|rel| newest(&root.join(rel)))
+        .max()?;
+    (changed > built).then(|| {
+        format!(
+            "{} is older than {}: it would test stale code — run `make wasm`, which rebuilds it",
+            wasm.display(),
+            source.strip_prefix(&root).unwrap_or(&source).display()
+        )
+    })
+}
+
+/// The built filter, checked to be newer than every source it is built from.
+pub fn wasm_path() -> PathBuf {
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let path = repo_root().join("target/wasm32-wasip1/release/consent_filter.wasm");
+        match wasm_problem(&path) {
+            Some(problem) => Err(problem),
+            None => Ok(path),
+        }
+    });
+    checked
+        .clone()
+        .unwrap_or_else(|problem| panic!("{problem}"))
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Reads a shipped Envoy config.
+pub fn shipped_config(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("envoy-config").join(name)).expect("config file")
+}
+
+/// Whether a path exists relative to the repo.
+pub fn repo_has(rel: &str) -> bool {
+    Path::new(&repo_root().join(rel)).exists()
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique tag to find one request at the backend.
+pub fn tag(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A running Envoy, killed on drop.
+pub struct Envoy {
+    child: Child,
+    /// Listener port.
+    pub port: u16,
+    /// Admin port.
+    pub admin: u16,
+    /// Envoy's log file.
+    pub log: PathBuf,
+    dir: PathBuf,
+}
+
+impl Envoy {
+    /// Writes `yaml` to a temp dir and starts Envoy with it; waits until it is ready.
+    pub fn start(yaml: &str, port: u16, admin: u16) -> Result<Envoy, String> {
+        let dir = std::env::temp_dir().join(tag("consent-e2e"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let log = dir.join("envoy.log");
+        // A small shell keeps Envoy on a leash: it stops Envoy when asked (TERM) and when
+        // the test process is gone, since fixtures kept in statics are never dropped.
+        let leash = r#"trap 'kill $pid 2>/dev/null; exit 0' TERM
+"$@" & pid=$!
+while kill -0 "$PPID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+kill $pid 2>/dev/null
+wait $pid"#;
+        let child = Command::new("sh")
+            .args(["-c", leash, "envoy-leash"])
+            .arg(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])
+            // Flush logs within 50 ms, so tests can read what Envoy just wrote.
+            .args(["--file-flush-interval-msec", "50"])
+            .arg("--log-path")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start envoy: {e}"))?;
+        let mut envoy = Envoy {
+            child,
+            port,
+            admin,
+            log,
+            dir,
+        };
+        envoy.wait_ready()?;
+        Ok(envoy)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("envoy exited with {status}:\n{}", self.log_text()));
+            }
+            let r = curl(&[&format!("http://127.0.0.1:{}/ready", self.admin)]);
+            if r.status == 200 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!("envoy not ready in time:\n{}", self.log_text()))
+    }
+
+    /// Waits for Envoy to exit by itself (for configs it must reject).
+    pub fn wait_exit(yaml: &str, admin: u16) -> (Option<i32>, String) {
+        let dir = std::env::temp_dir().join(tag("consent-e2e-bad"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("envoy.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let mut child = Command::new(envoy_bin())
+            .arg("-c")
+            .arg(&config)
+            .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let code = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            if curl(&[&format!("http://127.0.0.1:{admin}/ready")]).status == 200 {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Some(0);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        (code, err)
+    }
+
+    /// Envoy's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A URL on the listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

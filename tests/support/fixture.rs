@@ -1,0 +1,199 @@
+//! Fixtures: the demo backend (the real upstream), the reference consent source and an
+//! Envoy with the (edited) shipped demo config in front of them, started together.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use consent_tools::demo_backend::SnapshotState;
+
+use super::client::{send, Req};
+use super::config::{localise, map_plugin_config, with_transport_socket};
+use super::envoy::{free_port, repo_root, shipped_config, Envoy};
+use super::pki::{ClientTls, TestPki};
+
+/// The demo backend, the consent source and an Envoy in front of them.
+pub struct Fixture {
+    /// The real upstream.
+    pub backend: consent_tools::demo_backend::DemoBackend,
+    /// Envoy with the filter.
+    pub envoy: Envoy,
+    /// The reference consent source, when the fixture runs one.
+    pub source: Option<consent_source::Source>,
+    /// Client certificate every request presents by default (mTLS listeners only).
+    pub client_tls: Option<ClientTls>,
+}
+
+impl Fixture {
+    /// A URL on the consent source's API.
+    pub fn source_url(&self, path: &str) -> String {
+        let port = self.source.as_ref().and_then(|s| s.port()).unwrap_or(0);
+        format!("http://127.0.0.1:{port}{path}")
+    }
+}
+
+/// The demo backend and Envoy with the shipped demo config, started once per test binary.
+pub fn shipped_demo() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
+}
+
+/// The demo consent snapshot the shipped consent source is seeded with.
+pub fn demo_consents() -> String {
+    std::fs::read_to_string(repo_root().join("envoy-config/demo-consents.json"))
+        .expect("demo consents")
+}
+
+/// Starts the demo backend, the reference consent source (in memory, seeded with the demo
+/// consents) and Envoy with the shipped demo config edited by `edit`; waits until a
+/// snapshot is in use.
+pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
+    start_demo_parts(edit, consent_source::store::DEFAULT_PART_SIZE)
+}
+
+/// The reference consent source in memory, seeded with the demo consents, and its port.
+pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
+    let seed = consent_core::live::FullSnapshotDoc::from_json(demo_consents().as_bytes())
+        .expect("demo consents parse");
+    let source = consent_source::Source::start_with_parts(
+        "127.0.0.1:0",
+        Path::new(":memory:"),
+        Some(&seed),
+        consent_core::live::SubjectKeying::Plain,
+        part_size,
+    )
+    .expect("consent source");
+    let port = source.port().expect("source port");
+    (source, port)
+}
+
+/// The shipped policy as version 2, with `purpose`'s terms changed in it (§11).
+pub fn policy_v2_changing(purpose: &str) -> String {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).expect("shipped policy");
+    doc["version"] = serde_json::json!(2);
+    for p in doc["purposes"].as_array_mut().expect("purposes") {
+        if p["id"] == purpose {
+            p["changed_in"] = serde_json::json!(2);
+        }
+    }
+    doc.to_string()
+}
+
+/// [`start_demo`] with the consent source serving its snapshot in parts of `part_size`.
+pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixture {
+    let (source, source_port) = start_source(part_size);
+    launch(
+        edit,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        true,
+        None,
+    )
+}
+
+/// [`start_demo`] with the listener turned into an mTLS listener that requires a client
+/// certificate from `pki`'s CA; requests present `default_client` unless they name another.
+pub fn start_demo_mtls(
+    edit: impl Fn(&str) -> String,
+    pki: &TestPki,
+    default_client: ClientTls,
+) -> Fixture {
+    let (source, source_port) = start_source(consent_source::store::DEFAULT_PART_SIZE);
+    let tls = pki.server_transport_socket();
+    let with_tls = |yaml: &str| with_transport_socket(&edit(yaml), &tls);
+    launch(
+        with_tls,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        true,
+        Some(default_client),
+    )
+}
+
+/// Like [`start_demo`], but the demo backend plays the consent source in `state` (full
+/// snapshots only, so faults can be staged); `wait_for_snapshot` waits until requests are
+/// no longer decided as `snapshot_unavailable`.
+pub fn start_demo_with(
+    edit: impl Fn(&str) -> String,
+    state: SnapshotState,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    let without_deltas = |yaml: &str| {
+        map_plugin_config(&edit(yaml), |json| {
+            json.replace("\"deltas_path\": \"/deltas\",", "")
+        })
+    };
+    launch(without_deltas, state, None, 0, wait_for_snapshot, None)
+}
+
+fn launch(
+    edit: impl Fn(&str) -> String,
+    state: SnapshotState,
+    source: Option<consent_source::Source>,
+    source_port: u16,
+    wait_for_snapshot: bool,
+    client_tls: Option<ClientTls>,
+) -> Fixture {
+    let backend =
+        consent_tools::demo_backend::DemoBackend::start_with_snapshot("127.0.0.1:0", state)
+            .expect("backend");
+    let backend_port = backend.addr().expect("backend addr").port();
+    let source_port = if source.is_some() {
+        source_port
+    } else {
+        backend_port
+    };
+    let (port, admin) = (free_port(), free_port());
+    let yaml = localise(
+        &edit(&shipped_config("envoy-demo.yaml")),
+        port,
+        admin,
+        backend_port,
+        source_port,
+    );
+    let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
+    let fixture = Fixture {
+        backend,
+        envoy,
+        source,
+        client_tls,
+    };
+    if wait_for_snapshot {
+        let published = wait_until(Duration::from_secs(15), || {
+            let (r, _) = send(
+                &fixture,
+                Req::get("/probe").who("u-alice", "support.inquiries"),
+            );
+            r.status != 0 && !r.text().contains("snapshot_unavailable")
+        });
+        assert!(published, "no consent snapshot in use after 15 s");
+    }
+    fixture
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The demo backend (not playing a consent source), and its port.
+pub fn start_backend() -> (consent_tools::demo_backend::DemoBackend, u16) {
+    let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
+        "127.0.0.1:0",
+        SnapshotState::Fail(503),
+    )
+    .expect("backend");
+    let port = backend.addr().expect("backend addr").port();
+    (backend, port)
+}
