@@ -43,14 +43,6 @@ fn header_map(direction: Direction) -> MapType {
     }
 }
 
-/// The first value of header `name` in a header list, when it is UTF-8.
-pub fn header_str<'h>(headers: &'h Headers, name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, v)| std::str::from_utf8(v).ok())
-}
-
 /// The buffered body, `size` bytes.
 pub fn body(direction: Direction, size: usize) -> Result<Vec<u8>, Status> {
     hostcalls::get_buffer(buffer(direction), 0, size).map(Option::unwrap_or_default)

@@ -6,8 +6,6 @@
 //! integration tests (`tests/`) drive the built `.wasm` inside real Envoy.
 
 #[cfg(target_arch = "wasm32")]
-mod body_flow;
-#[cfg(target_arch = "wasm32")]
 mod fetcher;
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -20,6 +20,7 @@ use std::hash::BuildHasherDefault;
 use consent_core::decide::{Decision, Outcome};
 use consent_core::policy::CategoryIdx;
 use consent_core::policy::Fnv1a;
+use consent_core::stream::Stat;
 use consent_core::{CompiledConfig, Direction, Mode, Reason};
 
 use crate::host::Metric;
@@ -54,8 +55,22 @@ fn add(key: Key, by: u64, name: impl FnOnce() -> String) {
     }
 }
 
+/// Adds the stream's stats events to Envoy's counters.
+pub fn record(config: &CompiledConfig, mode: Mode, stats: Vec<Stat>) {
+    for stat in stats {
+        match stat {
+            Stat::Decision(d) => decision(config, &d, mode),
+            Stat::Redaction(direction, category) => {
+                redactions(config, std::iter::once(category), direction, mode)
+            }
+            Stat::Refusal(direction, reason) => refusal(reason, direction, mode),
+            Stat::BodyBytes(direction, bytes) => body_bytes(direction, bytes),
+        }
+    }
+}
+
 /// Counts one decision.
-pub fn decision(config: &CompiledConfig, decision: &Decision, mode: Mode) {
+fn decision(config: &CompiledConfig, decision: &Decision, mode: Mode) {
     let purpose = decision.purpose;
     let key = Key::Decision(
         config.policy_fingerprint,
@@ -78,7 +93,7 @@ pub fn decision(config: &CompiledConfig, decision: &Decision, mode: Mode) {
 }
 
 /// Counts the categories removed (or, in dry-run, that would be) in one direction.
-pub fn redactions(
+fn redactions(
     config: &CompiledConfig,
     categories: impl Iterator<Item = CategoryIdx>,
     direction: Direction,
@@ -106,7 +121,7 @@ pub fn redactions(
 }
 
 /// Counts a body refusal.
-pub fn refusal(reason: Reason, direction: Direction, mode: Mode) {
+fn refusal(reason: Reason, direction: Direction, mode: Mode) {
     add(Key::Refusal(mode, direction, reason), 1, || {
         format!(
             "consent.refusals.mode.{}.direction.{}.reason.{}",
@@ -118,7 +133,7 @@ pub fn refusal(reason: Reason, direction: Direction, mode: Mode) {
 }
 
 /// Counts body bytes inspected.
-pub fn body_bytes(direction: Direction, bytes: usize) {
+fn body_bytes(direction: Direction, bytes: usize) {
     add(Key::BodyBytes(direction), bytes as u64, || {
         format!("consent.body_bytes.direction.{}", direction.as_str())
     });

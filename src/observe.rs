@@ -3,8 +3,7 @@
 
 use std::cell::Cell;
 
-use consent_core::decide::{Decision, Outcome};
-use consent_core::observe::{log_line, StreamFacts};
+use consent_core::stream::Stream;
 use consent_core::CompiledConfig;
 
 use crate::{host, shared_snapshot};
@@ -26,37 +25,23 @@ pub fn expose_decision(value: &str) {
 }
 
 /// Writes the decision-log line of a finished stream, if it is in the sample.
-pub fn log_decision(
-    config: &CompiledConfig,
-    decision: &Decision,
-    user: Option<&str>,
-    stream: &mut StreamFacts,
-) {
-    let settings = &config.decision_log;
-    if !settings.enabled {
+pub fn log_decision(config: &CompiledConfig, stream: &mut Stream) {
+    if !config.decision_log.enabled {
         return;
     }
-    let blocked = decision.outcome == Outcome::Block || stream.refusal.is_some();
     let fallback = UNNAMED.with(|n| {
         let next = n.get().wrapping_add(1);
         n.set(next);
         next
     });
-    if !settings.sampled(stream.request_id.as_deref(), fallback, blocked) {
-        return;
-    }
-    stream.subject = user.and_then(|u| settings.subject_hash(u));
-    stream.route_name = host::string_property(&["xds", "route_name"]).ok().flatten();
-    stream.snapshot_version = shared_snapshot::last_version(config);
-    let line = log_line(
-        &config.policy,
-        &config.routes,
-        decision,
-        stream,
+    let line = stream.log_line(
+        config,
+        fallback,
         host::unix_ms(),
+        || host::string_property(&["xds", "route_name"]).ok().flatten(),
+        shared_snapshot::last_version(config),
     );
-    match line.to_json() {
-        Some(json) => log::info!("consent_decision {json}"),
-        None => log::warn!("consent filter: cannot serialise a decision log line"),
+    if let Some(json) = line {
+        log::info!("consent_decision {json}");
     }
 }

@@ -13,6 +13,7 @@
 //! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
 //! | [`body`] | JSON selectors, the streaming redactor, transforms, body settings and modes |
 //! | [`observe`] | decision-log lines |
+//! | [`stream`] | one HTTP stream as steps a host carries out (headers, bodies, failures, stats) |
 //! | [`config`] | parsing the plugin configuration and delegating each block |
 
 pub mod body;
@@ -24,6 +25,7 @@ pub mod error;
 pub mod live;
 pub mod observe;
 pub mod policy;
+pub mod stream;
 
 pub use config::{compile_config, CompiledConfig, ConfigDoc, Settings};
 pub use decide::{

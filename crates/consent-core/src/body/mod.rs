@@ -54,9 +54,10 @@ pub enum UnparsedBody {
 }
 
 /// What the filter does with one body, decided from the headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BodyMode {
     /// Nothing to check: do not buffer.
+    #[default]
     Skip,
     /// Buffer the body and run the redactor on it.
     Redact,

@@ -73,8 +73,8 @@ pub struct Facts {
     pub withdrawn: bool,
 }
 
-/// The decision for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The decision for one request (small and `Copy`: ids, bit sets and facts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
     /// Allow, redact or block.
     pub outcome: Outcome,

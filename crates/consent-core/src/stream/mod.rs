@@ -1,0 +1,177 @@
+//! One HTTP stream, host-free: what the filter does at each step of a request and its
+//! response, as plans the host carries out. The proxy-wasm glue (and any other host) only
+//! reads what the stream asks for, executes the returned steps, reports host failures
+//! back with [`Stream::fail_closed`], and turns [`Stat`]s into its own counters.
+//!
+//! The order of the checks is the filter's contract: decide on the request headers; block,
+//! or remove forbidden headers and query parameters and set the decision header; then read
+//! the bodies a decision needs, in both directions, and rewrite, strip or refuse them. In
+//! dry-run every step is decided and recorded, and nothing is changed.
+
+mod body;
+mod headers;
+#[cfg(test)]
+mod tests;
+
+pub use body::{BodyStart, BodyStep};
+pub use headers::{RequestStep, ResponseStep};
+
+use crate::body::BodyMode;
+use crate::config::CompiledConfig;
+use crate::decide::decision::Decision;
+use crate::decide::reason::Reason;
+use crate::decide::reply::{block_reply, LocalReply, INTERNAL_ERROR_STATUS};
+use crate::direction::{Direction, Mode};
+use crate::observe::decision_log::{log_line, StreamFacts};
+use crate::policy::categories::CategoryIdx;
+
+/// A counter event the host adds to its stats (labels come from the policy and reason
+/// codes only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stat {
+    /// One decision on request headers.
+    Decision(Decision),
+    /// A category removed (or, in dry-run, that would be) in one direction.
+    Redaction(Direction, CategoryIdx),
+    /// A refusal after the decision.
+    Refusal(Direction, Reason),
+    /// Body bytes inspected.
+    BodyBytes(Direction, usize),
+}
+
+/// What the host does after a failure of its own, or a refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Send this reply; the stream goes no further.
+    Reply(LocalReply),
+    /// Dry-run: let the message through unchanged.
+    Continue,
+}
+
+/// The state of one stream.
+#[derive(Debug, Clone, Default)]
+pub struct Stream {
+    decision: Option<Decision>,
+    mode: Mode,
+    body: [BodyMode; 2],
+    facts: StreamFacts,
+    user: Option<String>,
+    stats: Vec<Stat>,
+}
+
+impl Stream {
+    /// A new stream under `config`: until a rule is chosen, a failure passes unchanged only
+    /// if every rule is dry-run.
+    pub fn new(config: &CompiledConfig) -> Self {
+        Stream {
+            mode: Mode::of(config.routes.all_dry_run),
+            body: [BodyMode::Skip; 2],
+            ..Stream::default()
+        }
+    }
+
+    /// The decision on the request headers, once made.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
+    }
+
+    /// Enforce or dry-run.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// What the stream did so far, for the decision log.
+    pub fn facts(&self) -> &StreamFacts {
+        &self.facts
+    }
+
+    /// The stats events since the last call.
+    pub fn take_stats(&mut self) -> Vec<Stat> {
+        std::mem::take(&mut self.stats)
+    }
+
+    fn dry_run(&self) -> bool {
+        self.mode == Mode::DryRun
+    }
+
+    fn body_mode(&mut self, direction: Direction) -> &mut BodyMode {
+        let [request, response] = &mut self.body;
+        match direction {
+            Direction::Request => request,
+            Direction::Response => response,
+        }
+    }
+
+    /// The host could not do what a step asked (read headers, remove a header, replace a
+    /// body, ...): block with `internal_error`, or, in dry-run, record it and go on. The
+    /// host logs what failed (never a value).
+    pub fn fail_closed(&mut self, config: &CompiledConfig) -> Stop {
+        self.facts.refusal = Some((Direction::Request, Reason::InternalError));
+        self.stats
+            .push(Stat::Refusal(Direction::Request, Reason::InternalError));
+        if self.decision.is_none() {
+            // Logged at stream end like any decision (blocks are always logged).
+            self.decision = Some(Decision::block(Reason::InternalError, None));
+        }
+        self.body = [BodyMode::Skip; 2];
+        if self.dry_run() {
+            return Stop::Continue;
+        }
+        let decision = Decision::block(Reason::InternalError, None);
+        Stop::Reply(block_reply(config, &decision, INTERNAL_ERROR_STATUS))
+    }
+
+    /// Refuses the stream with `reason` after the decision (a body that cannot be checked,
+    /// or holds a blocked category). In dry-run the refusal is only recorded.
+    fn refuse(&mut self, config: &CompiledConfig, reason: Reason, direction: Direction) -> Stop {
+        self.stats.push(Stat::Refusal(direction, reason));
+        self.facts.refusal = Some((direction, reason));
+        if self.dry_run() {
+            *self.body_mode(direction) = BodyMode::Skip;
+            return Stop::Continue;
+        }
+        self.body = [BodyMode::Skip; 2];
+        let purpose = self.decision.as_ref().and_then(|d| d.purpose);
+        let mut decision = Decision::block(reason, purpose);
+        if let Some(d) = &self.decision {
+            decision = decision.with_facts(d.facts);
+        }
+        let status =
+            crate::decide::reply::refusal_status(config.settings.block_status, reason, direction);
+        Stop::Reply(block_reply(config, &decision, status))
+    }
+
+    /// The decision-log line of the finished stream, if it is in the sample. `fallback`
+    /// samples requests without a request id (a per-VM counter); `route_name` and
+    /// `snapshot_version` are asked only for a line that is written.
+    pub fn log_line(
+        &mut self,
+        config: &CompiledConfig,
+        fallback: u64,
+        now_ms: u64,
+        route_name: impl FnOnce() -> Option<String>,
+        snapshot_version: Option<u64>,
+    ) -> Option<String> {
+        let settings = &config.decision_log;
+        let decision = self.decision.as_ref()?;
+        if !settings.enabled {
+            return None;
+        }
+        let blocked = decision.outcome == crate::decide::decision::Outcome::Block
+            || self.facts.refusal.is_some();
+        if !settings.sampled(self.facts.request_id.as_deref(), fallback, blocked) {
+            return None;
+        }
+        self.facts.subject = self.user.as_deref().and_then(|u| settings.subject_hash(u));
+        self.facts.route_name = route_name();
+        self.facts.snapshot_version = snapshot_version;
+        log_line(
+            &config.policy,
+            &config.routes,
+            decision,
+            &self.facts,
+            now_ms,
+        )
+        .to_json()
+    }
+}

@@ -1,0 +1,243 @@
+use super::*;
+use crate::body::CivilDate;
+use crate::config::compile_config;
+use crate::decide::decision::Outcome;
+use crate::policy::party::CallerFacts;
+use crate::policy::routes::RouteFacts;
+use crate::stream::{BodyStart, BodyStep, RequestStep, ResponseStep};
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const TODAY: CivilDate = CivilDate {
+    year: 2026,
+    month: 12,
+    day: 2,
+};
+
+fn config(extra: serde_json::Value) -> CompiledConfig {
+    let mut doc = serde_json::json!({
+        "caller": {"unidentified_party": "tsunagu"},
+        "consents": {"records": [
+            {"subject": "u-alice", "grants": {"marketing.newsletters": {"policy_version": 1}}},
+            {"subject": "u-bob"}
+        ]}
+    });
+    if let (Some(doc), Some(extra)) = (doc.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            doc.insert(k.clone(), v.clone());
+        }
+    }
+    compile_config(doc.to_string().as_bytes()).unwrap()
+}
+
+fn request<'a>(
+    stream: &mut Stream,
+    c: &CompiledConfig,
+    headers: &'a [(&'a str, &'a [u8])],
+    end_of_stream: bool,
+) -> RequestStep {
+    stream.on_request_headers(
+        c,
+        headers.iter().copied(),
+        &CallerFacts::default(),
+        &RouteFacts::default(),
+        &c.inline_consents(),
+        end_of_stream,
+    )
+}
+
+#[test]
+fn a_blocked_request_is_answered_with_the_reason_and_counted() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-bob"), ("x-data-purpose", b"surveys")];
+    let RequestStep::Reply(reply) = request(&mut s, &c, &h, true) else {
+        panic!("expected a block reply");
+    };
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.body.contains("\"reason\":\"consent_missing\""),
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains("u-bob"));
+    let stats = s.take_stats();
+    assert!(matches!(stats.as_slice(), [Stat::Decision(d)] if d.outcome == Outcome::Block));
+}
+
+#[test]
+fn a_redacted_request_forwards_with_edits_the_decision_header_and_a_body_to_read() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 4] = [
+        ("x-user-id", b"u-bob"),
+        ("x-data-purpose", b"service.improvement"),
+        (":path", b"/echo?lat=35.86&page=2"),
+        ("x-geo-position", b"35.8617,139.6455"),
+    ];
+    let RequestStep::Forward {
+        edits,
+        decision_header,
+        body,
+    } = request(&mut s, &c, &h, false)
+    else {
+        panic!("expected a forward");
+    };
+    assert_eq!(edits.remove, vec!["x-geo-position".to_string()]);
+    assert_eq!(edits.new_path.as_deref(), Some("/echo?page=2"));
+    assert_eq!(decision_header.0, "x-consent-decision");
+    assert!(decision_header.1.starts_with("outcome=redact;"));
+    assert_eq!(
+        body,
+        BodyStart::Read {
+            remove: &["content-length"],
+            hold: true
+        }
+    );
+    assert_eq!(s.facts().removed.query_params, 1);
+    assert_eq!(s.facts().removed.request_headers, 1);
+}
+
+#[test]
+fn a_body_is_buffered_to_its_end_then_rewritten() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 3] = [
+        ("x-user-id", b"u-bob"),
+        ("x-data-purpose", b"service.improvement"),
+        ("content-type", b"application/json"),
+    ];
+    assert!(matches!(
+        request(&mut s, &c, &h, false),
+        RequestStep::Forward { .. }
+    ));
+    assert_eq!(
+        s.on_body_data(&c, Direction::Request, 10, false),
+        BodyStep::Buffer
+    );
+    assert_eq!(
+        s.on_body_data(&c, Direction::Request, 40, true),
+        BodyStep::ReadWhole
+    );
+    let body = br#"{"email":"b@example.jp","note":"hi"}"#;
+    let step = s.on_whole_body(&c, Direction::Request, body, TODAY, &c.inline_consents());
+    assert_eq!(step, BodyStep::Replace(br#"{"note":"hi"}"#.to_vec()));
+    assert!(!s.reading(Direction::Request));
+    assert_eq!(s.facts().removed.request_body_fields, 1);
+}
+
+#[test]
+fn oversize_and_invalid_bodies_are_refused_with_their_status() {
+    let c = config(serde_json::json!({"body": {"max_bytes": 16}}));
+    let h: [(&str, &[u8]); 3] = [
+        ("x-user-id", b"u-bob"),
+        ("x-data-purpose", b"service.improvement"),
+        ("content-type", b"application/json"),
+    ];
+    let mut s = Stream::new(&c);
+    request(&mut s, &c, &h, false);
+    let BodyStep::Reply(reply) = s.on_body_data(&c, Direction::Request, 17, false) else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(reply.status, 413);
+    assert_eq!(
+        s.facts().refusal,
+        Some((Direction::Request, Reason::BodyTooLarge))
+    );
+    let mut s = Stream::new(&c);
+    request(&mut s, &c, &h, false);
+    let step = s.on_whole_body(
+        &c,
+        Direction::Request,
+        b"{\"a\":",
+        TODAY,
+        &c.inline_consents(),
+    );
+    assert!(matches!(step, BodyStep::Reply(r) if r.status == 400));
+}
+
+#[test]
+fn a_response_body_that_cannot_be_vouched_for_is_a_502() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 2] = [
+        ("x-user-id", b"u-alice"),
+        ("x-data-purpose", b"marketing.newsletters"),
+    ];
+    assert!(matches!(
+        request(&mut s, &c, &h, true),
+        RequestStep::Forward { .. }
+    ));
+    assert!(s.reads_response(&c));
+    let r: [(&str, &[u8]); 2] = [
+        ("content-type", b"application/json"),
+        ("content-encoding", b"gzip"),
+    ];
+    let ResponseStep::Reply(reply) = s.on_response_headers(&c, r.iter().copied(), false) else {
+        panic!("expected a refusal");
+    };
+    assert_eq!(reply.status, 502);
+    assert!(reply.body.contains("body_encoding_unsupported"));
+}
+
+#[test]
+fn dry_run_decides_and_records_but_plans_no_change() {
+    let c = config(serde_json::json!({"dry_run": true}));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 3] = [
+        ("x-user-id", b"u-bob"),
+        ("x-data-purpose", b"surveys"),
+        ("x-geo-position", b"35.8617,139.6455"),
+    ];
+    // Blocked, but in dry-run it goes on, marked, and its body is not read.
+    let RequestStep::Forward {
+        edits,
+        decision_header,
+        body,
+    } = request(&mut s, &c, &h, false)
+    else {
+        panic!("dry-run never answers locally");
+    };
+    assert!(edits.is_empty());
+    assert!(decision_header
+        .1
+        .starts_with("mode=dry_run; outcome=block;"));
+    assert_eq!(body, BodyStart::None);
+    assert_eq!(s.fail_closed(&c), Stop::Continue);
+}
+
+#[test]
+fn a_host_failure_blocks_with_internal_error() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    let Stop::Reply(reply) = s.fail_closed(&c) else {
+        panic!("enforced streams fail closed");
+    };
+    assert_eq!(reply.status, 500);
+    assert!(reply.body.contains("internal_error"));
+    assert_eq!(
+        s.decision().map(|d| d.reason),
+        Some(Reason::InternalError),
+        "logged like any decision"
+    );
+}
+
+#[test]
+fn the_log_line_carries_a_keyed_subject_never_the_user_id() {
+    let c = config(serde_json::json!({
+        "decision_log": {"enabled": true, "subject_key_secret": "0123456789abcdef-log"}
+    }));
+    let mut s = Stream::new(&c);
+    let h: [(&str, &[u8]); 3] = [
+        ("x-user-id", b"u-bob"),
+        ("x-data-purpose", b"surveys"),
+        ("x-request-id", b"req-1"),
+    ];
+    request(&mut s, &c, &h, true);
+    let line = s
+        .log_line(&c, 1, 1_000, || Some("r".to_string()), Some(3))
+        .unwrap();
+    assert!(line.contains("\"request_id\":\"req-1\""), "{line}");
+    assert!(line.contains("\"subject\":\""), "{line}");
+    assert!(!line.contains("u-bob"), "{line}");
+}
