@@ -1172,7 +1172,7 @@ fn verify(
     body: &str,
     outcome: &BodyOutcome,
 ) -> Result<Stats, TestCaseError> {
-    let decision = decision.clone();
+    let decision = *decision;
     let config = &b.config;
     let mut stats = Stats::default();
     let forbidden = if decision.outcome == Outcome::Redact {
