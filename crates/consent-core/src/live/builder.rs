@@ -66,20 +66,6 @@ impl BucketBuilder {
         Ok(self.into_encoded(fingerprint, version)?.collect())
     }
 
-    /// Encodes the buckets one at a time and hands each to `emit`. Every bucket is checked
-    /// for a subject given twice before anything is emitted.
-    pub fn finish_with(
-        self,
-        fingerprint: [u8; 8],
-        version: u64,
-        mut emit: impl FnMut(u32, Vec<u8>),
-    ) -> Result<(), SubjectKey> {
-        for (bucket, bytes) in self.into_encoded(fingerprint, version)? {
-            emit(bucket, bytes);
-        }
-        Ok(())
-    }
-
     /// The buckets, each encoded only when it is taken, so that a publisher never holds
     /// the whole encoded snapshot twice. Every bucket is checked for a subject given twice
     /// first: `Err(key)` names one.
