@@ -27,24 +27,14 @@ impl FetchMachine {
             Ok(doc) => doc,
             Err(e) => return self.reject("snapshot", &e),
         };
-        let mut loading = Loading {
+        self.loading = Some(Loading {
             version: doc.version,
             parts: doc.parts.unwrap_or(1).max(1),
             generated_at: doc.generated_at,
             etag: etag.map(str::to_string),
             builder: BucketBuilder::new(self.config.snapshot.bucket_bits),
-        };
-        if let Err(e) = add_part(
-            &doc,
-            &self.config.policy,
-            &self.config.snapshot.keying,
-            &mut loading.builder,
-        ) {
-            return self.reject("snapshot", &e);
-        }
-        drop(doc);
-        self.loading = Some(loading);
-        self.continue_loading(1, now_ms)
+        });
+        self.add(doc, 1, "snapshot", now_ms)
     }
 
     /// Part `part` (> 0) arrived.
@@ -56,7 +46,7 @@ impl FetchMachine {
             Ok(doc) => doc,
             Err(e) => return self.reject("snapshot part", &e),
         };
-        let Some(loading) = self.loading.as_mut() else {
+        let Some(loading) = &self.loading else {
             return Effects::none();
         };
         if doc.version != loading.version || doc.part.unwrap_or(0) != part {
@@ -68,16 +58,20 @@ impl FetchMachine {
                     .to_string(),
             );
         }
-        if let Err(e) = add_part(
-            &doc,
-            &self.config.policy,
-            &self.config.snapshot.keying,
-            &mut loading.builder,
-        ) {
-            return self.reject("snapshot part", &e);
+        self.add(doc, part + 1, "snapshot part", now_ms)
+    }
+
+    /// Adds the records of a part to the snapshot being loaded, then asks for part `next`.
+    fn add(&mut self, doc: FullSnapshotDoc, next: u32, what: &str, now_ms: u64) -> Effects {
+        let Some(loading) = self.loading.as_mut() else {
+            return Effects::none();
+        };
+        let s = &self.config.snapshot;
+        if let Err(e) = add_part(&doc, &self.config.policy, &s.keying, &mut loading.builder) {
+            return self.reject(what, &e);
         }
         drop(doc);
-        self.continue_loading(part + 1, now_ms)
+        self.continue_loading(next, now_ms)
     }
 
     /// Asks for part `next`, or publishes when every part has arrived.

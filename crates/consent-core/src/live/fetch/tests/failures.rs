@@ -29,14 +29,14 @@ fn an_unreachable_or_failing_source_counts_a_fetch_failure_and_keeps_the_last_go
 fn a_source_failing_while_parts_are_read_starts_again() {
     let mut s = Sim::new();
     s.tick().unwrap();
-    let part0 = r#"{"version": 5, "parts": 2, "records": [{"subject": "person-alice"}]}"#;
-    s.answer(Some(200), None, part0).unwrap();
+    let part0 = first_part(5, 2, &["alice"]);
+    s.answer(Some(200), None, &part0).unwrap();
     assert_eq!(s.answer(Some(500), None, ""), None);
     assert_eq!(s.counter(Counter::FetchFailures), 1);
     assert_eq!(s.meta(), None);
     assert_eq!(s.tick().unwrap().path, "/snapshot");
     s.host.fail_calls = true;
-    assert_eq!(s.answer(Some(200), None, part0), None);
+    assert_eq!(s.answer(Some(200), None, &part0), None);
     s.host.fail_calls = false;
     assert_eq!(
         s.counter(Counter::FetchFailures),
@@ -58,11 +58,7 @@ fn a_failed_write_makes_the_next_fetch_a_full_one_that_rewrites_everything() {
     assert_eq!(s.meta().map(|m| m.version), Some(1));
     s.take_writes();
     s.host.now = 3_000;
-    let call = s.tick().unwrap();
-    assert_eq!(
-        (call.path.as_str(), call.if_none_match),
-        ("/snapshot", None)
-    );
+    assert_eq!(asks(&s.tick().unwrap()), ("/snapshot", None));
     assert_eq!(
         s.host.gauges.get(&Gauge::AgeMs),
         Some(&3_000),
@@ -130,11 +126,7 @@ fn a_bucket_that_cannot_be_read_makes_the_next_fetch_a_full_one() {
         s.bucket_of("alice")
     )));
     assert_eq!(s.take_writes(), Vec::<String>::new());
-    let call = s.tick().unwrap();
-    assert_eq!(
-        (call.path.as_str(), call.if_none_match),
-        ("/snapshot", None)
-    );
+    assert_eq!(asks(&s.tick().unwrap()), ("/snapshot", None));
     s.answer(Some(200), None, &snapshot(2, &["alice"]));
     assert_eq!(s.take_bucket_writes(), 16);
 }

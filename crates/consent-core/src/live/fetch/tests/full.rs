@@ -64,10 +64,7 @@ fn a_304_confirms_the_snapshot_without_rewriting_it() {
     assert_eq!(call.path, "/snapshot");
     assert!(call.headers().contains(&("if-none-match", "\"v1\"")));
     s.answer(Some(304), None, "");
-    assert_eq!(
-        s.take_writes(),
-        vec![s.config.shared_keys.meta_key().to_string()]
-    );
+    assert!(s.only_meta_written());
     let meta = s.meta().unwrap();
     assert_eq!((meta.version, meta.fetched_at_ms), (1, 9_000));
     assert!(s.record("alice").is_some());
@@ -84,18 +81,14 @@ fn a_304_confirms_the_snapshot_without_rewriting_it() {
 fn a_snapshot_in_three_parts_is_loaded_whole() {
     let mut s = Sim::new();
     s.tick().unwrap();
-    let part0 = r#"{"version": 5, "parts": 3, "records": [{"subject": "person-alice"}]}"#;
-    let next = s.answer(Some(200), Some("\"v5\""), part0).unwrap();
-    assert_eq!(
-        (next.path.as_str(), next.if_none_match),
-        ("/snapshot/parts/1", None)
-    );
+    let next = s
+        .answer(Some(200), Some("\"v5\""), &first_part(5, 3, &["alice"]))
+        .unwrap();
+    assert_eq!(asks(&next), ("/snapshot/parts/1", None));
     assert_eq!(s.meta(), None, "nothing is published before the last part");
-    let part1 = r#"{"version": 5, "part": 1, "records": [{"subject": "person-bob"}]}"#;
-    let next = s.answer(Some(200), None, part1).unwrap();
+    let next = s.answer(Some(200), None, &part(5, 1, &["bob"])).unwrap();
     assert_eq!(next.path, "/snapshot/parts/2");
-    let part2 = r#"{"version": 5, "part": 2, "records": [{"subject": "person-carol"}]}"#;
-    assert_eq!(s.answer(Some(200), None, part2), None);
+    assert_eq!(s.answer(Some(200), None, &part(5, 2, &["carol"])), None);
     for name in ["alice", "bob", "carol"] {
         assert!(s.record(name).is_some(), "{name}");
     }
@@ -110,26 +103,25 @@ fn a_snapshot_in_three_parts_is_loaded_whole() {
 fn the_version_changing_between_parts_starts_again() {
     let mut s = Sim::new();
     s.tick().unwrap();
-    let part0 = r#"{"version": 5, "parts": 2, "records": [{"subject": "person-alice"}]}"#;
-    s.answer(Some(200), None, part0).unwrap();
-    let moved_on = r#"{"version": 6, "part": 1, "records": [{"subject": "person-bob"}]}"#;
-    assert_eq!(s.answer(Some(200), None, moved_on), None);
+    s.answer(Some(200), None, &first_part(5, 2, &["alice"]))
+        .unwrap();
+    let moved_on = part(6, 1, &["bob"]);
+    assert_eq!(s.answer(Some(200), None, &moved_on), None);
     assert_eq!(s.meta(), None);
     assert!(s.logged("the snapshot changed while its parts were read; starting again"));
     assert_eq!(s.counter(Counter::Rejected), 0);
     assert_eq!(s.tick().unwrap().path, "/snapshot");
-    let part0 = r#"{"version": 6, "parts": 2, "records": [{"subject": "person-alice"}]}"#;
-    s.answer(Some(200), None, part0).unwrap();
-    let wrong_part = r#"{"version": 6, "part": 2, "records": []}"#;
+    let part0 = first_part(6, 2, &["alice"]);
+    s.answer(Some(200), None, &part0).unwrap();
     assert_eq!(
-        s.answer(Some(200), None, wrong_part),
+        s.answer(Some(200), None, &part(6, 2, &[])),
         None,
         "not the part asked for"
     );
     assert_eq!(s.meta(), None);
     assert_eq!(s.tick().unwrap().path, "/snapshot");
-    s.answer(Some(200), None, part0).unwrap();
-    assert_eq!(s.answer(Some(200), None, moved_on), None);
+    s.answer(Some(200), None, &part0).unwrap();
+    assert_eq!(s.answer(Some(200), None, &moved_on), None);
     assert_eq!(s.meta().map(|m| m.version), Some(6));
     assert!(s.record("alice").is_some() && s.record("bob").is_some());
 }
@@ -143,8 +135,8 @@ fn an_invalid_snapshot_or_part_is_rejected_and_the_last_good_one_kept() {
     assert_eq!(s.counter(Counter::Rejected), 1);
     assert!(s.logged("snapshot rejected: "));
     s.tick().unwrap();
-    let part0 = r#"{"version": 2, "parts": 2, "records": [{"subject": "person-bob"}]}"#;
-    s.answer(Some(200), None, part0).unwrap();
+    s.answer(Some(200), None, &first_part(2, 2, &["bob"]))
+        .unwrap();
     let other_keying = r#"{"version": 2, "part": 1, "subject_key": "hmac_sha256", "records": []}"#;
     assert_eq!(s.answer(Some(200), None, other_keying), None);
     assert_eq!(s.counter(Counter::Rejected), 2);
@@ -165,10 +157,9 @@ fn a_subject_appearing_twice_rejects_the_snapshot() {
     assert_eq!(s.take_writes(), Vec::<String>::new());
     // Also when the two are in different parts.
     s.tick().unwrap();
-    let part0 = r#"{"version": 1, "parts": 2, "records": [{"subject": "person-alice"}]}"#;
-    s.answer(Some(200), None, part0).unwrap();
-    let part1 = r#"{"version": 1, "part": 1, "records": [{"subject": "person-alice"}]}"#;
-    assert_eq!(s.answer(Some(200), None, part1), None);
+    s.answer(Some(200), None, &first_part(1, 2, &["alice"]))
+        .unwrap();
+    assert_eq!(s.answer(Some(200), None, &part(1, 1, &["alice"])), None);
     assert_eq!(s.counter(Counter::Rejected), 2);
     assert_eq!(s.meta(), None);
     assert_eq!(s.host.tick_ms, Some(FIRST_TICK_MS));

@@ -53,6 +53,23 @@ fn snapshot(version: u64, names: &[&str]) -> String {
     serde_json::json!({"version": version, "records": records}).to_string()
 }
 
+/// Part 0 of a snapshot in `parts` parts.
+fn first_part(version: u64, parts: u32, names: &[&str]) -> String {
+    let records: Vec<_> = names.iter().map(|n| record(n, false)).collect();
+    serde_json::json!({"version": version, "parts": parts, "records": records}).to_string()
+}
+
+/// Part `part` (> 0) of a snapshot.
+fn part(version: u64, part: u32, names: &[&str]) -> String {
+    let records: Vec<_> = names.iter().map(|n| record(n, false)).collect();
+    serde_json::json!({"version": version, "part": part, "records": records}).to_string()
+}
+
+/// What a call asks for: its path and the ETag it is conditional on.
+fn asks(call: &FetchRequest) -> (&str, Option<&str>) {
+    (call.path.as_str(), call.if_none_match.as_deref())
+}
+
 /// A delta from `from` to `from + 1`.
 fn delta(from: u64, upserts: &[&str], deletes: &[&str]) -> String {
     let upserts: Vec<_> = upserts.iter().map(|n| record(n, true)).collect();
@@ -242,6 +259,11 @@ impl Sim {
     /// The keys written since the last call, and forget them.
     fn take_writes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.host.writes)
+    }
+
+    /// Whether only the metadata was written since the last call; forget the writes.
+    fn only_meta_written(&mut self) -> bool {
+        self.take_writes() == [self.config.shared_keys.meta_key()]
     }
 
     /// How many buckets were written since the last call, and forget the writes.
