@@ -291,8 +291,10 @@ impl FetchMachine {
     }
 
     /// Forgets what this fetcher published (another one may publish meanwhile): the next
-    /// fetch is a full one that rewrites or empties every bucket.
+    /// fetch is an unconditional full one that rewrites or empties every bucket.
     pub fn forget(&mut self) {
+        // A 304 would confirm nothing: the metadata is forgotten too.
+        self.etag = None;
         self.in_flight = None;
         self.loading = None;
         self.delta = None;

@@ -148,3 +148,20 @@ fn a_lease_runs_three_refresh_periods_and_at_least_three_seconds() {
         15_000
     );
 }
+
+#[test]
+fn after_regaining_the_lease_the_full_fetch_is_unconditional() {
+    let mut s = Sim::with(fast_config(), Host::default());
+    s.lease(true);
+    s.tick().unwrap();
+    s.answer(Some(200), Some("\"v1\""), &snapshot(1, &["alice"]));
+    s.lease(false);
+    s.lease(true);
+    s.take_writes();
+    // With the old ETag an unchanged source would answer 304, and a fetcher that forgot
+    // its metadata would have nothing to confirm: the snapshot would go stale.
+    assert_eq!(asks(&s.tick().unwrap()), ("/snapshot", None));
+    s.answer(Some(200), Some("\"v1\""), &snapshot(1, &["alice"]));
+    assert_eq!(s.meta().map(|m| m.version), Some(1));
+    assert_eq!(s.take_bucket_writes(), 16);
+}
