@@ -24,9 +24,8 @@ pub const FETCHER_ROOT_ID: &str = "consent_fetcher";
 pub struct ConsentRoot {
     config: Option<Rc<CompiledConfig>>,
     fetcher: Option<Fetcher>,
-    /// With a worker lease: this root context's holder id and whether it held the lease at
-    /// the last tick (`None` before the first).
-    lease: Option<(u64, Option<bool>)>,
+    /// With a worker lease: this root context's holder id.
+    lease: Option<u64>,
 }
 
 /// A holder id no other root context has: 64 random bits (the standard library seeds its
@@ -112,7 +111,7 @@ impl RootContext for ConsentRoot {
                         log::info!("consent fetcher: snapshot.source is inline, nothing to fetch");
                         return true;
                     }
-                    let fetcher = Fetcher::new(config);
+                    let mut fetcher = Fetcher::new(config);
                     let started = fetcher.start();
                     self.fetcher = Some(fetcher);
                     return started;
@@ -124,10 +123,10 @@ impl RootContext for ConsentRoot {
                         log::error!("consent filter: cannot take a fetcher lease id");
                         return false;
                     };
-                    let fetcher = Fetcher::new(config);
+                    let mut fetcher = Fetcher::new(config);
                     let started = fetcher.start();
                     self.fetcher = Some(fetcher);
-                    self.lease = Some((me, None));
+                    self.lease = Some(me);
                     return started;
                 }
                 true
@@ -143,34 +142,9 @@ impl RootContext for ConsentRoot {
         let Some(fetcher) = self.fetcher.as_mut() else {
             return;
         };
-        if let (Some((me, held)), Some(config)) = (self.lease.as_mut(), self.config.as_ref()) {
-            let ttl = config.snapshot.refresh_ms.saturating_mul(3).max(3000);
-            let holds = hold_lease(&config.shared_keys.lease(), *me, ttl);
-            if Some(holds) != *held {
-                if holds || *held == Some(true) {
-                    log::info!(
-                        "consent fetcher: worker {me} {} the fetcher lease",
-                        if holds { "took" } else { "lost" }
-                    );
-                }
-                // After a handover (either way) the buckets may hold what another holder
-                // wrote: the next full publish must rewrite or empty every one of them. (A new
-                // fetcher already knows from the metadata whether anything was published.)
-                if held.is_some() {
-                    fetcher.forget();
-                }
-                if !holds {
-                    // Only the holder needs the fast first-fetch tick.
-                    let period = config.snapshot.refresh_ms.clamp(200, 1000);
-                    if let Err(status) = host::set_tick(std::time::Duration::from_millis(period)) {
-                        log::warn!("consent fetcher: cannot slow the tick: {status:?}");
-                    }
-                }
-                *held = Some(holds);
-            }
-            if !holds {
-                return;
-            }
+        if let (Some(me), Some(config)) = (self.lease, self.config.as_ref()) {
+            let holds = hold_lease(&config.shared_keys.lease(), me, fetcher.lease_ttl_ms());
+            fetcher.on_lease(me, holds);
         }
         fetcher.on_tick();
     }

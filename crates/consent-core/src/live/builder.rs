@@ -1,7 +1,7 @@
 //! The bucket builder: a snapshot that arrives in parts becomes published buckets while
 //! each record is held only in its compact encoded form.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::buckets::{bucket_of, encode_record, encode_sorted_raw};
 use crate::live::records::ConsentRecord;
@@ -52,28 +52,28 @@ impl BucketBuilder {
         self.count == 0
     }
 
+    /// The buckets that will hold someone.
+    pub fn buckets(&self) -> BTreeSet<u32> {
+        self.pending.keys().copied().collect()
+    }
+
     /// Encodes every bucket; `Err(key)` names a subject that appeared twice.
     pub fn finish(
         self,
         fingerprint: [u8; 8],
         version: u64,
     ) -> Result<BTreeMap<u32, Vec<u8>>, SubjectKey> {
-        let mut out = BTreeMap::new();
-        self.finish_with(fingerprint, version, |bucket, bytes| {
-            out.insert(bucket, bytes);
-        })?;
-        Ok(out)
+        Ok(self.into_encoded(fingerprint, version)?.collect())
     }
 
-    /// Encodes the buckets one at a time and hands each to `emit`, so that a publisher never
-    /// holds the whole encoded snapshot twice. Every bucket is checked for a subject given
-    /// twice before anything is emitted.
-    pub fn finish_with(
+    /// The buckets, each encoded only when it is taken, so that a publisher never holds
+    /// the whole encoded snapshot twice. Every bucket is checked for a subject given twice
+    /// first: `Err(key)` names one.
+    pub fn into_encoded(
         self,
         fingerprint: [u8; 8],
         version: u64,
-        mut emit: impl FnMut(u32, Vec<u8>),
-    ) -> Result<(), SubjectKey> {
+    ) -> Result<EncodedBuckets, SubjectKey> {
         for flat in self.pending.values() {
             let mut keys: Vec<SubjectKey> = entries_of(flat).into_iter().map(|(k, _)| k).collect();
             keys.sort_unstable();
@@ -85,12 +85,34 @@ impl BucketBuilder {
                 return Err(*key);
             }
         }
-        for (bucket, flat) in self.pending {
-            let mut entries = entries_of(&flat);
-            entries.sort_unstable_by_key(|e| e.0);
-            emit(bucket, encode_sorted_raw(fingerprint, version, &entries));
-        }
-        Ok(())
+        Ok(EncodedBuckets {
+            fingerprint,
+            version,
+            pending: self.pending.into_iter(),
+        })
+    }
+}
+
+/// The buckets of a finished [`BucketBuilder`] in bucket order, each encoded as it is
+/// taken (and its compact form dropped).
+#[derive(Debug)]
+pub struct EncodedBuckets {
+    fingerprint: [u8; 8],
+    version: u64,
+    pending: std::collections::btree_map::IntoIter<u32, Vec<u8>>,
+}
+
+impl Iterator for EncodedBuckets {
+    type Item = (u32, Vec<u8>);
+
+    fn next(&mut self) -> Option<(u32, Vec<u8>)> {
+        let (bucket, flat) = self.pending.next()?;
+        let mut entries = entries_of(&flat);
+        entries.sort_unstable_by_key(|e| e.0);
+        Some((
+            bucket,
+            encode_sorted_raw(self.fingerprint, self.version, &entries),
+        ))
     }
 }
 
@@ -141,6 +163,23 @@ mod tests {
                 Some(&r)
             );
         }
+    }
+
+    #[test]
+    fn the_buckets_to_fill_are_known_before_any_is_encoded() {
+        let k = SubjectKeying::Plain;
+        let mut builder = BucketBuilder::new(4);
+        for i in 0..50u16 {
+            builder.add(k.key_of_user(&format!("u-{i}")), &record(i));
+        }
+        let buckets: Vec<u32> = builder.buckets().into_iter().collect();
+        let encoded: Vec<u32> = builder
+            .into_encoded([3; 8], 1)
+            .unwrap()
+            .map(|(b, _)| b)
+            .collect();
+        assert_eq!(buckets, encoded);
+        assert!(buckets.len() > 1);
     }
 
     #[test]

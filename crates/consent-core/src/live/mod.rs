@@ -1,12 +1,14 @@
 //! The live consent snapshot: the documents a consent source serves, the records they
 //! hold, how subjects are keyed, the compact bucket format and its builder, one checked
 //! delta, the published metadata, the reader that finds a person's record in it, where it
-//! all lives in shared data, the fetcher lease, and the `snapshot` settings.
+//! all lives in shared data, the fetch protocol (a state machine without I/O), the fetcher
+//! lease, and the `snapshot` settings.
 
 pub(crate) mod buckets;
 pub(crate) mod builder;
 pub(crate) mod delta;
 pub(crate) mod documents;
+pub(crate) mod fetch;
 pub(crate) mod keyed;
 pub(crate) mod lease;
 pub(crate) mod meta;
@@ -22,9 +24,13 @@ pub use buckets::{
     bucket_of, bucket_version, decode_bucket, encode_bucket, find_in_bucket, fingerprint,
     BucketError,
 };
-pub use builder::BucketBuilder;
+pub use builder::{BucketBuilder, EncodedBuckets};
 pub use delta::{DeltaError, KeyedDelta};
 pub use documents::{DeltaDoc, FullSnapshotDoc, SubjectKeyKind};
+pub use fetch::{
+    BucketRead, BucketsRead, Counter, Effect, Effects, FetchHost, FetchMachine, FetchRequest,
+    Gauge, HostFailure, LogLevel, LogLine, Response, Slot, TickChange, FIRST_TICK_MS,
+};
 pub use keyed::{add_part, KeyedLookup, KeyedSnapshot};
 pub use lease::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
 pub use meta::PublishedMeta;
