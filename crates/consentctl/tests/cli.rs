@@ -111,37 +111,71 @@ fn line_of(file: &str, needle: &str) -> usize {
         + 1
 }
 
+/// Fails unless the run exited with `code`, showing what it printed.
+fn assert_exit(r: &Run, code: i32) {
+    assert_eq!(r.code, code, "{}{}", r.stdout, r.stderr);
+}
+
+/// Fails unless `line` is one whole line of the run's stdout.
+fn assert_line(r: &Run, line: &str) {
+    assert!(
+        r.stdout.lines().any(|l| l == line),
+        "no line {line:?} in:\n{}",
+        r.stdout
+    );
+}
+
+/// Fails unless the run's stdout contains `text`.
+fn assert_stdout_has(r: &Run, text: &str) {
+    assert!(r.stdout.contains(text), "{text:?} not in:\n{}", r.stdout);
+}
+
+/// Fails unless the run's stderr contains `text`.
+fn assert_stderr_has(r: &Run, text: &str) {
+    assert!(r.stderr.contains(text), "{text:?} not in:\n{}", r.stderr);
+}
+
+/// The run's stdout as JSON.
+fn json_out(r: &Run) -> Value {
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// `consentctl explain --config CONFIG --user USER --purpose PURPOSE` and then `extra`.
+fn explain(config: &str, user: &str, purpose: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "explain",
+        "--config",
+        config,
+        "--user",
+        user,
+        "--purpose",
+        purpose,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 #[test]
 fn the_shipped_envoy_yaml_is_valid_and_its_alias_is_reported_once() {
     let yaml = repo_file("envoy-config/envoy-demo.yaml");
     let r = run(&["validate", "envoy", &yaml]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert_exit(&r, 0);
     let anchor = line_of(&yaml, "configuration: &consent_plugin_configuration");
     let alias = line_of(&yaml, "configuration: *consent_plugin_configuration");
-    assert!(
-        r.stdout.contains("1 plugin configuration valid"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(&format!(
+    assert_stdout_has(&r, "1 plugin configuration valid");
+    assert_stdout_has(
+        &r,
+        &format!(
             "line {anchor}: configuration &consent_plugin_configuration (JSON on lines {}-",
             anchor + 3
-        )),
-        "{}",
-        r.stdout
+        ),
     );
-    assert!(
-        r.stdout.contains("valid: policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        r.stdout.contains(&format!(
+    assert_stdout_has(&r, "valid: policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared");
+    assert_stdout_has(
+        &r,
+        &format!(
             "line {alias}: configuration *consent_plugin_configuration: reuses the configuration of line {anchor}"
-        )),
-        "{}",
-        r.stdout
+        ),
     );
     assert_eq!(r.stdout.matches("valid: policy").count(), 1);
 }
@@ -163,18 +197,15 @@ static_resources:
 ";
     let path = temp_file("broken.yaml", yaml);
     let r = run(&["validate", "envoy", &path]);
-    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains(
-            "line 5: configuration (JSON on lines 8-11): INVALID: gpc.purposes[0]: unknown purpose"
-        ),
-        "{}",
-        r.stdout
+    assert_exit(&r, 1);
+    assert_stdout_has(
+        &r,
+        "line 5: configuration (JSON on lines 8-11): INVALID: gpc.purposes[0]: unknown purpose",
     );
     let syntax = temp_file("syntax.yaml", &yaml.replace("true,", "true"));
     let r = run(&["validate", "envoy", &syntax]);
-    assert_eq!(r.code, 1);
-    assert!(r.stdout.contains("at YAML line 10"), "{}", r.stdout);
+    assert_exit(&r, 1);
+    assert_stdout_has(&r, "at YAML line 10");
 }
 
 #[test]
@@ -185,7 +216,7 @@ fn a_typo_in_a_configuration_names_the_field_and_never_the_user() {
         run(&["validate", "config", &path]),
         run_with_stdin(&["validate", "config", "-"], Some(config)),
     ] {
-        assert_eq!(r.code, 1);
+        assert_exit(&r, 1);
         assert_eq!(r.stdout, "");
         assert_eq!(
             r.stderr,
@@ -198,44 +229,23 @@ fn a_typo_in_a_configuration_names_the_field_and_never_the_user() {
         r#"{"consents": {"records": [{"subject": "u-secret-4711", "stop_use": "u-secret-4711"}]}}"#,
     );
     let r = run(&["validate", "config", &wrong_type]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr.contains("consents.records[0].stop_use"),
-        "{}",
-        r.stderr
-    );
+    assert_exit(&r, 1);
+    assert_stderr_has(&r, "consents.records[0].stop_use");
     assert!(!r.stderr.contains("u-secret-4711"), "{}", r.stderr);
     let key = temp_file("key.json", r#"{"require_usr": false}"#);
     let r = run(&["validate", "config", &key]);
-    assert!(
-        r.stderr.contains("unknown field `require_usr`"),
-        "{}",
-        r.stderr
-    );
+    assert_stderr_has(&r, "unknown field `require_usr`");
 }
 
 #[test]
 fn a_valid_configuration_prints_a_summary() {
     let path = demo_inline_config("summary.json");
     let r = run(&["validate", "config", &path]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(
-        lines.contains(&"policy       saitama-minna-app version 1"),
-        "{}",
-        r.stdout
-    );
-    assert!(lines.contains(&"purposes     17"), "{}", r.stdout);
-    assert!(
-        lines.contains(&"route rules  1 besides the default rule"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        lines.contains(&"snapshot     inline (3 records, version 1)"),
-        "{}",
-        r.stdout
-    );
+    assert_exit(&r, 0);
+    assert_line(&r, "policy       saitama-minna-app version 1");
+    assert_line(&r, "purposes     17");
+    assert_line(&r, "route rules  1 besides the default rule");
+    assert_line(&r, "snapshot     inline (3 records, version 1)");
     assert!(
         !r.stdout.contains("demo-only-key"),
         "the key is never printed"
@@ -250,15 +260,10 @@ fn the_demo_consents_are_a_valid_snapshot_and_only_counts_are_printed() {
         "snapshot",
         &repo_file("envoy-config/demo-consents.json"),
     ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(lines.contains(&"records           3"), "{}", r.stdout);
-    assert!(lines.contains(&"stop use          1"), "{}", r.stdout);
-    assert!(
-        lines.contains(&"grants            4 (marketing.newsletters 2, security.crime_prevention 1, service.improvement 1)"),
-        "{}",
-        r.stdout
-    );
+    assert_exit(&r, 0);
+    assert_line(&r, "records           3");
+    assert_line(&r, "stop use          1");
+    assert_line(&r, "grants            4 (marketing.newsletters 2, security.crime_prevention 1, service.improvement 1)");
     assert_eq!(r.stderr, "");
     assert_no_demo_user(&r);
 }
@@ -269,19 +274,15 @@ fn unknown_ids_in_a_snapshot_are_warnings_and_duplicates_are_errors() {
     doc["records"][1]["grants"] = json!({"marketing.campains": {"policy_version": 1}});
     let path = temp_file("unknown.json", &doc.to_string());
     let r = run(&["validate", "snapshot", &path]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("warning: snapshot.records[1].grants.marketing.campains: unknown purpose `marketing.campains` (the live snapshot skips it"),
-        "{}",
-        r.stderr
-    );
-    assert!(r.stdout.contains("records           3"), "{}", r.stdout);
+    assert_exit(&r, 0);
+    assert_stderr_has(&r, "warning: snapshot.records[1].grants.marketing.campains: unknown purpose `marketing.campains` (the live snapshot skips it");
+    assert_stdout_has(&r, "records           3");
 
     let mut doc = demo_consents();
     doc["records"][2]["subject"] = json!("u-alice");
     let path = temp_file("duplicate.json", &doc.to_string());
     let r = run(&["validate", "snapshot", &path]);
-    assert_eq!(r.code, 1);
+    assert_exit(&r, 1);
     assert_eq!(
         r.stderr,
         "consentctl: invalid consent snapshot: snapshot.records[2].subject: the same subject appears in an earlier record\n"
@@ -302,63 +303,36 @@ fn a_snapshot_is_checked_against_the_configuration_s_keying() {
         "--config",
         &config,
     ]);
-    assert_eq!(r.code, 1);
-    assert!(
-        r.stderr
-            .contains("snapshot.subject_key: the snapshot's subject keying differs"),
-        "{}",
-        r.stderr
+    assert_exit(&r, 1);
+    assert_stderr_has(
+        &r,
+        "snapshot.subject_key: the snapshot's subject keying differs",
     );
 }
 
 #[test]
 fn explain_bob_surveys_blocks_with_consent_missing() {
     let config = demo_inline_config("bob.json");
-    let r = run(&[
-        "explain",
-        "--config",
-        &config,
-        "--user",
-        "u-bob",
-        "--purpose",
-        "surveys",
-    ]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert_eq!(lines.first(), Some(&"outcome  block"));
-    assert!(
-        lines.contains(&"reason   consent_missing: the person has not consented to this purpose"),
-        "{}",
-        r.stdout
+    let r = explain(&config, "u-bob", "surveys", &[]);
+    assert_exit(&r, 2);
+    assert_eq!(r.stdout.lines().next(), Some("outcome  block"));
+    assert_line(
+        &r,
+        "reason   consent_missing: the person has not consented to this purpose",
     );
-    assert!(
-        lines.contains(
-            &"         basis consent, §3(1)ア④, terms last changed in version 1, not joint use"
-        ),
-        "{}",
-        r.stdout
+    assert_line(
+        &r,
+        "         basis consent, §3(1)ア④, terms last changed in version 1, not joint use",
     );
-    assert!(
-        lines.contains(
-            &"party    tsunagu (operator), identified by: no identity; caller.unidentified_party"
-        ),
-        "{}",
-        r.stdout
+    assert_line(
+        &r,
+        "party    tsunagu (operator), identified by: no identity; caller.unidentified_party",
     );
     assert_no_demo_user(&r);
 
-    let r = run(&[
-        "explain",
-        "--config",
-        &config,
-        "--user",
-        "u-bob",
-        "--purpose",
-        "surveys",
-        "--json",
-    ]);
-    assert_eq!(r.code, 2);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let r = explain(&config, "u-bob", "surveys", &["--json"]);
+    assert_exit(&r, 2);
+    let v = json_out(&r);
     assert_eq!(v["outcome"], "block");
     assert_eq!(v["reason"], "consent_missing");
     assert_eq!(v["mode"], "enforce");
@@ -374,33 +348,18 @@ fn explain_shows_dry_run_mode_and_keeps_the_decision_s_exit_code() {
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     config["dry_run"] = json!(true);
     let config = temp_file("dry.json", &config.to_string());
-    let args = [
-        "explain",
-        "--config",
-        &config,
-        "--user",
-        "u-bob",
-        "--purpose",
-        "surveys",
-    ];
-    let r = run(&args);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(
-        lines.contains(
-            &"mode     dry_run: the filter records this decision and passes the request unchanged"
-        ),
-        "{}",
-        r.stdout
+    let r = explain(&config, "u-bob", "surveys", &[]);
+    assert_exit(&r, 2);
+    assert_line(
+        &r,
+        "mode     dry_run: the filter records this decision and passes the request unchanged",
     );
     assert!(
         !r.stdout.contains("\nreply "),
         "no block reply in dry-run: {}",
         r.stdout
     );
-    let mut json_args = args.to_vec();
-    json_args.push("--json");
-    let v: Value = serde_json::from_str(&run(&json_args).stdout).unwrap();
+    let v = json_out(&explain(&config, "u-bob", "surveys", &["--json"]));
     assert_eq!(
         (&v["mode"], &v["reason"]),
         (&json!("dry_run"), &json!("consent_missing"))
@@ -414,45 +373,25 @@ fn explain_a_body_shows_the_gps_path_and_why_gps_was_coarsened() {
         "body.json",
         r#"{"email":"b@example.jp","gps":{"lat":35.8617,"lng":139.6455},"note":"hi"}"#,
     );
-    let args = [
-        "explain",
-        "--config",
-        &config,
-        "--user",
-        "u-bob",
-        "--purpose",
-        "service.improvement",
-        "--body",
-        &body,
-    ];
-    let r = run(&args);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(
-        lines.contains(&"location.gps        explicit_grant_missing   coarsen    the person has not explicitly granted this category for this purpose"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        lines.contains(&"$.gps    location.gps  coarsened"),
-        "{}",
-        r.stdout
-    );
-    assert!(
-        lines.contains(&"$.email  email         removed"),
-        "{}",
-        r.stdout
-    );
+    let purpose = "service.improvement";
+    let r = explain(&config, "u-bob", purpose, &["--body", &body]);
+    assert_exit(&r, 0);
+    assert_line(&r, "location.gps        explicit_grant_missing   coarsen    the person has not explicitly granted this category for this purpose");
+    assert_line(&r, "$.gps    location.gps  coarsened");
+    assert_line(&r, "$.email  email         removed");
     assert!(
         !r.stdout.contains("b@example.jp"),
         "no body value without --json-out"
     );
 
-    let mut json_args = args.to_vec();
-    json_args.extend(["--json", "--json-out"]);
-    let r = run(&json_args);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let r = explain(
+        &config,
+        "u-bob",
+        purpose,
+        &["--body", &body, "--json", "--json-out"],
+    );
+    assert_exit(&r, 0);
+    let v = json_out(&r);
     assert_eq!(v["outcome"], "redact");
     assert_eq!(v["body"]["result"], "rewritten");
     assert!(
@@ -472,23 +411,16 @@ fn explain_a_body_shows_the_gps_path_and_why_gps_was_coarsened() {
 fn explain_with_a_snapshot_looks_the_user_up_like_the_filter() {
     let yaml = repo_file("envoy-config/envoy-demo.yaml");
     let snapshot = repo_file("envoy-config/demo-consents.json");
-    let explain = |user: &str| {
-        let r = run(&[
-            "explain",
-            "--config",
+    let explain_json = |user: &str| {
+        let r = explain(
             &yaml,
-            "--snapshot",
-            &snapshot,
-            "--user",
             user,
-            "--purpose",
             "service.improvement",
-            "--json",
-        ]);
-        let v: Value = serde_json::from_str(&r.stdout).unwrap();
-        (r.code, v)
+            &["--snapshot", &snapshot, "--json"],
+        );
+        (r.code, json_out(&r))
     };
-    let (code, alice) = explain("u-alice");
+    let (code, alice) = explain_json("u-alice");
     assert_eq!(code, 0);
     assert_eq!(alice["reason"], "notice_basis");
     let removed: Vec<&str> = alice["redactions"]
@@ -502,7 +434,7 @@ fn explain_with_a_snapshot_looks_the_user_up_like_the_filter() {
         "alice granted GPS: {removed:?}"
     );
     assert!(removed.contains(&"location.wifi"), "{removed:?}");
-    let (code, carol) = explain("u-carol");
+    let (code, carol) = explain_json("u-carol");
     assert_eq!(code, 2);
     assert_eq!(carol["reason"], "use_stopped");
     assert_eq!(carol["consent"]["stop_use"], true);
@@ -515,26 +447,14 @@ fn explain_a_list_body_decides_each_element_for_its_own_person() {
         "list-body.json",
         r#"{"items":[{"user_id":"u-alice","email":"a@example.jp"},{"user_id":"u-carol","email":"c@example.jp"}]}"#,
     );
-    let r = run(&[
-        "explain",
-        "--config",
+    let r = explain(
         &config,
-        "--user",
         "u-alice",
-        "--purpose",
         "marketing.newsletters",
-        "--body",
-        &body,
-        "--json-out",
-    ]);
-    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout
-            .lines()
-            .any(|l| l == "$.items[1]  -         element dropped"),
-        "{}",
-        r.stdout
+        &["--body", &body, "--json-out"],
     );
+    assert_exit(&r, 0);
+    assert_line(&r, "$.items[1]  -         element dropped");
     assert!(
         r.stdout.contains("a@example.jp"),
         "alice's element stays: {}",
@@ -546,54 +466,36 @@ fn explain_a_list_body_decides_each_element_for_its_own_person() {
 #[test]
 fn explain_a_third_party_caller_needs_consent_to_provision() {
     let config = demo_inline_config("third.json");
-    let r = run(&[
-        "explain",
-        "--config",
+    let purpose = "marketing.newsletters";
+    let r = explain(
         &config,
-        "--user",
         "u-alice",
-        "--purpose",
-        "marketing.newsletters",
-        "--uri-san",
-        "spiffe://ads.example/x",
-    ]);
-    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
-    let lines: Vec<&str> = r.stdout.lines().collect();
-    assert!(
-        lines.contains(&"reason   third_party_consent_missing: the person has not consented to provision of their data to third parties"),
-        "{}",
-        r.stdout
+        purpose,
+        &["--uri-san", "spiffe://ads.example/x"],
     );
-    assert!(
-        lines.contains(
-            &"party    - (third_party), identified by: no identity, or one no party claims"
-        ),
-        "{}",
-        r.stdout
+    assert_exit(&r, 2);
+    assert_line(&r, "reason   third_party_consent_missing: the person has not consented to provision of their data to third parties");
+    assert_line(
+        &r,
+        "party    - (third_party), identified by: no identity, or one no party claims",
     );
-    assert!(
-        lines.contains(
-            &"consent  record found; grant for the purpose: version 1; consent to provision: none"
-        ),
-        "{}",
-        r.stdout
+    assert_line(
+        &r,
+        "consent  record found; grant for the purpose: version 1; consent to provision: none",
     );
-    let r = run(&[
-        "explain",
-        "--config",
+    let r = explain(
         &config,
-        "--user",
         "u-alice",
-        "--purpose",
-        "marketing.newsletters",
-        "--uri-san",
-        "spiffe://minna-app.example/ns/tsunagu/sa/api",
-        "--json",
-    ]);
-    assert_eq!(r.code, 0);
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        purpose,
+        &[
+            "--uri-san",
+            "spiffe://minna-app.example/ns/tsunagu/sa/api",
+            "--json",
+        ],
+    );
+    assert_exit(&r, 0);
     assert_eq!(
-        v["party"],
+        json_out(&r)["party"],
         json!({"id": "tsunagu", "kind": "operator", "via": "uri_san"})
     );
 }
@@ -601,9 +503,9 @@ fn explain_a_third_party_caller_needs_consent_to_provision() {
 #[test]
 fn policy_prints_japanese_and_english_labels_in_aligned_tables() {
     let r = run(&["policy"]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("さいたま市"), "{}", r.stdout);
-    assert!(r.stdout.contains("Saitama City"), "{}", r.stdout);
+    assert_exit(&r, 0);
+    assert_stdout_has(&r, "さいたま市");
+    assert_stdout_has(&r, "Saitama City");
     let city = r
         .stdout
         .lines()
