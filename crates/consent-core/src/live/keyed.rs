@@ -207,6 +207,15 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
+    /// The full snapshot `v`, compiled for the default policy with plain subject keys.
+    fn plain_snapshot(v: serde_json::Value) -> KeyedSnapshot {
+        KeyedSnapshot::compile(&full(v), &policy(), &SubjectKeying::Plain).unwrap()
+    }
+
+    fn parse_delta(v: serde_json::Value) -> DeltaDoc {
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn garbage_snapshots_are_errors_that_name_the_field_not_the_value() {
         let err = FullSnapshotDoc::from_json(br#"{"version": 1, "records": [{"subject": 4242}]}"#)
@@ -229,21 +238,15 @@ mod tests {
     fn a_delta_changes_only_what_it_names_and_moves_the_version() {
         let p = policy();
         let k = SubjectKeying::Plain;
-        let mut snap = KeyedSnapshot::compile(
-            &full(serde_json::json!({"version": 1, "records": [
-                {"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}},
-                {"subject": "u-2"}
-            ]})),
-            &p,
-            &k,
-        )
-        .unwrap();
-        let delta: DeltaDoc = serde_json::from_value(serde_json::json!({
+        let mut snap = plain_snapshot(serde_json::json!({"version": 1, "records": [
+            {"subject": "u-1", "grants": {"surveys": {"policy_version": 1}}},
+            {"subject": "u-2"}
+        ]}));
+        let delta = parse_delta(serde_json::json!({
             "from_version": 1, "version": 2,
             "upserts": [{"subject": "u-2", "stop_use": true}],
             "deletes": ["u-1"]
-        }))
-        .unwrap();
+        }));
         let changed = snap.apply(&delta, &p, &k).unwrap();
         assert_eq!(changed.len(), 2);
         assert_eq!(snap.version, 2);
@@ -255,16 +258,10 @@ mod tests {
     fn a_delta_from_another_version_is_a_gap_and_changes_nothing() {
         let p = policy();
         let k = SubjectKeying::Plain;
-        let mut snap = KeyedSnapshot::compile(
-            &full(serde_json::json!({"version": 5, "records": [{"subject": "u"}]})),
-            &p,
-            &k,
-        )
-        .unwrap();
-        let delta: DeltaDoc = serde_json::from_value(
-            serde_json::json!({"from_version": 4, "version": 6, "deletes": ["u"]}),
-        )
-        .unwrap();
+        let mut snap =
+            plain_snapshot(serde_json::json!({"version": 5, "records": [{"subject": "u"}]}));
+        let delta =
+            parse_delta(serde_json::json!({"from_version": 4, "version": 6, "deletes": ["u"]}));
         assert_eq!(
             snap.apply(&delta, &p, &k),
             Err(DeltaError::Gap { have: 5, from: 4 })
@@ -276,18 +273,13 @@ mod tests {
     fn an_invalid_record_rejects_the_whole_delta() {
         let p = policy();
         let k = SubjectKeying::Plain;
-        let mut snap = KeyedSnapshot::compile(
-            &full(serde_json::json!({"version": 1, "records": [{"subject": "u"}]})),
-            &p,
-            &k,
-        )
-        .unwrap();
-        let delta: DeltaDoc = serde_json::from_value(serde_json::json!({
+        let mut snap =
+            plain_snapshot(serde_json::json!({"version": 1, "records": [{"subject": "u"}]}));
+        let delta = parse_delta(serde_json::json!({
             "from_version": 1, "version": 2,
             "upserts": [{"subject": "v"}, {"subject": "w", "grants": {"surveys": {"policy_version": 0}}}],
             "deletes": ["u"]
-        }))
-        .unwrap();
+        }));
         assert!(matches!(
             snap.apply(&delta, &p, &k),
             Err(DeltaError::Invalid(_))
@@ -335,12 +327,11 @@ mod tests {
         let mut builder = BucketBuilder::new(4);
         add_part(&base_doc, &p, &k, &mut builder).unwrap();
         let mut published = builder.finish(fp, 1).unwrap();
-        let delta_doc: DeltaDoc = serde_json::from_value(serde_json::json!({
+        let delta_doc = parse_delta(serde_json::json!({
             "from_version": 1, "version": 2,
             "upserts": [{"subject": "u-5", "stop_use": true}, {"subject": "u-new"}],
             "deletes": ["u-7", "u-8", "u-nobody"]
-        }))
-        .unwrap();
+        }));
         let delta = KeyedDelta::compile(&delta_doc, &p, &k, 4).unwrap();
         let mut users: i64 = 200;
         for b in delta.buckets() {
@@ -377,16 +368,10 @@ mod tests {
     fn buckets_emptied_by_a_delta_are_republished_empty() {
         let p = policy();
         let k = SubjectKeying::Plain;
-        let mut snap = KeyedSnapshot::compile(
-            &full(serde_json::json!({"version": 1, "records": [{"subject": "u"}]})),
-            &p,
-            &k,
-        )
-        .unwrap();
-        let delta: DeltaDoc = serde_json::from_value(
-            serde_json::json!({"from_version": 1, "version": 2, "deletes": ["u"]}),
-        )
-        .unwrap();
+        let mut snap =
+            plain_snapshot(serde_json::json!({"version": 1, "records": [{"subject": "u"}]}));
+        let delta =
+            parse_delta(serde_json::json!({"from_version": 1, "version": 2, "deletes": ["u"]}));
         let changed = snap.apply(&delta, &p, &k).unwrap();
         let touched: BTreeSet<u32> = changed.iter().map(|key| bucket_of(key, 8)).collect();
         let buckets = snap.buckets(&p, 8, Some(&touched));
