@@ -37,7 +37,6 @@ for the lookup target. Writes bench/results.md and bench/results.png (matplotlib
 importable) and prints PASS/FAIL against the issue's targets.
 """
 import argparse
-import http.server
 import json
 import os
 import re
@@ -45,14 +44,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from envoy_bodies import envoy_yaml, free_port, history, origin_yaml, wait_ready  # noqa: E402
-from snapshot_scale import rss_mb, stat  # noqa: E402
+import harness  # noqa: E402
+from envoy_bodies import history, origin_yaml  # noqa: E402
+from harness import (cluster, envoy_yaml, fetcher, free_port, rss_mb, serve_snapshot,  # noqa: E402
+                     stat, wait_ready, wasm_filter)
 
 PART_SIZE = 20_000
 HEADER_PURPOSE = "marketing.newsletters"
@@ -111,51 +111,6 @@ def snapshot_parts(users):
     return parts
 
 
-def serve_snapshot(parts):
-    """A static consent source: /snapshot (part 0), /snapshot/parts/i, ETag "v1" and 304 on
-    a match, so the fetcher's refreshes cost nothing once the snapshot is loaded."""
-    counts = {"full": 0, "not_modified": 0}
-
-    class H(http.server.BaseHTTPRequestHandler):
-        def handle(self):
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):
-                pass
-
-        def do_GET(self):
-            part = 0 if self.path == "/snapshot" else None
-            if self.path.startswith("/snapshot/parts/"):
-                part = int(self.path.rsplit("/", 1)[1])
-            if part == 0 and self.headers.get("if-none-match") == '"v1"':
-                counts["not_modified"] += 1
-                self.send_response(304)
-                self.send_header("etag", '"v1"')
-                self.send_header("content-length", "0")
-                self.end_headers()
-            elif part is not None and part < len(parts):
-                counts["full"] += part == 0
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(parts[part])))
-                self.send_header("etag", '"v1"')
-                self.end_headers()
-                self.wfile.write(parts[part])
-            else:
-                self.send_response(404)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    srv.counts = counts
-    return srv
-
-
 def lua_source(users, policy_path):
     """The same header decision in Lua: purpose known, user present, and for a purpose on
     the consent basis a grant in the table (user -> purposes granted) made from the snapshot.
@@ -200,46 +155,6 @@ end
 
 
 # ---- Envoy configurations ---------------------------------------------------------------
-
-def wasm_filter(name, root_id, wasm, config, raw=None):
-    value = raw if raw is not None else json.dumps(config) if config is not None else ""
-    return f"""
-          - name: {name}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: {root_id}
-                vm_config: {{ vm_id: {root_id}, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-                failure_policy: FAIL_CLOSED
-                allow_on_headers_stop_iteration: true
-                configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{value}' }}"""
-
-
-def fetcher(wasm, config):
-    return f"""
-bootstrap_extensions:
-- name: envoy.bootstrap.wasm
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
-    singleton: true
-    config:
-      root_id: consent_fetcher
-      vm_config: {{ vm_id: consent, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-      configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{json.dumps(config)}' }}
-"""
-
-
-def cluster(name, port, extra=""):
-    return f"""
-  - name: {name}
-    connect_timeout: 1s
-    type: STATIC{extra}
-    load_assignment:
-      cluster_name: {name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"""
-
 
 def contender_yaml(kind, port, admin, origin_port, a, extra):
     """The Envoy under test for one contender (see the module docstring)."""
@@ -307,15 +222,8 @@ def contender_yaml(kind, port, admin, origin_port, a, extra):
 
 
 def start_envoy(envoy, yaml, work, name, concurrency, log_levels=()):
-    path = os.path.join(work, f"{name}.yaml")
-    with open(path, "w") as f:
-        f.write(yaml)
-    log = open(os.path.join(work, f"{name}.log"), "w")
-    cmd = [envoy, "-c", path, "--concurrency", str(concurrency), "--disable-hot-restart",
-           "-l", "warning"]
-    if log_levels:
-        cmd += ["--component-log-level", ",".join(log_levels)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
+    """harness.start_envoy, counting the Envoy's CPU as this run's (OUR_PIDS)."""
+    proc = harness.start_envoy(envoy, yaml, work, name, concurrency, log_levels)
     OUR_PIDS.add(proc.pid)
     return proc
 

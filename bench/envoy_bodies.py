@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -19,12 +18,8 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from harness import cluster, envoy_yaml, free_port, start_envoy, wait_ready, wasm_filter  # noqa: E402
 
 
 def history(target):
@@ -51,31 +46,6 @@ PLUGIN_CONFIG = {
 }
 
 
-def envoy_yaml(port, admin, routes, http_filters="", clusters="", route_extra=""):
-    """One listener with an HTTP connection manager: `routes` and `http_filters` are YAML
-    fragments (the router is appended), `clusters` an optional clusters block."""
-    return f"""
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: bench
-          route_config:{route_extra}
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:{routes}
-          http_filters:{http_filters}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-{clusters}"""
-
-
 def origin_yaml(port, admin, files):
     """Each body is served as JSON at /NAME and as text/plain at /NAME-text (which the
     filter decides on by headers only, leaving the body unread)."""
@@ -92,61 +62,13 @@ def origin_yaml(port, admin, files):
 
 def proxy_yaml(port, admin, origin_port, wasm, with_filter, root_id="consent"):
     """A proxy to the origin, with the given wasm filter (or none)."""
-    config = json.dumps(PLUGIN_CONFIG) if root_id == "consent" else ""
-    wasm_filter = f"""
-          - name: {root_id}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: {root_id}
-                vm_config:
-                  vm_id: {root_id}
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{wasm}" }} }}
-                failure_policy: FAIL_CLOSED
-                allow_on_headers_stop_iteration: true
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{config}'""" if with_filter else ""
+    config = PLUGIN_CONFIG if root_id == "consent" else None
+    filters = wasm_filter(root_id, root_id, wasm, config) if with_filter else ""
     routes = """
               - match: { prefix: "/" }
                 route: { cluster: origin }"""
-    clusters = f"""  clusters:
-  - name: origin
-    connect_timeout: 1s
-    type: STATIC
-    load_assignment:
-      cluster_name: origin
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {origin_port} }} }} }}
-"""
-    return envoy_yaml(port, admin, routes, wasm_filter, clusters)
-
-
-def start_envoy(envoy, yaml, workdir, name, concurrency):
-    path = os.path.join(workdir, f"{name}.yaml")
-    with open(path, "w") as f:
-        f.write(yaml)
-    log = open(os.path.join(workdir, f"{name}.log"), "w")
-    proc = subprocess.Popen([envoy, "-c", path, "--concurrency", str(concurrency),
-                             "--disable-hot-restart", "-l", "warning"], stdout=log, stderr=log)
-    return proc
-
-
-def wait_ready(admin, proc, name, workdir, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited: see {workdir}/{name}.log")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    sys.exit(f"{name} not ready")
+    clusters = "  clusters:" + cluster("origin", origin_port) + "\n"
+    return envoy_yaml(port, admin, routes, filters, clusters)
 
 
 HEADERS = {"x-user-id": "u-bench", "x-data-purpose": "service.improvement"}

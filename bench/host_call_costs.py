@@ -33,7 +33,7 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 import compare as C  # noqa: E402
-from envoy_bodies import free_port, wait_ready  # noqa: E402
+from harness import free_port, wait_ready  # noqa: E402
 
 SINGLE_CALLS = ["headers", "header", "uri_san", "dns_san", "route_name", "time", "shared",
                 "metric", "set_header", "set_property", "response_headers"]

@@ -5,20 +5,19 @@ filter (2 workers) against the same Envoy without it, and header-only request co
 Writes bench/results-snapshot.md. Used by `make bench-snapshot`.
 """
 import argparse
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from envoy_bodies import free_port, start_envoy, wait_ready  # noqa: E402  (shared Envoy plumbing)
+from harness import (cluster, fetcher, free_port, rss_mb, serve_snapshot, start_envoy,  # noqa: E402
+                     stat, wait_ready, wasm_filter)
+from harness import envoy_yaml as listener_yaml  # noqa: E402
 
 
 PART_SIZE = 20_000
@@ -39,117 +38,17 @@ def snapshot(users):
                        separators=(",", ":")).encode() for p in range(n)]
 
 
-def serve(body):
-    class H(http.server.BaseHTTPRequestHandler):
-        def handle(self):
-            try:
-                super().handle()
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the fetcher gave up on this transfer; it says so in Envoy's log
-
-        def do_GET(self):
-            part = 0 if self.path == "/snapshot" else None
-            if self.path.startswith("/snapshot/parts/"):
-                part = int(self.path.rsplit("/", 1)[1])
-            if part == 0 and self.headers.get("if-none-match") == '"v1"':
-                # Nothing changed: without this every refresh would reload the whole snapshot.
-                self.send_response(304)
-                self.send_header("etag", '"v1"')
-                self.send_header("content-length", "0")
-                self.end_headers()
-            elif part is not None and part < len(body):
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(body[part])))
-                self.send_header("etag", '"v1"')
-                self.end_headers()
-                self.wfile.write(body[part])
-            else:
-                self.send_response(404)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
 def envoy_yaml(port, admin, source_port, wasm, with_filter):
-    config = json.dumps({"snapshot": {"source": "shared", "cluster": "consent_source",
-                                      "refresh_ms": 5000, "timeout_ms": 60000,
-                                      "max_staleness_ms": 600000}})
-    fetcher = f"""
-bootstrap_extensions:
-- name: envoy.bootstrap.wasm
-  typed_config:
-    "@type": type.googleapis.com/envoy.extensions.wasm.v3.WasmService
-    singleton: true
-    config:
-      root_id: consent_fetcher
-      vm_config: {{ vm_id: consent, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-      configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{config}' }}
-""" if with_filter else ""
-    filt = f"""
-          - name: consent
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                root_id: consent
-                vm_config: {{ vm_id: consent, runtime: envoy.wasm.runtime.v8, code: {{ local: {{ filename: "{wasm}" }} }} }}
-                allow_on_headers_stop_iteration: true
-                configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{config}' }}""" if with_filter else ""
-    return f"""{fetcher}
-admin: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }} }}
-static_resources:
-  listeners:
-  - address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: scale
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200, body: {{ inline_string: "ok" }} }}
-          http_filters:{filt}
-          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-  clusters:
-  - name: consent_source
-    connect_timeout: 1s
-    type: STATIC
-    per_connection_buffer_limit_bytes: 1073741824
-    load_assignment:
-      cluster_name: consent_source
-      endpoints:
-      - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {source_port} }} }} }}
-"""
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def stat(admin, name):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter={name}", timeout=2) as r:
-            m = re.search(rf"{name}: (\d+)", r.read().decode())
-            return int(m.group(1)) if m else None
-    except OSError:
-        return None
+    config = {"snapshot": {"source": "shared", "cluster": "consent_source", "refresh_ms": 5000,
+                           "timeout_ms": 60000, "max_staleness_ms": 600000}}
+    routes = """
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok" } }"""
+    clusters = "  clusters:" + cluster("consent_source", source_port,
+                                       "\n    per_connection_buffer_limit_bytes: 1073741824") + "\n"
+    prefix = fetcher(wasm, config) if with_filter else ""
+    filters = wasm_filter("consent", "consent", wasm, config) if with_filter else ""
+    return prefix + listener_yaml(port, admin, routes, filters, clusters, stat_prefix="scale")
 
 
 def start(envoy, yaml, work, name):
@@ -187,7 +86,7 @@ def main():
     small = snapshot(1000)
     size_mb = sum(len(p) for p in big) / 1e6
     print(f"snapshot of {a.users} users: {size_mb:.1f} MB in {len(big)} parts (generated in {time.time() - t0:.1f} s)", flush=True)
-    src_big, src_small = serve(big), serve(small)
+    src_big, src_small = serve_snapshot(big), serve_snapshot(small)
     ports = {k: (free_port(), free_port()) for k in ("big", "small", "plain")}
     procs = {
         "plain": start(a.envoy, envoy_yaml(*ports["plain"], src_big.server_port, a.wasm, False), work, "plain"),

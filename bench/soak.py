@@ -18,8 +18,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from envoy_bodies import free_port, start_envoy, wait_ready  # noqa: E402
-from snapshot_scale import rss_mb  # noqa: E402
+from harness import free_port, rss_mb, start_envoy, wait_ready  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
