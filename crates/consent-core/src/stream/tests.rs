@@ -2,6 +2,7 @@ use super::*;
 use crate::body::CivilDate;
 use crate::config::compile_config;
 use crate::decide::decision::Outcome;
+use crate::decide::header_plan::HeaderEdits;
 use crate::policy::party::CallerFacts;
 use crate::policy::routes::RouteFacts;
 use crate::stream::{BodyStart, BodyStep, RequestStep, ResponseStep};
@@ -30,15 +31,22 @@ fn config(extra: serde_json::Value) -> CompiledConfig {
     compile_config(doc.to_string().as_bytes()).unwrap()
 }
 
-fn request<'a>(
+/// Sends the request headers `x-user-id: user`, `x-data-purpose: purpose` and then `more`
+/// through `stream`, from an unidentified caller on no named route.
+fn request(
     stream: &mut Stream,
     c: &CompiledConfig,
-    headers: &'a [(&'a str, &'a [u8])],
+    (user, purpose): (&str, &str),
+    more: &[(&str, &[u8])],
     end_of_stream: bool,
 ) -> RequestStep {
+    let ids = [
+        ("x-user-id", user.as_bytes()),
+        ("x-data-purpose", purpose.as_bytes()),
+    ];
     stream.on_request_headers(
         c,
-        headers.iter().copied(),
+        ids.into_iter().chain(more.iter().copied()),
         &CallerFacts::default(),
         &RouteFacts::default(),
         &c.inline_consents(),
@@ -46,12 +54,25 @@ fn request<'a>(
     )
 }
 
+/// The parts of a `RequestStep::Forward`; panics with `why` on a reply.
+fn forwarded(step: RequestStep, why: &str) -> (HeaderEdits, (String, String), BodyStart) {
+    match step {
+        RequestStep::Forward {
+            edits,
+            decision_header,
+            body,
+        } => (edits, decision_header, body),
+        RequestStep::Reply(reply) => panic!("{why}, got {reply:?}"),
+    }
+}
+
+const JSON: (&str, &[u8]) = ("content-type", b"application/json");
+
 #[test]
 fn a_blocked_request_is_answered_with_the_reason_and_counted() {
     let c = config(serde_json::json!({}));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 2] = [("x-user-id", b"u-bob"), ("x-data-purpose", b"surveys")];
-    let RequestStep::Reply(reply) = request(&mut s, &c, &h, true) else {
+    let RequestStep::Reply(reply) = request(&mut s, &c, ("u-bob", "surveys"), &[], true) else {
         panic!("expected a block reply");
     };
     assert_eq!(reply.status, 403);
@@ -69,20 +90,12 @@ fn a_blocked_request_is_answered_with_the_reason_and_counted() {
 fn a_redacted_request_forwards_with_edits_the_decision_header_and_a_body_to_read() {
     let c = config(serde_json::json!({}));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 4] = [
-        ("x-user-id", b"u-bob"),
-        ("x-data-purpose", b"service.improvement"),
+    let more: [(&str, &[u8]); 2] = [
         (":path", b"/echo?lat=35.86&page=2"),
         ("x-geo-position", b"35.8617,139.6455"),
     ];
-    let RequestStep::Forward {
-        edits,
-        decision_header,
-        body,
-    } = request(&mut s, &c, &h, false)
-    else {
-        panic!("expected a forward");
-    };
+    let step = request(&mut s, &c, ("u-bob", "service.improvement"), &more, false);
+    let (edits, decision_header, body) = forwarded(step, "expected a forward");
     assert_eq!(edits.remove, vec!["x-geo-position".to_string()]);
     assert_eq!(edits.new_path.as_deref(), Some("/echo?page=2"));
     assert_eq!(decision_header.0, "x-consent-decision");
@@ -102,13 +115,8 @@ fn a_redacted_request_forwards_with_edits_the_decision_header_and_a_body_to_read
 fn a_body_is_buffered_to_its_end_then_rewritten() {
     let c = config(serde_json::json!({}));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 3] = [
-        ("x-user-id", b"u-bob"),
-        ("x-data-purpose", b"service.improvement"),
-        ("content-type", b"application/json"),
-    ];
     assert!(matches!(
-        request(&mut s, &c, &h, false),
+        request(&mut s, &c, ("u-bob", "service.improvement"), &[JSON], false),
         RequestStep::Forward { .. }
     ));
     assert_eq!(
@@ -129,13 +137,9 @@ fn a_body_is_buffered_to_its_end_then_rewritten() {
 #[test]
 fn oversize_and_invalid_bodies_are_refused_with_their_status() {
     let c = config(serde_json::json!({"body": {"max_bytes": 16}}));
-    let h: [(&str, &[u8]); 3] = [
-        ("x-user-id", b"u-bob"),
-        ("x-data-purpose", b"service.improvement"),
-        ("content-type", b"application/json"),
-    ];
+    let ids = ("u-bob", "service.improvement");
     let mut s = Stream::new(&c);
-    request(&mut s, &c, &h, false);
+    request(&mut s, &c, ids, &[JSON], false);
     let BodyStep::Reply(reply) = s.on_body_data(&c, Direction::Request, 17, false) else {
         panic!("expected a refusal");
     };
@@ -145,7 +149,7 @@ fn oversize_and_invalid_bodies_are_refused_with_their_status() {
         Some((Direction::Request, Reason::BodyTooLarge))
     );
     let mut s = Stream::new(&c);
-    request(&mut s, &c, &h, false);
+    request(&mut s, &c, ids, &[JSON], false);
     let step = s.on_whole_body(
         &c,
         Direction::Request,
@@ -160,19 +164,12 @@ fn oversize_and_invalid_bodies_are_refused_with_their_status() {
 fn a_response_body_that_cannot_be_vouched_for_is_a_502() {
     let c = config(serde_json::json!({}));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 2] = [
-        ("x-user-id", b"u-alice"),
-        ("x-data-purpose", b"marketing.newsletters"),
-    ];
     assert!(matches!(
-        request(&mut s, &c, &h, true),
+        request(&mut s, &c, ("u-alice", "marketing.newsletters"), &[], true),
         RequestStep::Forward { .. }
     ));
     assert!(s.reads_response(&c));
-    let r: [(&str, &[u8]); 2] = [
-        ("content-type", b"application/json"),
-        ("content-encoding", b"gzip"),
-    ];
+    let r: [(&str, &[u8]); 2] = [JSON, ("content-encoding", b"gzip")];
     let ResponseStep::Reply(reply) = s.on_response_headers(&c, r.iter().copied(), false) else {
         panic!("expected a refusal");
     };
@@ -184,20 +181,10 @@ fn a_response_body_that_cannot_be_vouched_for_is_a_502() {
 fn dry_run_decides_and_records_but_plans_no_change() {
     let c = config(serde_json::json!({"dry_run": true}));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 3] = [
-        ("x-user-id", b"u-bob"),
-        ("x-data-purpose", b"surveys"),
-        ("x-geo-position", b"35.8617,139.6455"),
-    ];
+    let more: [(&str, &[u8]); 1] = [("x-geo-position", b"35.8617,139.6455")];
     // Blocked, but in dry-run it goes on, marked, and its body is not read.
-    let RequestStep::Forward {
-        edits,
-        decision_header,
-        body,
-    } = request(&mut s, &c, &h, false)
-    else {
-        panic!("dry-run never answers locally");
-    };
+    let step = request(&mut s, &c, ("u-bob", "surveys"), &more, false);
+    let (edits, decision_header, body) = forwarded(step, "dry-run never answers locally");
     assert!(edits.is_empty());
     assert!(decision_header
         .1
@@ -228,12 +215,8 @@ fn the_log_line_carries_a_keyed_subject_never_the_user_id() {
         "decision_log": {"enabled": true, "subject_key_secret": "0123456789abcdef-log"}
     }));
     let mut s = Stream::new(&c);
-    let h: [(&str, &[u8]); 3] = [
-        ("x-user-id", b"u-bob"),
-        ("x-data-purpose", b"surveys"),
-        ("x-request-id", b"req-1"),
-    ];
-    request(&mut s, &c, &h, true);
+    let more: [(&str, &[u8]); 1] = [("x-request-id", b"req-1")];
+    request(&mut s, &c, ("u-bob", "surveys"), &more, true);
     let line = s
         .log_line(&c, 1, 1_000, || Some("r".to_string()), Some(3))
         .unwrap();
