@@ -62,12 +62,24 @@ fn config() -> CompiledConfig {
     config_with(None, records())
 }
 
+#[derive(Clone, Copy)]
 struct Ask<'a> {
     caller: &'a str,
     user: &'a str,
     purpose: &'a str,
     gpc: bool,
     path: &'a str,
+}
+
+/// `caller` asks about `user` for `purpose`, on `/` and without GPC.
+fn asking<'a>(caller: &'a str, user: &'a str, purpose: &'a str) -> Ask<'a> {
+    Ask {
+        caller,
+        user,
+        purpose,
+        gpc: false,
+        path: "/",
+    }
 }
 
 fn ask(c: &CompiledConfig, a: &Ask<'_>) -> Decision {
@@ -446,11 +458,8 @@ fn every_clause_of_the_seed_policy_decides_as_written() {
         let d = ask(
             &c,
             &Ask {
-                caller: r.caller,
-                user: r.user,
-                purpose: r.purpose,
                 gpc: r.gpc,
-                path: "/",
+                ..asking(r.caller, r.user, r.purpose)
             },
         );
         if (d.outcome, d.reason) != (r.outcome, r.reason) {
@@ -490,13 +499,7 @@ fn redacted_with_reason(c: &CompiledConfig, d: &Decision, category: &str) -> Opt
 #[test]
 fn s3_categories_follow_the_purpose_and_location_needs_an_explicit_grant() {
     let c = config();
-    let base = Ask {
-        caller: OPERATOR,
-        user: "granted",
-        purpose: "security.crime_prevention",
-        gpc: false,
-        path: "/",
-    };
+    let base = asking(OPERATOR, "granted", "security.crime_prevention");
     let d = ask(&c, &base);
     assert_eq!(redacted_with_reason(&c, &d, "location.gps"), None);
     assert_eq!(redacted_with_reason(&c, &d, "location.wifi"), None);
@@ -526,16 +529,7 @@ fn s3_categories_follow_the_purpose_and_location_needs_an_explicit_grant() {
 #[test]
 fn s7_a_third_party_gets_only_what_consent_to_provision_covers() {
     let c = config();
-    let d = ask(
-        &c,
-        &Ask {
-            caller: STRANGER,
-            user: "granted",
-            purpose: "service.improvement",
-            gpc: false,
-            path: "/",
-        },
-    );
+    let d = ask(&c, &asking(STRANGER, "granted", "service.improvement"));
     assert_eq!((d.outcome, d.reason), (Redact, Reason::NoticeBasis));
     assert_eq!(
         redacted_with_reason(&c, &d, "device_id"),
@@ -552,16 +546,7 @@ fn s7_a_third_party_gets_only_what_consent_to_provision_covers() {
 #[test]
 fn s8_joint_use_passes_location_only_with_an_explicit_grant() {
     let c = config();
-    let d = ask(
-        &c,
-        &Ask {
-            caller: CITY,
-            user: "granted",
-            purpose: "joint.ebpm",
-            gpc: false,
-            path: "/",
-        },
-    );
+    let d = ask(&c, &asking(CITY, "granted", "joint.ebpm"));
     assert_eq!(redacted_with_reason(&c, &d, "email"), None);
     assert_eq!(
         redacted_with_reason(&c, &d, "location.gps"),
@@ -585,13 +570,7 @@ fn policy_v2(changed: &str) -> serde_json::Value {
 #[test]
 fn s11_a_material_change_needs_fresh_consent_for_that_purpose_only() {
     let c = config_with(Some(policy_v2("marketing.newsletters")), records());
-    let base = Ask {
-        caller: OPERATOR,
-        user: "granted",
-        purpose: "marketing.newsletters",
-        gpc: false,
-        path: "/",
-    };
+    let base = asking(OPERATOR, "granted", "marketing.newsletters");
     let d = ask(&c, &base);
     assert_eq!((d.outcome, d.reason), (Block, Reason::ReconsentRequired));
     assert_eq!(
@@ -632,36 +611,19 @@ fn s11_a_new_version_neither_revives_withdrawals_nor_forgets_a_pending_reconsent
     let mut v3 = policy_v2("marketing.newsletters");
     v3["version"] = serde_json::json!(3);
     let c = config_with(Some(v3), records());
-    let base = Ask {
-        caller: OPERATOR,
-        user: "granted",
-        purpose: "marketing.newsletters",
-        gpc: false,
-        path: "/",
+    let base = asking(OPERATOR, "granted", "marketing.newsletters");
+    let reason = |a: Ask<'_>| ask(&c, &a).reason;
+    assert_eq!(reason(base), Reason::ReconsentRequired);
+    let withdrew = Ask {
+        user: "withdrew",
+        ..base
     };
-    assert_eq!(ask(&c, &base).reason, Reason::ReconsentRequired);
-    assert_eq!(
-        ask(
-            &c,
-            &Ask {
-                user: "withdrew",
-                ..base
-            }
-        )
-        .reason,
-        Reason::ConsentWithdrawn
-    );
-    assert_eq!(
-        ask(
-            &c,
-            &Ask {
-                purpose: "surveys",
-                ..base
-            }
-        )
-        .reason,
-        Reason::ConsentGranted
-    );
+    assert_eq!(reason(withdrew), Reason::ConsentWithdrawn);
+    let surveys = Ask {
+        purpose: "surveys",
+        ..base
+    };
+    assert_eq!(reason(surveys), Reason::ConsentGranted);
 }
 
 #[test]
@@ -669,13 +631,7 @@ fn s11_a_changed_provision_consent_needs_renewal_before_third_parties_get_data()
     let c = config_with(Some(policy_v2("third_party.provision")), records());
     let d = ask(
         &c,
-        &Ask {
-            caller: STRANGER,
-            user: "granted",
-            purpose: "marketing.third_party_offers",
-            gpc: false,
-            path: "/",
-        },
+        &asking(STRANGER, "granted", "marketing.third_party_offers"),
     );
     assert_eq!((d.outcome, d.reason), (Block, Reason::ReconsentRequired));
 }
@@ -684,11 +640,8 @@ fn s11_a_changed_provision_consent_needs_renewal_before_third_parties_get_data()
 fn route_rules_accept_only_their_purposes() {
     let c = config();
     let base = Ask {
-        caller: CITY,
-        user: "granted",
-        purpose: "joint.ebpm",
-        gpc: false,
         path: "/stats/wards",
+        ..asking(CITY, "granted", "joint.ebpm")
     };
     let d = ask(&c, &base);
     assert_eq!(d.reason, Reason::NoticeBasis);
@@ -702,6 +655,17 @@ fn route_rules_accept_only_their_purposes() {
         },
     );
     assert_eq!((d.outcome, d.reason), (Block, Reason::PurposeNotOnRoute));
+}
+
+/// The decision with the snapshot stale and the failure mode `strip`.
+fn decide_stale_stripping(c: &CompiledConfig, view: &RequestView<'_>) -> Decision {
+    consent_core::decide::decide_without_snapshot(
+        view,
+        &c.policy,
+        &c.enforcement(view),
+        Reason::SnapshotStale,
+        consent_core::live::FailureMode::Strip,
+    )
 }
 
 #[test]
@@ -722,23 +686,11 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
         purpose: HeaderValue::One("marketing.third_party_offers"),
         context,
     };
-    let d = consent_core::decide::decide_without_snapshot(
-        &view,
-        &c.policy,
-        &c.enforcement(&view),
-        Reason::SnapshotStale,
-        consent_core::live::FailureMode::Strip,
-    );
+    let d = decide_stale_stripping(&c, &view);
     assert_eq!((d.outcome, d.reason), (Block, Reason::GpcObjection));
     // Without the signal the failure mode applies (strip).
     let context = c.context(&facts, &RouteFacts::default(), []);
     let view = RequestView { context, ..view };
-    let d = consent_core::decide::decide_without_snapshot(
-        &view,
-        &c.policy,
-        &c.enforcement(&view),
-        Reason::SnapshotStale,
-        consent_core::live::FailureMode::Strip,
-    );
+    let d = decide_stale_stripping(&c, &view);
     assert_eq!((d.outcome, d.reason), (Redact, Reason::SnapshotStale));
 }
