@@ -592,15 +592,11 @@ fn find_subject(input: &[u8], start: usize, path: &[String]) -> Subject {
 #[cfg(test)]
 mod tests {
     use super::super::selector::parse_selector;
+    use super::super::transform::TEST_TODAY as TODAY;
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    const TODAY: CivilDate = CivilDate {
-        year: 2026,
-        month: 11,
-        day: 27,
-    };
     const EMAIL: CategoryIdx = CategoryIdx(0);
     const GPS: CategoryIdx = CategoryIdx(1);
     const MERCHANT: CategoryIdx = CategoryIdx(2);
@@ -629,6 +625,41 @@ mod tests {
         s
     }
 
+    /// Rules with `m` and `actions` alone: no coarsening, no key, no field paths.
+    fn plain_rules<'a>(m: &'a Matcher, actions: &'a [(CategoryIdx, FieldAction)]) -> BodyRules<'a> {
+        BodyRules {
+            matcher: m,
+            actions,
+            coarsen: &[],
+            key: None,
+            today: TODAY,
+            record_paths: false,
+        }
+    }
+
+    /// `plain_rules` with `coarsen`, the test pseudonym key and `record_paths`.
+    fn keyed_rules<'a>(
+        m: &'a Matcher,
+        actions: &'a [(CategoryIdx, FieldAction)],
+        coarsen: &'a [Option<CoarsenSpec>],
+        record_paths: bool,
+    ) -> BodyRules<'a> {
+        BodyRules {
+            coarsen,
+            key: Some(b"test-key-0123456789"),
+            record_paths,
+            ..plain_rules(m, actions)
+        }
+    }
+
+    /// The text of a rewritten body; panics on any other outcome.
+    fn rewritten(outcome: BodyOutcome) -> String {
+        match outcome {
+            BodyOutcome::Rewritten(b) => String::from_utf8(b).unwrap(),
+            other => panic!("expected a rewrite, got {other:?}"),
+        }
+    }
+
     fn run_with(
         input: &str,
         forbidden: &[CategoryIdx],
@@ -642,14 +673,7 @@ mod tests {
             None,
             Some(CoarsenSpec::AgeBandYears(10)),
         ];
-        let rules = BodyRules {
-            matcher: &m,
-            actions,
-            coarsen: &coarsen,
-            key: Some(b"test-key-0123456789"),
-            today: TODAY,
-            record_paths: false,
-        };
+        let rules = keyed_rules(&m, actions, &coarsen, false);
         redact(input.as_bytes(), &rules, set(forbidden), None)
     }
 
@@ -660,14 +684,7 @@ mod tests {
     ) -> BodyReport {
         let m = matcher();
         let coarsen = vec![None, Some(CoarsenSpec::GridDegrees(0.01)), None, None, None];
-        let rules = BodyRules {
-            matcher: &m,
-            actions,
-            coarsen: &coarsen,
-            key: Some(b"test-key-0123456789"),
-            today: TODAY,
-            record_paths: true,
-        };
+        let rules = keyed_rules(&m, actions, &coarsen, true);
         let with = redact(input.as_bytes(), &rules, set(forbidden), None).unwrap();
         let without = redact(
             input.as_bytes(),
@@ -808,20 +825,10 @@ mod tests {
     fn whole_array_elements_can_be_removed() {
         let mut m = Matcher::default();
         m.add(&parse_selector("$.places[*]").unwrap(), GPS).unwrap();
-        let rules = BodyRules {
-            matcher: &m,
-            actions: &[],
-            coarsen: &[],
-            key: None,
-            today: TODAY,
-            record_paths: false,
-        };
+        let rules = plain_rules(&m, &[]);
         let (outcome, report) =
             redact(br#"{"places":[1,2,3],"n":1}"#, &rules, set(&[GPS]), None).unwrap();
-        let BodyOutcome::Rewritten(b) = outcome else {
-            panic!("expected a rewrite")
-        };
-        same_json(std::str::from_utf8(&b).unwrap(), r#"{"places":[],"n":1}"#);
+        same_json(&rewritten(outcome), r#"{"places":[],"n":1}"#);
         assert_eq!(report.removed, 3);
     }
 
@@ -834,10 +841,7 @@ mod tests {
         ];
         let input = r#"{"gps":{"lat":35.8617,"lng":139.6455},"device_id":"dev-1","profile":{"birth_date":"1990-04-01"}}"#;
         let (outcome, report) = run_with(input, &[GPS, DEVICE, BIRTH], &actions).unwrap();
-        let BodyOutcome::Rewritten(b) = outcome else {
-            panic!("expected a rewrite")
-        };
-        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&rewritten(outcome)).unwrap();
         assert_eq!(v["gps"], serde_json::json!({"lat": 35.86, "lng": 139.65}));
         assert!(v["device_id"].as_str().unwrap().starts_with("ps_"));
         assert_eq!(v["profile"]["birth_date"], "30-39");
@@ -848,30 +852,17 @@ mod tests {
     fn a_value_that_cannot_be_coarsened_is_removed() {
         let actions = [(GPS, FieldAction::Coarsen)];
         let (outcome, _) = run_with(r#"{"gps":"somewhere","a":1}"#, &[GPS], &actions).unwrap();
-        let BodyOutcome::Rewritten(b) = outcome else {
-            panic!("expected a rewrite")
-        };
-        same_json(std::str::from_utf8(&b).unwrap(), r#"{"a":1}"#);
+        same_json(&rewritten(outcome), r#"{"a":1}"#);
     }
 
     #[test]
     fn pseudonymise_without_a_key_removes() {
         let m = matcher();
         let actions = [(DEVICE, FieldAction::Pseudonymise)];
-        let rules = BodyRules {
-            matcher: &m,
-            actions: &actions,
-            coarsen: &[],
-            key: None,
-            today: TODAY,
-            record_paths: false,
-        };
+        let rules = plain_rules(&m, &actions);
         let (outcome, _) =
             redact(br#"{"device_id":"d","a":1}"#, &rules, set(&[DEVICE]), None).unwrap();
-        let BodyOutcome::Rewritten(b) = outcome else {
-            panic!("expected a rewrite")
-        };
-        same_json(std::str::from_utf8(&b).unwrap(), r#"{"a":1}"#);
+        same_json(&rewritten(outcome), r#"{"a":1}"#);
     }
 
     #[test]
@@ -904,14 +895,7 @@ mod tests {
             assert!(run_with(bad, &[EMAIL], &[]).is_err(), "{bad}");
         }
         let m = matcher();
-        let rules = BodyRules {
-            matcher: &m,
-            actions: &[],
-            coarsen: &[],
-            key: None,
-            today: TODAY,
-            record_paths: false,
-        };
+        let rules = plain_rules(&m, &[]);
         assert!(
             redact(b"{\"a\":\"\xff\"}", &rules, set(&[EMAIL]), None).is_err(),
             "invalid UTF-8"
@@ -935,14 +919,7 @@ mod tests {
             elements: &elements,
             subject_paths: &paths,
         };
-        let rules = BodyRules {
-            matcher: &m,
-            actions: &[],
-            coarsen: &[],
-            key: None,
-            today: TODAY,
-            record_paths: false,
-        };
+        let rules = plain_rules(&m, &[]);
         let mut verdict = |subject: Option<&str>| match subject {
             Some("alice") => ElementVerdict::Forbid(CategorySet::EMPTY),
             Some("bob") => ElementVerdict::Forbid(set(&[EMAIL])),
@@ -956,11 +933,8 @@ mod tests {
             Some((&er, &mut verdict)),
         )
         .unwrap();
-        let BodyOutcome::Rewritten(b) = outcome else {
-            panic!("expected a rewrite")
-        };
         same_json(
-            std::str::from_utf8(&b).unwrap(),
+            &rewritten(outcome),
             r#"{"items":[{"email":"a@x","user_id":"alice"},{"user_id":"bob","n":1}]}"#,
         );
         assert_eq!(report.dropped_elements, 2);
