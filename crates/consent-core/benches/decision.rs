@@ -11,50 +11,22 @@ use std::hint::black_box;
 use consent_core::decide::decision_header_value;
 use consent_core::decide::plan_request;
 use consent_core::live::SubjectKeying;
-use consent_core::live::{add_part, FullSnapshotDoc, SubjectKeyKind};
-use consent_core::live::{bucket_of, find_in_bucket, fingerprint, BucketBuilder};
-use consent_core::live::{GrantDoc, RecordDoc};
+use consent_core::live::{bucket_of, find_in_bucket, fingerprint};
 use consent_core::policy::CompiledPolicy;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+mod common;
+use common::{publish, record, request_headers};
 
 /// Bucket bits of the shipped configuration.
 const BITS: u8 = 16;
 
-fn record(i: usize) -> RecordDoc {
-    let mut grants = BTreeMap::new();
-    grants.insert(
-        "marketing.newsletters".to_string(),
-        GrantDoc {
-            policy_version: 1,
-            explicit: vec![],
-        },
-    );
-    RecordDoc {
-        subject: format!("u-{i:07}"),
-        grants,
-        stop_use: false,
-        stop_third_party: false,
-        withdrawn: Vec::new(),
-    }
-}
-
 /// The published buckets of a snapshot of `users` people, as the fetcher writes them.
 fn buckets(policy: &CompiledPolicy, users: usize) -> BTreeMap<u32, Vec<u8>> {
-    let mut builder = BucketBuilder::new(BITS);
-    for chunk in (0..users).collect::<Vec<_>>().chunks(20_000) {
-        let doc = FullSnapshotDoc {
-            version: 1,
-            generated_at: None,
-            subject_key: SubjectKeyKind::Plain,
-            records: chunk.iter().map(|i| record(*i)).collect(),
-            parts: None,
-            part: None,
-        };
-        if add_part(&doc, policy, &SubjectKeying::Plain, &mut builder).is_err() {
-            return BTreeMap::new();
-        }
-    }
-    builder.finish(fingerprint(policy), 1).unwrap_or_default()
+    publish(policy, BITS, users, |i| {
+        record(i, "marketing.newsletters", &[], false)
+    })
+    .unwrap_or_default()
 }
 
 fn bench_decision(c: &mut Criterion) {
@@ -63,17 +35,7 @@ fn bench_decision(c: &mut Criterion) {
     ) else {
         return;
     };
-    let headers: Vec<(&str, &[u8])> = vec![
-        (":authority", b"127.0.0.1:10000"),
-        (":path", b"/h-text"),
-        (":method", b"GET"),
-        (":scheme", b"http"),
-        ("user-agent", b"wrk"),
-        ("x-user-id", b"u-bench"),
-        ("x-data-purpose", b"marketing.newsletters"),
-        ("x-forwarded-proto", b"http"),
-        ("x-request-id", b"0f6a1d2e-3b4c-4d5e-8f90-112233445566"),
-    ];
+    let headers = request_headers(b"/h-text", b"u-bench", b"marketing.newsletters");
     let mut group = c.benchmark_group("decide");
     group.sample_size(30);
     group.bench_function("header_path", |b| {

@@ -12,12 +12,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use consent_core::body::reference::redact_value;
-use consent_core::body::CivilDate;
-use consent_core::body::{redact, BodyOutcome, BodyRules};
+use consent_core::body::{redact, BodyOutcome};
 use consent_core::policy::CategorySet;
 use consent_core::policy::CompiledPolicy;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use serde_json::json;
+
+mod common;
+use common::{body_rules, history, merchant_forbidden};
 
 struct Counting;
 
@@ -49,54 +50,10 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// A transaction history of at least `target` bytes: ten leaf fields per transaction,
-/// one of which (`merchant`) is the forbidden category.
-fn history(target: usize) -> Vec<u8> {
-    let mut txs = Vec::new();
-    let mut size = 0;
-    let mut i = 0usize;
-    while size < target {
-        let tx = json!({
-            "id": format!("tx-{i:07}"),
-            "date": format!("2026-{:02}-{:02}", 1 + i % 12, 1 + i % 28),
-            "amount": 100 + (i * 37) % 9000,
-            "merchant": format!("merchant-{}", i % 97),
-            "category": "food",
-            "gps": {"lat": 35.8 + (i % 100) as f64 * 0.0011, "lng": 139.6 + (i % 50) as f64 * 0.0013},
-            "points": i % 5,
-            "channel": "app",
-            "status": "settled"
-        });
-        size += tx.to_string().len() + 1;
-        txs.push(tx);
-        i += 1;
-    }
-    let doc = json!({"user_id": "u-bench", "currency": "JPY", "transactions": txs});
-    let mut text = doc.to_string().into_bytes();
-    text.truncate(text.len());
-    text
-}
-
 fn setup() -> (CompiledPolicy, CategorySet) {
     let policy = CompiledPolicy::default_policy().expect("shipped policy");
-    let mut forbidden = CategorySet::EMPTY;
-    forbidden.insert(policy.category_idx("payment.merchant").expect("merchant"));
+    let forbidden = merchant_forbidden(&policy).expect("merchant");
     (policy, forbidden)
-}
-
-fn rules(policy: &CompiledPolicy) -> BodyRules<'_> {
-    BodyRules {
-        matcher: &policy.matcher,
-        actions: &[],
-        coarsen: &policy.coarsen,
-        key: None,
-        today: CivilDate {
-            year: 2026,
-            month: 11,
-            day: 27,
-        },
-        record_paths: false,
-    }
 }
 
 fn peak_extra(f: impl FnOnce() -> usize) -> (usize, usize) {
@@ -110,7 +67,7 @@ fn report_memory(policy: &CompiledPolicy, forbidden: CategorySet) {
     println!("peak extra heap per body (bytes, and as a multiple of the body):");
     for (label, size) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
         let body = history(size);
-        let r = rules(policy);
+        let r = body_rules(policy);
         let (stream_peak, out_len) = peak_extra(|| match redact(&body, &r, forbidden, None) {
             Ok((BodyOutcome::Rewritten(out), _)) => out.len(),
             _ => 0,
@@ -140,7 +97,7 @@ fn bench_redaction(c: &mut Criterion) {
     for (label, size) in [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)] {
         let body = history(size);
         group.throughput(Throughput::Bytes(body.len() as u64));
-        let r = rules(&policy);
+        let r = body_rules(&policy);
         group.bench_with_input(BenchmarkId::new("streaming", label), &body, |b, body| {
             b.iter(|| {
                 redact(black_box(body), &r, forbidden, None)

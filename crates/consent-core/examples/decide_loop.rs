@@ -4,11 +4,12 @@
 use consent_core::decide::decision_header_value;
 use consent_core::decide::{plan_request, plan_response};
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{number_arg, request_headers, text_response_headers};
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let n = number_arg(1, 100_000);
     let config = match consent_core::compile_config(
         br#"{"consents": {"records": [{"subject": "u-bench", "grants": {"service.improvement": {"policy_version": 1, "explicit": ["location.gps"]}}}]}}"#,
     ) {
@@ -18,24 +19,8 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let headers: Vec<(&str, &[u8])> = vec![
-        (":authority", b"127.0.0.1:10000"),
-        (":path", b"/1k-text"),
-        (":method", b"GET"),
-        (":scheme", b"http"),
-        ("user-agent", b"wrk"),
-        ("x-user-id", b"u-bench"),
-        ("x-data-purpose", b"service.improvement"),
-        ("x-forwarded-proto", b"http"),
-        ("x-request-id", b"0f6a1d2e-3b4c-4d5e-8f90-112233445566"),
-    ];
-    let response: Vec<(&str, &[u8])> = vec![
-        (":status", b"200"),
-        ("content-type", b"text/plain"),
-        ("content-length", b"1100"),
-        ("date", b"Fri, 27 Nov 2026 21:30:00 GMT"),
-        ("server", b"envoy"),
-    ];
+    let headers = request_headers(b"/1k-text", b"u-bench", b"service.improvement");
+    let response = text_response_headers(b"1100", b"Fri, 27 Nov 2026 21:30:00 GMT");
     let start = std::time::Instant::now();
     let mut total = 0usize;
     for _ in 0..n {

@@ -3,60 +3,29 @@
 //! touches. Prints the time per delta; run natively or as wasm under Node.
 //! `delta_cost [USERS] [REPEATS]`
 
-use std::collections::BTreeMap;
-
 use consent_core::live::SubjectKeying;
-use consent_core::live::{add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, SubjectKeyKind};
-use consent_core::live::{fingerprint, BucketBuilder};
-use consent_core::live::{GrantDoc, RecordDoc};
+use consent_core::live::{fingerprint, DeltaDoc, KeyedDelta, RecordDoc, SubjectKeyKind};
 use consent_core::policy::CompiledPolicy;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{number_arg, publish};
+
+/// Person `i`, granting service improvement with GPS explicitly.
 fn record(i: usize, stop_use: bool) -> RecordDoc {
-    let mut grants = BTreeMap::new();
-    grants.insert(
-        "service.improvement".to_string(),
-        GrantDoc {
-            policy_version: 1,
-            explicit: vec!["location.gps".to_string()],
-        },
-    );
-    RecordDoc {
-        subject: format!("u-{i:07}"),
-        grants,
-        stop_use,
-        stop_third_party: false,
-        withdrawn: Vec::new(),
-    }
+    common::record(i, "service.improvement", &["location.gps"], stop_use)
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let users: usize = args
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let repeats: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let users = number_arg(1, 1_000_000);
+    let repeats = number_arg(2, 20);
     let Ok(policy) = CompiledPolicy::default_policy() else {
         std::process::exit(1);
     };
     let keying = SubjectKeying::Plain;
     let fp = fingerprint(&policy);
     let bits = 16;
-    let mut builder = BucketBuilder::new(bits);
-    for chunk in (0..users).collect::<Vec<_>>().chunks(20_000) {
-        let doc = FullSnapshotDoc {
-            version: 1,
-            generated_at: None,
-            subject_key: SubjectKeyKind::Plain,
-            records: chunk.iter().map(|i| record(*i, false)).collect(),
-            parts: None,
-            part: None,
-        };
-        if add_part(&doc, &policy, &keying, &mut builder).is_err() {
-            std::process::exit(1);
-        }
-    }
-    let Ok(mut published) = builder.finish(fp, 1) else {
+    let Some(mut published) = publish(&policy, bits, users, |i| record(i, false)) else {
         std::process::exit(1);
     };
     let delta_doc = DeltaDoc {

@@ -5,16 +5,20 @@
 //! For callgrind (`valgrind --tool=callgrind request_path 20000`) and for timing the glue's
 //! share of a request: `request_path [N]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hint::black_box;
 
 use consent_core::body::{body_mode, BodyHeaders};
 use consent_core::decide::{decision_header_value, plan_request, plan_response};
 use consent_core::live::{
-    fingerprint, to_hex, BucketBuilder, GrantDoc, MetaCache, PublishedMeta, RecordDoc,
-    SharedLookup, SharedStore, StoreUnavailable, Stored,
+    fingerprint, to_hex, BucketBuilder, MetaCache, PublishedMeta, SharedLookup, SharedStore,
+    StoreUnavailable, Stored,
 };
 use consent_core::policy::{CallerFacts, RouteFacts};
+
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{number_arg, record, request_headers, text_response_headers};
 
 /// The clock of every request (the snapshot is always fresh).
 const NOW_MS: u64 = 1_800_000_000_000;
@@ -32,31 +36,14 @@ impl SharedStore for Published {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let n = number_arg(1, 100_000);
     let Ok(config) = consent_core::compile_config(
         br#"{"caller": {"unidentified_party": "tsunagu"}, "snapshot": {"source": "shared", "cluster": "consent_source"}}"#,
     ) else {
         eprintln!("bench configuration does not compile");
         std::process::exit(1);
     };
-    let mut grants = BTreeMap::new();
-    grants.insert(
-        "marketing.newsletters".to_string(),
-        GrantDoc {
-            policy_version: 1,
-            explicit: vec![],
-        },
-    );
-    let doc = RecordDoc {
-        subject: "u-0000001".to_string(),
-        grants,
-        stop_use: false,
-        stop_third_party: false,
-        withdrawn: Vec::new(),
-    };
+    let doc = record(1, "marketing.newsletters", &[], false);
     let Ok(record) = consent_core::ConsentRecord::compile(&doc, &config.policy, "record") else {
         eprintln!("record does not compile");
         std::process::exit(1);
@@ -84,25 +71,9 @@ fn main() {
         .0
         .insert(config.shared_keys.meta_key().to_string(), meta.to_json());
     let cache = MetaCache::default();
-    let request: Vec<(&str, &[u8])> = vec![
-        (":authority", b"127.0.0.1:10000"),
-        (":path", b"/h-text"),
-        (":method", b"GET"),
-        (":scheme", b"http"),
-        ("user-agent", b"wrk"),
-        ("x-user-id", b"u-0000001"),
-        ("x-data-purpose", b"marketing.newsletters"),
-        ("x-forwarded-proto", b"http"),
-        ("x-request-id", b"0f6a1d2e-3b4c-4d5e-8f90-112233445566"),
-    ];
-    let response: Vec<(&str, &[u8])> = vec![
-        (":status", b"200"),
-        ("content-type", b"text/plain"),
-        ("content-length", b"2"),
-        ("date", b"Sat, 28 Nov 2026 02:00:00 GMT"),
-        ("server", b"envoy"),
-        ("x-envoy-upstream-service-time", b"0"),
-    ];
+    let request = request_headers(b"/h-text", b"u-0000001", b"marketing.newsletters");
+    let mut response = text_response_headers(b"2", b"Sat, 28 Nov 2026 02:00:00 GMT");
+    response.push(("x-envoy-upstream-service-time", b"0"));
     let start = std::time::Instant::now();
     let mut total = 0usize;
     for _ in 0..n {
