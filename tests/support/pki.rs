@@ -35,23 +35,36 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// `openssl req` making a new P-256 key without a passphrase in the file `key`, and with it
+/// a self-signed certificate (`x509`) or a certificate request; `rest` says where to.
+fn req_with_new_key(dir: &Path, x509: bool, key: &str, rest: &[&str]) {
+    let mut args = vec!["req"];
+    if x509 {
+        args.push("-x509");
+    }
+    args.extend([
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        key,
+    ]);
+    args.extend_from_slice(rest);
+    openssl(dir, &args);
+}
+
 impl TestPki {
     /// A new CA and server certificate in a fresh temporary directory.
     pub fn new() -> TestPki {
         let dir = std::env::temp_dir().join(tag("pki"));
         std::fs::create_dir_all(&dir).unwrap();
-        openssl(
+        req_with_new_key(
             &dir,
+            true,
+            "ca.key",
             &[
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "ca.key",
                 "-out",
                 "ca.crt",
                 "-subj",
@@ -74,17 +87,11 @@ impl TestPki {
         let csr = format!("{name}.csr");
         let crt = format!("{name}.crt");
         let ext = format!("subjectAltName={san}");
-        openssl(
+        req_with_new_key(
             &self.dir,
+            false,
+            &key,
             &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                &key,
                 "-out",
                 &csr,
                 "-subj",
