@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use consent_core::live::{FullSnapshotDoc, KeyedSnapshot, SubjectKeyKind};
+use consent_core::live::{BucketBuilder, FullSnapshotDoc, KeyedSnapshot, SubjectKeyKind};
 use consent_core::{CompiledConfig, ConsentRecord};
 
 use crate::config_source::load_or_default;
@@ -72,7 +72,14 @@ pub fn run(input: &Input, config: Option<&Input>) -> Result<Report, Failure> {
         .map(|(p, n)| format!("{p} {n}"))
         .collect::<Vec<String>>()
         .join(", ");
-    let buckets = keyed.buckets(&config.policy, config.snapshot.bucket_bits, None);
+    // The published form, built the way the fetcher builds it.
+    let mut builder = BucketBuilder::new(config.snapshot.bucket_bits);
+    for (key, record) in &keyed.records {
+        builder.add(*key, record);
+    }
+    let buckets = builder
+        .finish(config.policy_fingerprint, doc.version)
+        .map_err(|_| Failure::new("invalid consent snapshot: a subject appears twice"))?;
     let bucket_bytes: usize = buckets.values().map(Vec::len).sum();
     let subjects = match doc.subject_key {
         SubjectKeyKind::Plain => "plain",
