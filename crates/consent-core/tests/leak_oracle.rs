@@ -1184,7 +1184,7 @@ fn verify(
         let mut v = vec![None; config.policy.categories.len()];
         let purpose = decision.purpose.and_then(|p| config.policy.purpose(p));
         for (c, a) in purpose.map_or(&[][..], |p| p.actions.as_slice()) {
-            v[c.position()] = Some(a.clone());
+            v[c.position()] = Some(*a);
         }
         v
     };
