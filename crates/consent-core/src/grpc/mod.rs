@@ -12,6 +12,8 @@
 //!    it returns; [`GrpcStream::finish`] at the end of the stream. A refusal's
 //!    [`GrpcRefusal::reason`] is the reason code to report.
 
+#[cfg(any(test, feature = "reference"))]
+pub mod demo;
 pub(crate) mod enforce;
 pub(crate) mod schema;
 pub(crate) mod selector;

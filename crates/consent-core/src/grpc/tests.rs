@@ -13,7 +13,7 @@ use crate::policy::categories::{CategoryIdx, CategorySet};
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-const DEMO: &[u8] = include_bytes!("../../../../envoy-config/grpc/profile.descriptor.binpb");
+use super::demo::DEMO_DESCRIPTOR_SET as DEMO;
 const TODAY: CivilDate = CivilDate {
     year: 2026,
     month: 11,
@@ -31,49 +31,7 @@ const ATTRS: CategoryIdx = CategoryIdx(6);
 const USAGE: CategoryIdx = CategoryIdx(7);
 const AMOUNT: CategoryIdx = CategoryIdx(8);
 
-// ---- hand encoding ----------------------------------------------------------------
-
-fn varint(mut v: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-    out
-}
-
-fn tag(number: u32, wire: u8) -> Vec<u8> {
-    varint((u64::from(number) << 3) | u64::from(wire))
-}
-
-/// A length-delimited field.
-fn ld(number: u32, content: &[u8]) -> Vec<u8> {
-    let mut out = tag(number, 2);
-    out.extend(varint(content.len() as u64));
-    out.extend_from_slice(content);
-    out
-}
-
-fn s(number: u32, text: &str) -> Vec<u8> {
-    ld(number, text.as_bytes())
-}
-
-fn int(number: u32, v: u64) -> Vec<u8> {
-    let mut out = tag(number, 0);
-    out.extend(varint(v));
-    out
-}
-
-fn dbl(number: u32, x: f64) -> Vec<u8> {
-    let mut out = tag(number, 1);
-    out.extend_from_slice(&x.to_le_bytes());
-    out
-}
-
-fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
-    parts.concat()
-}
+use super::demo::wire::{cat, dbl, frame, int, ld, s, tag, varint};
 
 fn location(lat: f64, lng: f64) -> Vec<u8> {
     cat(&[dbl(1, lat), dbl(2, lng)])
@@ -832,13 +790,6 @@ fn broken_descriptor_sets_are_errors_at_the_field() {
 }
 
 // ---- framing ------------------------------------------------------------------------
-
-fn frame(flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![flags];
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(payload);
-    out
-}
 
 fn profile_with_email(i: usize) -> Vec<u8> {
     cat(&[s(1, &format!("u-{i}")), s(7, "a@example.jp"), s(16, "note")])
