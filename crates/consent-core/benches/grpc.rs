@@ -7,43 +7,11 @@
 //! Run with `make bench-core` (or `cargo bench -p consent-core --bench grpc`).
 #![allow(missing_docs, clippy::expect_used)]
 
-use consent_core::body::CivilDate;
-use consent_core::grpc::demo::{demo_descriptor_base64, history_profile, DEMO_DESCRIPTOR_SET};
-use consent_core::grpc::{rewrite_into, ProtoRules, Walked};
-use consent_core::policy::CategorySet;
-use consent_core::{compile_config, CompiledConfig};
+use consent_core::grpc::demo::{demo_config, history_profile, removing, DEMO_DESCRIPTOR_SET};
+use consent_core::grpc::{rewrite_into, Walked};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use prost::Message as _;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, Value};
-
-fn config() -> CompiledConfig {
-    let doc = serde_json::json!({"grpc": {"descriptor_set": demo_descriptor_base64()}});
-    compile_config(doc.to_string().as_bytes()).expect("demo configuration")
-}
-
-fn rules(config: &CompiledConfig) -> ProtoRules<'_> {
-    let mut forbidden = CategorySet::EMPTY;
-    forbidden.insert(
-        config
-            .policy
-            .category_idx("payment.merchant")
-            .expect("merchant"),
-    );
-    ProtoRules {
-        schema: &config.grpc.schema,
-        tables: &config.grpc.tables,
-        forbidden,
-        actions: &[],
-        coarsen: &config.policy.coarsen,
-        key: None,
-        today: CivilDate {
-            year: 2026,
-            month: 11,
-            day: 27,
-        },
-        record_paths: false,
-    }
-}
 
 /// Decode, clear every field named `merchant` at any depth, encode.
 fn reflect_redact(desc: &MessageDescriptor, body: &[u8]) -> Vec<u8> {
@@ -69,8 +37,8 @@ fn reflect_redact(desc: &MessageDescriptor, body: &[u8]) -> Vec<u8> {
 }
 
 fn bench_walker(c: &mut Criterion) {
-    let config = config();
-    let r = rules(&config);
+    let config = demo_config().expect("demo configuration");
+    let r = removing(&config, &["payment.merchant"], false);
     let profile = config
         .grpc
         .schema

@@ -3,50 +3,22 @@
 //! as wasm32-wasip1 under Node (`make bench-grpc-wasm` runs both):
 //! `grpc_walk_loop [SECONDS_PER_SIZE]`.
 
-use consent_core::body::CivilDate;
-use consent_core::grpc::demo::{demo_descriptor_base64, history_profile};
-use consent_core::grpc::{rewrite_into, ProtoRules, Walked};
-use consent_core::policy::CategorySet;
-use consent_core::{compile_config, CompiledConfig};
-
-fn config() -> Option<CompiledConfig> {
-    let doc = format!(
-        r#"{{"grpc": {{"descriptor_set": "{}"}}}}"#,
-        demo_descriptor_base64()
-    );
-    compile_config(doc.as_bytes()).ok()
-}
+use consent_core::grpc::demo::{demo_config, history_profile, removing};
+use consent_core::grpc::{rewrite_into, Walked};
 
 fn main() {
     let seconds: f64 = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(2.0);
-    let Some(config) = config() else {
+    let Ok(config) = demo_config() else {
         eprintln!("the demo configuration does not compile");
         std::process::exit(1);
     };
-    let mut forbidden = CategorySet::EMPTY;
-    if let Some(c) = config.policy.category_idx("payment.merchant") {
-        forbidden.insert(c);
-    }
     let Some(profile) = config.grpc.schema.message_idx("saitama.v1.Profile") else {
         std::process::exit(1);
     };
-    let rules = ProtoRules {
-        schema: &config.grpc.schema,
-        tables: &config.grpc.tables,
-        forbidden,
-        actions: &[],
-        coarsen: &config.policy.coarsen,
-        key: None,
-        today: CivilDate {
-            year: 2026,
-            month: 11,
-            day: 27,
-        },
-        record_paths: false,
-    };
+    let rules = removing(&config, &["payment.merchant"], false);
     let target = if cfg!(target_arch = "wasm32") {
         "wasm32 (Node)"
     } else {

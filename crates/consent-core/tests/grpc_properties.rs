@@ -15,29 +15,20 @@
 
 mod proto_support;
 
-use consent_core::body::{BodyOutcome, CivilDate};
-use consent_core::grpc::demo::demo_descriptor_base64;
+use consent_core::body::BodyOutcome;
 use consent_core::grpc::demo::wire::frame;
+use consent_core::grpc::demo::{demo_config, removing};
 use consent_core::grpc::{rewrite_message, Framing, GrpcStream, ProtoRules};
 use consent_core::policy::CategorySet;
-use consent_core::{compile_config, CompiledConfig, DEFAULT_POLICY_JSON};
+use consent_core::{CompiledConfig, DEFAULT_POLICY_JSON};
 use proptest::prelude::*;
 use prost_reflect::DynamicMessage;
 use proto_support::{contains, decoded, plan, pool, profile, Builder, FieldCategories, Plan};
 
-const TODAY: CivilDate = CivilDate {
-    year: 2026,
-    month: 11,
-    day: 27,
-};
-
 fn config() -> &'static CompiledConfig {
     // The JSON selectors' DFA is built lazily (a RefCell): one configuration per thread.
     thread_local! {
-        static C: &'static CompiledConfig = Box::leak(Box::new({
-            let doc = serde_json::json!({"grpc": {"descriptor_set": demo_descriptor_base64()}});
-            compile_config(doc.to_string().as_bytes()).unwrap()
-        }));
+        static C: &'static CompiledConfig = Box::leak(Box::new(demo_config().unwrap()));
     }
     C.with(|c| *c)
 }
@@ -56,16 +47,9 @@ fn forbidden_ids(mask: u32) -> (CategorySet, Vec<String>) {
 }
 
 fn rules(forbidden: CategorySet) -> ProtoRules<'static> {
-    let c = config();
     ProtoRules {
-        schema: &c.grpc.schema,
-        tables: &c.grpc.tables,
         forbidden,
-        actions: &[],
-        coarsen: &c.policy.coarsen,
-        key: None,
-        today: TODAY,
-        record_paths: true,
+        ..removing(config(), &[], true)
     }
 }
 

@@ -736,31 +736,14 @@ fn grpc_descriptors_rebuilds_the_committed_set_and_validate_config_compiles_it()
         bad.stderr
     );
 
-    let binary_to_stdout = run(&[
-        "grpc",
-        "descriptors",
-        "-I",
-        &proto_path,
-        "saitama/v1/profile.proto",
-    ]);
-    assert_eq!(binary_to_stdout.code, 1);
-    assert!(
-        binary_to_stdout.stderr.contains("--base64"),
-        "{}",
-        binary_to_stdout.stderr
-    );
-    let missing = run(&[
-        "grpc",
-        "descriptors",
-        "-I",
-        &proto_path,
-        "nope.proto",
-        "--base64",
-    ]);
-    assert_eq!(missing.code, 1);
-    assert!(
-        missing.stderr.contains("cannot compile"),
-        "{}",
-        missing.stderr
-    );
+    for (args, says) in [
+        (vec!["saitama/v1/profile.proto"], "--base64"),
+        (vec!["nope.proto", "--base64"], "cannot compile"),
+    ] {
+        let mut line = vec!["grpc", "descriptors", "-I", &proto_path];
+        line.extend(args);
+        let r = run(&line);
+        assert_eq!(r.code, 1, "{line:?}");
+        assert!(r.stderr.contains(says), "{line:?}: {}", r.stderr);
+    }
 }

@@ -179,6 +179,13 @@ pub(crate) fn resolve(actions: &[(CategoryIdx, FieldAction)], hit: CategorySet) 
     }
 }
 
+/// Appends `[i]` to a field path.
+pub(crate) fn push_index(path: &mut String, i: usize) {
+    path.push('[');
+    path.push_str(&i.to_string());
+    path.push(']');
+}
+
 impl BodyReport {
     /// Records one field acted on, unless [`MAX_FIELD_HITS`] are recorded already (then
     /// it only marks the report truncated); `path` is built only when it is kept.
@@ -503,11 +510,7 @@ impl<'a> Redactor<'a, '_, '_> {
                             path.push_str(std::str::from_utf8(k).unwrap_or("*"));
                         }
                         PathSeg::Unknown => path.push_str(".*"),
-                        PathSeg::Index(i) => {
-                            path.push('[');
-                            path.push_str(&i.to_string());
-                            path.push(']');
-                        }
+                        PathSeg::Index(i) => push_index(&mut path, *i),
                     }
                 }
                 path

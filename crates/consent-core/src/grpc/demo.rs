@@ -1,6 +1,13 @@
 //! The demo schema (`envoy-config/grpc/saitama/v1/profile.proto`) and messages built on
 //! it by hand, for tests, benches, examples and the fuzz harness (feature `reference`).
 
+use crate::body::transform::CivilDate;
+use crate::config::{compile_config, CompiledConfig};
+use crate::error::ConfigError;
+use crate::policy::categories::CategorySet;
+
+use super::walk::ProtoRules;
+
 /// The compiled demo descriptor set (`envoy-config/grpc/profile.descriptor.binpb`).
 pub const DEMO_DESCRIPTOR_SET: &[u8] =
     include_bytes!("../../../../envoy-config/grpc/profile.descriptor.binpb");
@@ -9,6 +16,46 @@ pub const DEMO_DESCRIPTOR_SET: &[u8] =
 pub fn demo_descriptor_base64() -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(DEMO_DESCRIPTOR_SET)
+}
+
+/// The date the tests, benches and examples coarsen birth dates against.
+pub const DEMO_TODAY: CivilDate = CivilDate {
+    year: 2026,
+    month: 11,
+    day: 27,
+};
+
+/// The shipped policy with the demo descriptors (and no other setting).
+pub fn demo_config() -> Result<CompiledConfig, ConfigError> {
+    let doc = format!(
+        r#"{{"grpc": {{"descriptor_set": "{}"}}}}"#,
+        demo_descriptor_base64()
+    );
+    compile_config(doc.as_bytes())
+}
+
+/// Rules that remove the categories `ids` (no transforms, no pseudonym key).
+pub fn removing<'c>(
+    config: &'c CompiledConfig,
+    ids: &[&str],
+    record_paths: bool,
+) -> ProtoRules<'c> {
+    let mut forbidden = CategorySet::EMPTY;
+    for id in ids {
+        if let Some(c) = config.policy.category_idx(id) {
+            forbidden.insert(c);
+        }
+    }
+    ProtoRules {
+        schema: &config.grpc.schema,
+        tables: &config.grpc.tables,
+        forbidden,
+        actions: &[],
+        coarsen: &config.policy.coarsen,
+        key: None,
+        today: DEMO_TODAY,
+        record_paths,
+    }
 }
 
 /// Hand encoding of the protobuf wire format, so that every byte is known.

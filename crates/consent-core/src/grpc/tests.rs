@@ -581,17 +581,20 @@ fn malformed_wire_is_an_error_never_a_panic_or_a_pass() {
     );
 }
 
-/// `t.Node { Node child = 1; string email = 2; Node opaque = 3; int32 n = 4; }`, with
-/// `..email` selected for the category `EMAIL` except in `opaque`, which is another type.
-fn recursive_schema() -> (Schema, ProtoTables) {
-    let field = |name: &str, number: i32, ty: Type, type_name: Option<&str>| FieldDescriptorProto {
+fn field(name: &str, number: i32, ty: Type, type_name: Option<&str>) -> FieldDescriptorProto {
+    FieldDescriptorProto {
         name: Some(name.into()),
         number: Some(number),
         label: Some(Label::Optional as i32),
         r#type: Some(ty as i32),
         type_name: type_name.map(String::from),
         ..Default::default()
-    };
+    }
+}
+
+/// `t.Node { Node child = 1; string email = 2; Node opaque = 3; int32 n = 4; }`, with
+/// `..email` selected for the category `EMAIL` except in `opaque`, which is another type.
+fn recursive_schema() -> (Schema, ProtoTables) {
     let set = FileDescriptorSet {
         file: vec![FileDescriptorProto {
             name: Some("t.proto".into()),
@@ -750,13 +753,7 @@ fn broken_descriptor_sets_are_errors_at_the_field() {
             package: Some("b".into()),
             message_type: vec![DescriptorProto {
                 name: Some("M".into()),
-                field: vec![FieldDescriptorProto {
-                    name: Some("x".into()),
-                    number: Some(1),
-                    r#type: Some(Type::Message as i32),
-                    type_name: Some(".b.Missing".into()),
-                    ..Default::default()
-                }],
+                field: vec![field("x", 1, Type::Message, Some(".b.Missing"))],
                 ..Default::default()
             }],
             ..Default::default()
@@ -769,18 +766,8 @@ fn broken_descriptor_sets_are_errors_at_the_field() {
     );
     let mut twice = set.clone();
     twice.file[0].message_type[0].field = vec![
-        FieldDescriptorProto {
-            name: Some("a".into()),
-            number: Some(1),
-            r#type: Some(Type::Int32 as i32),
-            ..Default::default()
-        },
-        FieldDescriptorProto {
-            name: Some("b".into()),
-            number: Some(1),
-            r#type: Some(Type::Int32 as i32),
-            ..Default::default()
-        },
+        field("a", 1, Type::Int32, None),
+        field("b", 1, Type::Int32, None),
     ];
     let err = Schema::decode(&twice.encode_to_vec(), "grpc.descriptor_set").unwrap_err();
     assert!(

@@ -16,7 +16,9 @@
 
 use std::fmt;
 
-use crate::body::redactor::{resolve, BodyOutcome, BodyReport, FieldAction, HitAction, Resolved};
+use crate::body::redactor::{
+    push_index, resolve, BodyOutcome, BodyReport, FieldAction, HitAction, Resolved,
+};
 use crate::body::transform::{coarsen_number, coarsen_text, pseudonym, CivilDate, CoarsenSpec};
 use crate::policy::categories::{CategoryIdx, CategorySet};
 
@@ -558,9 +560,7 @@ impl Walker<'_, '_> {
                         None => path.push_str(&seg.number.to_string()),
                     }
                     if let Some(i) = seg.index {
-                        path.push('[');
-                        path.push_str(&i.to_string());
-                        path.push(']');
+                        push_index(&mut path, i as usize);
                     }
                 }
                 path
@@ -602,40 +602,15 @@ fn coarsen_field(
     depth: usize,
 ) -> Option<Vec<u8>> {
     match (kind, wire) {
-        (FieldKind::Double, 1) => {
-            let x = f64::from_le_bytes(value.try_into().ok()?);
-            let mut out = tag.to_vec();
-            out.extend_from_slice(&coarsen_number(spec, x)?.to_le_bytes());
-            Some(out)
-        }
-        (FieldKind::Float, 5) => {
-            let x = f32::from_le_bytes(value.try_into().ok()?);
-            let mut out = tag.to_vec();
-            out.extend_from_slice(&(coarsen_number(spec, f64::from(x))? as f32).to_le_bytes());
-            Some(out)
-        }
+        (FieldKind::Double, 1) => Some([tag, &coarse_f64(spec, value)?].concat()),
+        (FieldKind::Float, 5) => Some([tag, &coarse_f32(spec, value)?].concat()),
         (FieldKind::Double, 2) => {
-            let mut content = Vec::with_capacity(value.len());
-            if value.len() % 8 != 0 {
-                return None;
-            }
-            for chunk in value.chunks_exact(8) {
-                let x = f64::from_le_bytes(chunk.try_into().ok()?);
-                content.extend_from_slice(&coarsen_number(spec, x)?.to_le_bytes());
-            }
-            Some(delimited(tag, &content))
+            let packed = each(value, 8, |x| coarse_f64(spec, x))?;
+            Some(delimited(tag, &packed))
         }
         (FieldKind::Float, 2) => {
-            let mut content = Vec::with_capacity(value.len());
-            if value.len() % 4 != 0 {
-                return None;
-            }
-            for chunk in value.chunks_exact(4) {
-                let x = f32::from_le_bytes(chunk.try_into().ok()?);
-                let y = coarsen_number(spec, f64::from(x))? as f32;
-                content.extend_from_slice(&y.to_le_bytes());
-            }
-            Some(delimited(tag, &content))
+            let packed = each(value, 4, |x| coarse_f32(spec, x))?;
+            Some(delimited(tag, &packed))
         }
         (FieldKind::String, 2) => {
             let text = std::str::from_utf8(value).ok()?;
@@ -670,4 +645,32 @@ fn coarsen_field(
         }
         _ => None,
     }
+}
+
+/// A `double` (8 bytes, little-endian) rounded to the grid.
+fn coarse_f64(spec: &CoarsenSpec, bytes: &[u8]) -> Option<Vec<u8>> {
+    let x = f64::from_le_bytes(bytes.try_into().ok()?);
+    Some(coarsen_number(spec, x)?.to_le_bytes().to_vec())
+}
+
+/// A `float` (4 bytes, little-endian) rounded to the grid.
+fn coarse_f32(spec: &CoarsenSpec, bytes: &[u8]) -> Option<Vec<u8>> {
+    let x = f32::from_le_bytes(bytes.try_into().ok()?);
+    Some(
+        (coarsen_number(spec, f64::from(x))? as f32)
+            .to_le_bytes()
+            .to_vec(),
+    )
+}
+
+/// Each `width`-byte value of a packed run through `one`; `None` if any fails.
+fn each(value: &[u8], width: usize, one: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Option<Vec<u8>> {
+    if value.len() % width != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(value.len());
+    for chunk in value.chunks_exact(width) {
+        out.extend(one(chunk)?);
+    }
+    Some(out)
 }
