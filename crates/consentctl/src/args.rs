@@ -72,7 +72,7 @@ pub enum Command {
     ///
     /// Prints the policy as tables: purposes (labels, clause, basis, without consent, joint
     /// use, changed in, categories, transforms), categories (labels, explicit grant,
-    /// headers, query parameters, JSON selectors, coarsening), parties (labels, kind,
+    /// headers, query parameters, JSON and protobuf selectors, coarsening), parties (labels, kind,
     /// identities; a configuration's caller.identities replace the policy's) and the
     /// third-party provision purpose. Default: the shipped policy; labels in both languages.
     Policy(PolicyArgs),
