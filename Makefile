@@ -27,7 +27,7 @@ DEPLOY_TLS    := target/deploy-tls
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help check deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-hostcalls bench-envoy bench-tools \
+        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
 help: ## this list: every target, what it does
@@ -133,9 +133,18 @@ ext-authz-consent: ## the ext_authz HTTP service deciding with consent-core
 	$(CARGO) build --release -p consent-tools --bin ext-authz-consent
 
 # Criterion benchmarks of the redaction core (native), with peak heap per body.
-bench-core: ## criterion benchmarks of the core (redaction, decision, lookup)
+bench-core: ## criterion benchmarks of the core (redaction, gRPC walker, decision, lookup)
 	$(CARGO) bench -p consent-core --bench decision
 	$(CARGO) bench -p consent-core --bench redaction
+	$(CARGO) bench -p consent-core --bench grpc
+
+# The gRPC walker natively and as wasm32-wasip1 under Node's V8 (the engine family Envoy
+# runs the filter in), same example, same messages.
+bench-grpc-wasm: rust-targets ## the gRPC walker's throughput natively and as wasm under Node
+	$(CARGO) run --release -p consent-core --example grpc_walk_loop
+	$(CARGO) build --release -p consent-core --example grpc_walk_loop --target wasm32-wasip1
+	node --experimental-wasi-unstable-preview1 --no-warnings scripts/run_wasi.mjs \
+	  target/wasm32-wasip1/release/examples/grpc_walk_loop.wasm
 
 bench-tools: ## wrk from Debian, for the benchmarks
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
@@ -269,7 +278,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_STAMP   := $(TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
 CARGO_DENY_STAMP   := $(TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION)
 CARGO_DENY         := $(TOOLS)/bin/cargo-deny
-FUZZ_TARGETS       := redact_body snapshot_parse config_parse headers
+FUZZ_TARGETS       := redact_body snapshot_parse config_parse headers grpc_walk
 # Seconds per target, and the memory bound: a target that needs more RSS is a finding.
 FUZZ_SECONDS       ?= 60
 FUZZ_RSS_MB        ?= 512

@@ -12,6 +12,8 @@ use consent_core::body::CivilDate;
 use consent_core::body::{body_mode, BodyHeaders, EncodedBody, UnparsedBody};
 use consent_core::config::CompiledConfig;
 use consent_core::decide::{HeaderValue, RequestView};
+use consent_core::grpc::demo::demo_descriptor_base64;
+use consent_core::grpc::{rewrite_message, Framing, GrpcStream};
 use consent_core::live::SubjectKeying;
 use consent_core::live::{
     add_part, DeltaDoc, FullSnapshotDoc, KeyedDelta, KeyedSnapshot, PublishedMeta,
@@ -24,7 +26,13 @@ use consent_core::policy::RouteFacts;
 use consent_core::{compile_config, Decision, Outcome};
 
 /// The fuzz targets, by name (the directories under `fuzz/corpus/` and `fuzz/regressions/`).
-pub const TARGETS: [&str; 4] = ["redact_body", "snapshot_parse", "config_parse", "headers"];
+pub const TARGETS: [&str; 5] = [
+    "redact_body",
+    "snapshot_parse",
+    "config_parse",
+    "headers",
+    "grpc_walk",
+];
 
 /// Runs the target `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
@@ -33,6 +41,7 @@ pub fn run(name: &str, data: &[u8]) {
         "snapshot_parse" => snapshot_parse(data),
         "config_parse" => config_parse(data),
         "headers" => headers(data),
+        "grpc_walk" => grpc_walk(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -107,8 +116,27 @@ fn fixtures() -> &'static Fixtures {
     F.with(|f| *f)
 }
 
+/// The same configuration with the demo gRPC descriptors, for `grpc_walk`.
+fn grpc_fixtures() -> &'static Fixtures {
+    thread_local! {
+        static F: &'static Fixtures = Box::leak(Box::new({
+            let mut doc: serde_json::Value = match serde_json::from_str(CONFIG) {
+                Ok(d) => d,
+                Err(e) => panic!("the fuzz configuration is not JSON: {e}"),
+            };
+            doc["grpc"] = serde_json::json!({"descriptor_set": demo_descriptor_base64()});
+            make_fixtures_from(&doc.to_string())
+        }));
+    }
+    F.with(|f| *f)
+}
+
 fn make_fixtures() -> Fixtures {
-    let config = match compile_config(CONFIG.as_bytes()) {
+    make_fixtures_from(CONFIG)
+}
+
+fn make_fixtures_from(text: &str) -> Fixtures {
+    let config = match compile_config(text.as_bytes()) {
         Ok(c) => c,
         Err(e) => panic!("the fuzz configuration does not compile: {e}"),
     };
@@ -193,6 +221,80 @@ pub fn redact_body(data: &[u8]) {
                 other.map(|(o, _)| o)
             ),
         }
+    }
+}
+
+/// Message types `grpc_walk` reads its input as.
+const GRPC_MESSAGES: [&str; 4] = [
+    "saitama.v1.Profile",
+    "saitama.v1.Transaction",
+    "saitama.v1.Location",
+    "saitama.v1.Device",
+];
+
+/// `grpc_walk`: the first byte picks a decision (bit 7: record field paths, bit 6:
+/// grpc-web framing), the second the message type (bits 0-1) and the chunk size the
+/// stream is fed in (bits 2-7); the rest is a gRPC body (and, on its own, one message).
+/// For remove-only decisions, a second pass over what came out removes nothing more.
+pub fn grpc_walk(data: &[u8]) {
+    let f = grpc_fixtures();
+    let config = &f.config;
+    let (selector, rest) = data.split_first().map_or((0, data), |(s, r)| (*s, r));
+    let (shape, body) = rest.split_first().map_or((0, rest), |(s, r)| (*s, r));
+    let (decision, remove_only) = &f.decisions[usize::from(selector & 0x3f) % f.decisions.len()];
+    let framing = if selector & 0x40 != 0 {
+        Framing::GrpcWeb
+    } else {
+        Framing::Grpc
+    };
+    let name = GRPC_MESSAGES[usize::from(shape & 3)];
+    let Some(message) = config.grpc.schema.message_idx(name) else {
+        panic!("the demo schema has no {name}");
+    };
+    let rules = config.proto_rules(decision, TODAY, selector & 0x80 != 0);
+
+    if let Ok((BodyOutcome::Rewritten(out), report)) = rewrite_message(body, message, &rules) {
+        assert!(report.fields.len() <= consent_core::body::MAX_FIELD_HITS);
+        if *remove_only {
+            let again = rewrite_message(&out, message, &rules);
+            assert!(
+                matches!(again, Ok((BodyOutcome::Unchanged, _))),
+                "a second pass over the walker's output gives {:?}",
+                again.map(|(o, _)| o)
+            );
+        }
+    }
+
+    let chunk = 1 + usize::from(shape >> 2);
+    let mut stream = GrpcStream::new(message, framing, 4096);
+    let mut out = Vec::new();
+    for piece in body.chunks(chunk) {
+        match stream.push(&rules, piece) {
+            Ok(bytes) => out.extend(bytes),
+            Err(_) => return,
+        }
+        assert!(
+            stream.buffered() <= 4096 + 5,
+            "more than one frame held back"
+        );
+    }
+    if stream.finish().is_err() {
+        return;
+    }
+    // What came out is well framed, and for remove-only decisions clean.
+    let mut second = GrpcStream::new(message, framing, usize::MAX >> 1);
+    let again = second.push(&rules, &out);
+    assert!(
+        again.is_ok(),
+        "the stream's own output is refused: {again:?}"
+    );
+    assert!(second.finish().is_ok());
+    if *remove_only {
+        assert_eq!(
+            second.rewritten(),
+            0,
+            "a second pass still rewrites a message"
+        );
     }
 }
 

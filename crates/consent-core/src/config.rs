@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::body::settings::{BodyDoc, BodySettings};
 use crate::error::ConfigError;
+use crate::grpc::{GrpcDoc, GrpcSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
 use crate::live::shared_keys::SharedKeys;
@@ -46,6 +47,8 @@ pub struct ConfigDoc {
     pub consents: SnapshotDoc,
     /// Body handling.
     pub body: BodyDoc,
+    /// gRPC bodies: the descriptor set and what to do with unknown methods.
+    pub grpc: GrpcDoc,
     /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes. Without it, `pseudonymise`
     /// transforms remove the value instead. Never logged.
     pub pseudonymisation_key: Option<String>,
@@ -76,6 +79,7 @@ impl Default for ConfigDoc {
             block_status: DEFAULT_BLOCK_STATUS,
             consents: SnapshotDoc::default(),
             body: BodyDoc::default(),
+            grpc: GrpcDoc::default(),
             pseudonymisation_key: None,
             snapshot: SnapshotSettingsDoc::default(),
             caller: CallerDoc::default(),
@@ -115,6 +119,8 @@ pub struct CompiledConfig {
     pub consents: ConsentIndex,
     /// Body handling.
     pub body: BodySettings,
+    /// gRPC bodies: schema, compiled protobuf selectors, unknown methods.
+    pub grpc: GrpcSettings,
     /// Pseudonymisation key.
     pub key: Option<Vec<u8>>,
     /// Live snapshot settings.
@@ -166,6 +172,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
     let settings = compile_settings(doc, &policy)?;
     let consents = ConsentIndex::compile(&doc.consents, &policy, "consents")?;
     let body = BodySettings::compile(&doc.body)?;
+    let grpc = GrpcSettings::compile(&doc.grpc, &policy)?;
     let snapshot = SnapshotSettings::compile(&doc.snapshot)?;
     let key = match &doc.pseudonymisation_key {
         Some(k) if k.len() < MIN_KEY_BYTES => {
@@ -208,6 +215,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         policy,
         consents,
         body,
+        grpc,
         key,
         snapshot,
         shared_keys,

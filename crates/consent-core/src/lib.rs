@@ -12,6 +12,7 @@
 //! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header and query plans |
 //! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
 //! | [`body`] | JSON selectors, the streaming redactor, transforms, body settings and modes |
+//! | [`grpc`] | the protobuf schema, protobuf selectors, the wire walker, gRPC framing |
 //! | [`observe`] | decision-log lines |
 //! | [`stream`] | one HTTP stream as steps a host carries out (headers, bodies, failures, stats) |
 //! | [`config`] | parsing the plugin configuration and delegating each block |
@@ -22,6 +23,7 @@ pub mod decide;
 mod decimal;
 mod direction;
 pub mod error;
+pub mod grpc;
 pub mod live;
 pub mod observe;
 pub mod policy;

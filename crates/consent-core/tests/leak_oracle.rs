@@ -25,6 +25,14 @@
 //! nulls and empty keys. `LEAK_ORACLE_CASES` sets the number of generated cases (default
 //! 600, under 10 s in a debug build on 2 cores); `LEAK_ORACLE_SEED=random` draws new
 //! cases instead of the fixed seed's.
+//!
+//! The protobuf section (at the end) does the same for gRPC bodies: random consent
+//! records and purposes of the shipped policy with the demo descriptors, random
+//! `saitama.v1.Profile` messages (`tests/proto_support`) framed and cut into random chunks
+//! through `CompiledConfig::grpc_plan` and `GrpcStream` as the glue drives them; no
+//! planted value under a forbidden field (whatever its action) may be in the bytes that
+//! leave the stream, every other one must be, and a call is refused only when a `block`
+//! category is present.
 #![cfg(not(target_arch = "wasm32"))]
 #![allow(
     clippy::unwrap_used,
@@ -33,6 +41,8 @@
     clippy::indexing_slicing,
     missing_docs
 )]
+
+mod proto_support;
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -1184,7 +1194,7 @@ fn verify(
         let mut v = vec![None; config.policy.categories.len()];
         let purpose = decision.purpose.and_then(|p| config.policy.purpose(p));
         for (c, a) in purpose.map_or(&[][..], |p| p.actions.as_slice()) {
-            v[c.position()] = Some(a.clone());
+            v[c.position()] = Some(*a);
         }
         v
     };
@@ -1625,6 +1635,250 @@ fn indexed_bracket_query_parameters_are_matched_by_their_base_name() {
         assert!(
             !left.contains("35.8617"),
             "{path}: the latitude reaches the backend as {left}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Protobuf: gRPC bodies through the glue's calls.
+
+mod protobuf {
+    use super::proto_support::{contains, plan, pool, profile, Builder, FieldCategories, Plan};
+    use super::TODAY;
+    use consent_core::grpc::demo::demo_descriptor_base64;
+    use consent_core::grpc::demo::wire::frame;
+    use consent_core::grpc::{Framing, GrpcPlan, GrpcRefusal};
+    use consent_core::{compile_config, Direction, Outcome, DEFAULT_POLICY_JSON};
+    use proptest::prelude::*;
+
+    const CONSENT_PURPOSES: [&str; 5] = [
+        "marketing.campaigns",
+        "marketing.newsletters",
+        "marketing.third_party_offers",
+        "surveys",
+        "third_party.provision",
+    ];
+    const EXPLICIT: [&str; 3] = ["location.gps", "location.wifi", "location.bluetooth"];
+
+    #[derive(Debug, Clone)]
+    struct Call {
+        grants: u8,
+        explicit: u8,
+        stop_use: bool,
+        operator: bool,
+        purpose: u8,
+        request: bool,
+        messages: Vec<Plan>,
+        cuts: Vec<u16>,
+    }
+
+    fn call() -> impl Strategy<Value = Call> {
+        (
+            any::<u8>(),
+            any::<u8>(),
+            prop::bool::weighted(0.1),
+            prop::bool::weighted(0.8),
+            any::<u8>(),
+            any::<bool>(),
+            prop::collection::vec(plan(), 1..3),
+            prop::collection::vec(any::<u16>(), 0..5),
+        )
+            .prop_map(
+                |(grants, explicit, stop_use, operator, purpose, request, messages, cuts)| Call {
+                    grants,
+                    explicit,
+                    stop_use,
+                    operator,
+                    purpose,
+                    request,
+                    messages,
+                    cuts,
+                },
+            )
+    }
+
+    fn check(c: &Call) -> Result<(), TestCaseError> {
+        let policy: serde_json::Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();
+        let purposes: Vec<String> = policy["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["id"].as_str().unwrap().to_string())
+            .collect();
+        let purpose = &purposes[usize::from(c.purpose) % purposes.len()];
+        let mut grants = serde_json::Map::new();
+        for (i, p) in CONSENT_PURPOSES.iter().enumerate() {
+            if c.grants & (1 << i) != 0 {
+                grants.insert(p.to_string(), serde_json::json!({"policy_version": 1}));
+            }
+        }
+        let explicit: Vec<&str> = EXPLICIT
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| c.explicit & (1 << i) != 0)
+            .map(|(_, e)| *e)
+            .collect();
+        if CONSENT_PURPOSES.contains(&purpose.as_str()) && c.grants & 0x80 != 0 {
+            grants.remove(purpose.as_str());
+        } else {
+            grants.insert(
+                purpose.clone(),
+                serde_json::json!({"policy_version": 1, "explicit": explicit}),
+            );
+        }
+        let mut doc = serde_json::json!({
+            "grpc": {"descriptor_set": demo_descriptor_base64()},
+            "pseudonymisation_key": "leak-oracle-key-0123456789",
+            "consents": {"records": [{"subject": "u-0", "grants": grants, "stop_use": c.stop_use}]},
+        });
+        if c.operator {
+            doc["caller"] = serde_json::json!({"unidentified_party": "tsunagu"});
+        }
+        let config = compile_config(doc.to_string().as_bytes()).unwrap();
+        let headers: [(&str, &[u8]); 2] = [
+            ("x-user-id", b"u-0"),
+            ("x-data-purpose", purpose.as_bytes()),
+        ];
+        let decision = config.evaluate(headers);
+        let forbidden: Vec<String> = if decision.outcome == Outcome::Redact {
+            decision
+                .redacted
+                .iter()
+                .map(|i| config.policy.category_id(i).to_string())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let blocks: Vec<String> = decision
+            .purpose
+            .and_then(|p| config.policy.purpose(p))
+            .map(|p| {
+                p.actions
+                    .iter()
+                    .filter(|(_, a)| *a == consent_core::body::FieldAction::Block)
+                    .map(|(c, _)| config.policy.category_id(*c).to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+
+        let pool = pool();
+        let cats = FieldCategories::new(&pool, &policy);
+        let mut builder = Builder::default();
+        let mut input = Vec::new();
+        for p in &c.messages {
+            input.extend(frame(0, &builder.message(&profile(&pool), p, &[])));
+        }
+        let (path, direction) = if c.request {
+            (
+                "/saitama.v1.ProfileService/UpdateProfile",
+                Direction::Request,
+            )
+        } else {
+            ("/saitama.v1.ProfileService/GetProfile", Direction::Response)
+        };
+        let forbidden_present = builder
+            .sentinels
+            .iter()
+            .any(|s| cats.forbidden(s, &forbidden));
+        let message = match config.grpc_plan(&decision, Some(path), direction) {
+            GrpcPlan::Walk(m) => m,
+            GrpcPlan::Skip => {
+                prop_assert!(
+                    !forbidden_present,
+                    "skipped unread with forbidden values present ({purpose}, {:?})",
+                    decision.outcome
+                );
+                return Ok(());
+            }
+            GrpcPlan::Refuse(r) => {
+                return Err(TestCaseError::fail(format!(
+                    "a known method was refused: {r:?}"
+                )))
+            }
+        };
+        let rules = config.proto_rules(&decision, TODAY, true);
+        let mut stream = config.grpc_stream(message, Framing::Grpc);
+        let mut points: Vec<usize> = c
+            .cuts
+            .iter()
+            .map(|x| usize::from(*x) % (input.len() + 1))
+            .collect();
+        points.sort_unstable();
+        let mut out = Vec::new();
+        let mut from = 0;
+        let mut refused = None;
+        for p in points.into_iter().chain([input.len()]) {
+            match stream.push(&rules, &input[from..p]) {
+                Ok(bytes) => out.extend(bytes),
+                Err(r) => {
+                    refused = Some(r);
+                    break;
+                }
+            }
+            from = p;
+        }
+        let block_present = builder
+            .sentinels
+            .iter()
+            .any(|s| cats.forbidden(s, &forbidden) && cats.forbidden(s, &blocks));
+        match refused {
+            Some(GrpcRefusal::Blocked(_)) => {
+                prop_assert!(block_present, "refused without a block category present");
+                return Ok(());
+            }
+            Some(other) => return Err(TestCaseError::fail(format!("refused: {other:?}"))),
+            None => prop_assert!(stream.finish().is_ok()),
+        }
+        prop_assert!(!block_present, "a block category passed ({purpose})");
+        for s in &builder.sentinels {
+            if cats.forbidden(s, &forbidden) {
+                prop_assert!(
+                    !contains(&out, &s.bytes),
+                    "{} leaked ({:?}) for {purpose}",
+                    s.text,
+                    s.path
+                );
+            } else {
+                prop_assert!(
+                    contains(&out, &s.bytes),
+                    "{} lost ({:?}) for {purpose}",
+                    s.text,
+                    s.path
+                );
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(super::cases() / 2))]
+
+        #[test]
+        fn no_forbidden_protobuf_value_leaves_a_grpc_stream(c in call()) {
+            check(&c)?;
+        }
+    }
+
+    /// The oracle is not blind: a forbidden value in the output is reported.
+    #[test]
+    fn the_protobuf_oracle_sees_a_leak_when_shown_one() {
+        let policy: serde_json::Value = serde_json::from_str(DEFAULT_POLICY_JSON).unwrap();
+        let pool = pool();
+        let cats = FieldCategories::new(&pool, &policy);
+        let mut builder = Builder::default();
+        let plan = Plan {
+            fields: vec![(6, 1, 0)],
+            nested: Vec::new(),
+            unknown: Vec::new(),
+            shuffle: 0,
+        };
+        let bytes = builder.message(&profile(&pool), &plan, &[]);
+        let email = &builder.sentinels[0];
+        assert!(email.path.iter().any(|p| p == "saitama.v1.Profile.email"));
+        assert!(cats.forbidden(email, &["email".to_string()]));
+        assert!(
+            contains(&bytes, &email.bytes),
+            "an unredacted body holds it"
         );
     }
 }

@@ -3,6 +3,8 @@
 //! Options take `--name value` or `--name=value`; `--` ends the options; `-` names stdin.
 //! Rules clap cannot declare (one input at most from stdin) are checked by [`Cli::check`].
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::input::Input;
@@ -70,10 +72,13 @@ pub enum Command {
     ///
     /// Prints the policy as tables: purposes (labels, clause, basis, without consent, joint
     /// use, changed in, categories, transforms), categories (labels, explicit grant,
-    /// headers, query parameters, JSON selectors, coarsening), parties (labels, kind,
+    /// headers, query parameters, JSON and protobuf selectors, coarsening), parties (labels, kind,
     /// identities; a configuration's caller.identities replace the policy's) and the
     /// third-party provision purpose. Default: the shipped policy; labels in both languages.
     Policy(PolicyArgs),
+    /// gRPC: build the descriptor set the configuration's `grpc.descriptor_set` holds.
+    #[command(subcommand)]
+    Grpc(Grpc),
     /// Print a shell completion script (e.g. `consentctl completions bash`).
     Completions {
         /// The shell to complete for.
@@ -124,6 +129,30 @@ pub enum Validate {
         /// The configuration to check it against (JSON or Envoy YAML).
         #[arg(long, value_name = "CFG")]
         config: Option<Input>,
+    },
+}
+
+/// What `grpc` does.
+#[derive(Debug, Subcommand)]
+pub enum Grpc {
+    /// Compile .proto files into a serialized FileDescriptorSet (imports included).
+    ///
+    /// Compiles the files with protox (no protoc needed), every import included and no
+    /// source info, as `grpc.descriptor_set` takes it (base64 with --base64). Without -o
+    /// the set is printed, which needs --base64.
+    Descriptors {
+        /// Directory imports and FILEs are resolved against (repeatable; default `.`).
+        #[arg(long, short = 'I', value_name = "DIR")]
+        proto_path: Vec<PathBuf>,
+        /// The .proto files, relative to a proto path.
+        #[arg(value_name = "FILE.proto", required = true)]
+        files: Vec<PathBuf>,
+        /// Write (or print) the set as base64 text.
+        #[arg(long)]
+        base64: bool,
+        /// Write the set to this file.
+        #[arg(long, short = 'o', value_name = "OUT")]
+        output: Option<PathBuf>,
     },
 }
 

@@ -10,6 +10,7 @@ mod args;
 mod config_source;
 mod explain;
 mod explain_render;
+mod grpc;
 mod input;
 mod policy_table;
 mod report;
@@ -21,7 +22,7 @@ mod validate;
 use std::io::Write;
 use std::process::ExitCode;
 
-use args::{Cli, Command, Validate};
+use args::{Cli, Command, Grpc, Validate};
 use clap::{CommandFactory, Parser};
 use report::{Failure, Report, EXIT_FAILURE};
 
@@ -35,6 +36,12 @@ fn run(command: &Command) -> Result<Report, Failure> {
             snapshot_check::run(file, config.as_ref())
         }
         Command::Explain(args) => explain::run(args),
+        Command::Grpc(Grpc::Descriptors {
+            proto_path,
+            files,
+            base64,
+            output,
+        }) => grpc::descriptors(proto_path, files, *base64, output.as_ref()),
         Command::Policy(args) => policy_table::run(&args.source(), args.lang),
         Command::Completions { shell } => {
             let mut script = Vec::new();

@@ -161,6 +161,7 @@ fn categories_table(doc: &PolicyDoc, lang: Lang) -> String {
                 list_or_dash(&c.headers),
                 list_or_dash(&c.query),
                 list_or_dash(&c.json),
+                list_or_dash(&c.protobuf),
             ]);
             row
         })
@@ -169,7 +170,7 @@ fn categories_table(doc: &PolicyDoc, lang: Lang) -> String {
         Some(&with_headers(
             &["id", "explicit grant", "coarsen"],
             lang,
-            &["headers", "query", "json"],
+            &["headers", "query", "json", "protobuf"],
         )),
         &rows,
     )

@@ -77,6 +77,7 @@ pub fn config_summary(config: &CompiledConfig) -> String {
             format!("{} besides the default rule", route_rules(config)),
         ),
         ("snapshot", snapshot_line(config)),
+        ("grpc", grpc_line(config)),
         ("caller", caller),
         (
             "headers",
@@ -88,6 +89,22 @@ pub fn config_summary(config: &CompiledConfig) -> String {
             ),
         ),
     ])
+}
+
+fn grpc_line(config: &CompiledConfig) -> String {
+    let g = &config.grpc;
+    let unknown = match g.unknown_method {
+        consent_core::grpc::UnknownMethod::Block => "refused",
+        consent_core::grpc::UnknownMethod::Pass => "passed unread",
+    };
+    if g.schema.is_empty() {
+        return format!("no descriptors (every method unknown: {unknown})");
+    }
+    format!(
+        "{}, {}; unknown methods {unknown}",
+        plural(g.schema.messages().len(), "message type", "message types"),
+        plural(g.schema.method_count(), "method", "methods"),
+    )
 }
 
 fn caller_from(config: &CompiledConfig) -> &'static str {

@@ -570,3 +570,82 @@ fn help_and_bad_arguments() {
         .starts_with("consentctl: cannot read /nonexistent/consentctl.json:"));
     assert_eq!(r.stderr.lines().count(), 1);
 }
+
+#[test]
+fn grpc_descriptors_rebuilds_the_committed_set_and_validate_config_compiles_it() {
+    let out = temp_file("profile.descriptor.binpb", "");
+    let proto_path = repo_file("envoy-config/grpc");
+    let r = run(&[
+        "grpc",
+        "descriptors",
+        "--proto-path",
+        &proto_path,
+        "saitama/v1/profile.proto",
+        "-o",
+        &out,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("7 message types, 3 methods"),
+        "{}",
+        r.stderr
+    );
+    let built = std::fs::read(&out).unwrap();
+    let committed =
+        std::fs::read(repo().join("envoy-config/grpc/profile.descriptor.binpb")).unwrap();
+    assert!(
+        built == committed,
+        "envoy-config/grpc/profile.descriptor.binpb is out of date with profile.proto: rebuild it with \
+         consentctl grpc descriptors --proto-path envoy-config/grpc saitama/v1/profile.proto -o envoy-config/grpc/profile.descriptor.binpb"
+    );
+
+    let printed = run(&[
+        "grpc",
+        "descriptors",
+        "-I",
+        &proto_path,
+        "saitama/v1/profile.proto",
+        "--base64",
+    ]);
+    assert_eq!(printed.code, 0, "{}", printed.stderr);
+    let config = json!({"grpc": {"descriptor_set": printed.stdout.trim()}}).to_string();
+    let path = temp_file("grpc-config.json", &config);
+    let v = run(&["validate", "config", &path]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(
+        v.stdout
+            .contains("grpc         7 message types, 3 methods; unknown methods refused"),
+        "{}",
+        v.stdout
+    );
+
+    // A qualified selector the descriptors lack is the filter's own error, naming the field.
+    let mut policy: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("envoy-config/policy/saitama-minna-app.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    policy["categories"][5]["protobuf"] = json!(["saitama.v1.Profile.e_mail"]);
+    let config = json!({"policy": policy, "grpc": {"descriptor_set": printed.stdout.trim()}});
+    let path = temp_file("grpc-typo.json", &config.to_string());
+    let bad = run(&["validate", "config", &path]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains(
+            "policy.categories[5].protobuf[0]: message `saitama.v1.Profile` has no field `e_mail`"
+        ),
+        "{}",
+        bad.stderr
+    );
+
+    for (args, says) in [
+        (vec!["saitama/v1/profile.proto"], "--base64"),
+        (vec!["nope.proto", "--base64"], "cannot compile"),
+    ] {
+        let mut line = vec!["grpc", "descriptors", "-I", &proto_path];
+        line.extend(args);
+        let r = run(&line);
+        assert_eq!(r.code, 1, "{line:?}");
+        assert!(r.stderr.contains(says), "{line:?}: {}", r.stderr);
+    }
+}

@@ -22,7 +22,7 @@ pub use redactor::{
 pub use scan::{JsonError, MAX_DEPTH};
 pub use selector::{parse_selector, Segment, Selector};
 pub use settings::{BodyDoc, BodySettings, SubjectsDoc, DEFAULT_MAX_BODY_BYTES};
-pub use transform::{pseudonym, CivilDate, CoarsenSpec};
+pub use transform::{coarsen_number, coarsen_text, pseudonym, CivilDate, CoarsenSpec};
 
 use serde::{Deserialize, Serialize};
 

@@ -14,7 +14,7 @@ use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
 use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
 
 /// What to do with a value of a forbidden category.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldAction {
     /// Remove the member or element.
@@ -144,10 +144,67 @@ impl From<JsonError> for Stop {
     }
 }
 
-enum Resolved {
+/// What one field of forbidden categories gets, by the purpose's actions.
+pub(crate) enum Resolved {
+    /// Cut it out.
     Remove,
+    /// Refuse the whole body (the first `block` category).
     Block(CategoryIdx),
+    /// Replace it by this transform of this category.
     Transform(CategoryIdx, FieldAction),
+}
+
+/// Resolves the action for a field whose forbidden categories are `hit`: `block` wins,
+/// then `remove` (also the default); one transform applies only when every category asks
+/// for the same one, else the field is removed, to be safe. Shared by the JSON redactor
+/// and the protobuf walker.
+pub(crate) fn resolve(actions: &[(CategoryIdx, FieldAction)], hit: CategorySet) -> Resolved {
+    let mut transform = None;
+    for category in hit.iter() {
+        let action = actions.iter().find(|(c, _)| *c == category).map(|(_, a)| a);
+        match action {
+            Some(FieldAction::Block) => return Resolved::Block(category),
+            None | Some(FieldAction::Remove) => return Resolved::Remove,
+            Some(a) => match transform {
+                None => transform = Some((category, *a)),
+                // Two categories asking for different transforms: remove, to be safe.
+                Some((_, prev)) if prev != *a => return Resolved::Remove,
+                Some(_) => {}
+            },
+        }
+    }
+    match transform {
+        Some((c, a)) => Resolved::Transform(c, a),
+        None => Resolved::Remove,
+    }
+}
+
+/// Appends `[i]` to a field path.
+pub(crate) fn push_index(path: &mut String, i: usize) {
+    path.push('[');
+    path.push_str(&i.to_string());
+    path.push(']');
+}
+
+impl BodyReport {
+    /// Records one field acted on, unless [`MAX_FIELD_HITS`] are recorded already (then
+    /// it only marks the report truncated); `path` is built only when it is kept.
+    pub(crate) fn push_field(
+        &mut self,
+        path: impl FnOnce() -> String,
+        category: Option<CategoryIdx>,
+        action: HitAction,
+    ) {
+        if self.fields.len() >= MAX_FIELD_HITS {
+            self.fields_truncated = true;
+            return;
+        }
+        self.fields.push(FieldHit {
+            path: path(),
+            category,
+            action,
+        });
+    }
 }
 
 /// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
@@ -302,7 +359,7 @@ impl<'a> Redactor<'a, '_, '_> {
             };
             if !hit.is_empty() {
                 let first = hit.iter().next();
-                match self.resolve(hit) {
+                match resolve(self.rules.actions, hit) {
                     Resolved::Block(c) => {
                         self.record(seg, Some(c), HitAction::Blocked);
                         return Err(Stop::Block(c));
@@ -391,32 +448,6 @@ impl<'a> Redactor<'a, '_, '_> {
         }
     }
 
-    fn resolve(&self, hit: CategorySet) -> Resolved {
-        let mut transform = None;
-        for category in hit.iter() {
-            let action = self
-                .rules
-                .actions
-                .iter()
-                .find(|(c, _)| *c == category)
-                .map(|(_, a)| a);
-            match action {
-                Some(FieldAction::Block) => return Resolved::Block(category),
-                None | Some(FieldAction::Remove) => return Resolved::Remove,
-                Some(a) => match transform {
-                    None => transform = Some((category, a)),
-                    // Two categories asking for different transforms: remove, to be safe.
-                    Some((_, prev)) if prev != a => return Resolved::Remove,
-                    Some(_) => {}
-                },
-            }
-        }
-        match transform {
-            Some((c, a)) => Resolved::Transform(c, a.clone()),
-            None => Resolved::Remove,
-        }
-    }
-
     fn transform(
         &self,
         category: CategoryIdx,
@@ -468,30 +499,25 @@ impl<'a> Redactor<'a, '_, '_> {
         if !self.rules.record_paths {
             return;
         }
-        if self.report.fields.len() >= MAX_FIELD_HITS {
-            self.report.fields_truncated = true;
-            return;
-        }
-        let mut path = String::from("$");
-        for s in self.path.iter().chain(std::iter::once(&seg)) {
-            match s {
-                PathSeg::Key(k) => {
-                    path.push('.');
-                    path.push_str(std::str::from_utf8(k).unwrap_or("*"));
+        let segments = &self.path;
+        self.report.push_field(
+            || {
+                let mut path = String::from("$");
+                for s in segments.iter().chain(std::iter::once(&seg)) {
+                    match s {
+                        PathSeg::Key(k) => {
+                            path.push('.');
+                            path.push_str(std::str::from_utf8(k).unwrap_or("*"));
+                        }
+                        PathSeg::Unknown => path.push_str(".*"),
+                        PathSeg::Index(i) => push_index(&mut path, *i),
+                    }
                 }
-                PathSeg::Unknown => path.push_str(".*"),
-                PathSeg::Index(i) => {
-                    path.push('[');
-                    path.push_str(&i.to_string());
-                    path.push(']');
-                }
-            }
-        }
-        self.report.fields.push(FieldHit {
-            path,
+                path
+            },
             category,
             action,
-        });
+        );
     }
 
     fn cut(&mut self, from: usize, to: usize) {

@@ -34,7 +34,7 @@ fn action_for(
             .actions
             .iter()
             .find(|(x, _)| *x == c)
-            .map(|(_, a)| a.clone())
+            .map(|(_, a)| *a)
             .unwrap_or(FieldAction::Remove);
         match a {
             FieldAction::Block => return None,

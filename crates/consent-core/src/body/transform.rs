@@ -82,6 +82,9 @@ pub(crate) const TEST_TODAY: CivilDate = CivilDate {
 /// coarsened and must be removed instead.
 pub fn coarsen(spec: &CoarsenSpec, raw: &[u8], today: CivilDate) -> Option<Vec<u8>> {
     let value: Value = serde_json::from_slice(raw).ok()?;
+    if let Value::String(text) = &value {
+        return serde_json::to_vec(&coarsen_text(spec, text, today)?).ok();
+    }
     let out = match spec {
         CoarsenSpec::GridDegrees(d) => grid(&value, *d)?,
         CoarsenSpec::GeohashPrecision(p) => {
@@ -115,6 +118,49 @@ fn snap(x: f64, step: f64) -> f64 {
         .unwrap_or(snapped)
 }
 
+/// Coarsens the text of a string value (a JSON string or a protobuf `string` field):
+/// `"lat,lng"` (or any comma-separated numbers) rounded to the grid, a `"lat,lng"`
+/// position turned into its geohash, a date into its age band, an address truncated.
+/// `None`: the rule cannot coarsen it, so it must be removed.
+pub fn coarsen_text(spec: &CoarsenSpec, text: &str, today: CivilDate) -> Option<String> {
+    match spec {
+        CoarsenSpec::GridDegrees(step) => grid_text(text, *step),
+        CoarsenSpec::GeohashPrecision(p) => {
+            let (lat, lng) = text_position(text)?;
+            geohash(lat, lng, *p)
+        }
+        CoarsenSpec::AgeBandYears(years) => age_band(text, today, *years),
+        CoarsenSpec::TruncateAfter(markers) => truncate_after(text, markers),
+    }
+}
+
+/// Rounds one coordinate to the grid (`GridDegrees` only: a lone number is no position,
+/// date or address for the other rules).
+pub fn coarsen_number(spec: &CoarsenSpec, x: f64) -> Option<f64> {
+    match spec {
+        CoarsenSpec::GridDegrees(step) if x.is_finite() => Some(snap(x, *step)),
+        _ => None,
+    }
+}
+
+fn grid_text(s: &str, step: f64) -> Option<String> {
+    let parts: Option<Vec<String>> = s
+        .split(',')
+        .map(|p| {
+            p.trim()
+                .parse::<f64>()
+                .ok()
+                .map(|x| snap(x, step).to_string())
+        })
+        .collect();
+    parts.map(|p| p.join(","))
+}
+
+fn text_position(s: &str) -> Option<(f64, f64)> {
+    let (a, b) = s.split_once(',')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
 /// Rounds every number (and every number inside a `"lat,lng"` string) to the grid; drops
 /// what cannot be rounded.
 fn grid(value: &Value, step: f64) -> Option<Value> {
@@ -122,18 +168,7 @@ fn grid(value: &Value, step: f64) -> Option<Value> {
         Value::Number(n) => {
             serde_json::Number::from_f64(snap(n.as_f64()?, step)).map(Value::Number)
         }
-        Value::String(s) => {
-            let parts: Option<Vec<String>> = s
-                .split(',')
-                .map(|p| {
-                    p.trim()
-                        .parse::<f64>()
-                        .ok()
-                        .map(|x| snap(x, step).to_string())
-                })
-                .collect();
-            parts.map(|p| Value::String(p.join(",")))
-        }
+        Value::String(s) => grid_text(s, step).map(Value::String),
         Value::Array(items) => Some(Value::Array(
             items.iter().filter_map(|v| grid(v, step)).collect(),
         )),
@@ -167,10 +202,7 @@ fn position(value: &Value) -> Option<(f64, f64)> {
         Value::Array(items) if items.len() == 2 => {
             Some((num(items.first()?)?, num(items.get(1)?)?))
         }
-        Value::String(s) => {
-            let (a, b) = s.split_once(',')?;
-            Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
-        }
+        Value::String(s) => text_position(s),
         _ => None,
     }
 }

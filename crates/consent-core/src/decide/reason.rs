@@ -75,6 +75,10 @@ pub enum Reason {
     PurposeNotOnRoute,
     /// Removed: the person's consent to provision does not cover this category (§7).
     NotForThirdParties,
+    /// Blocked: a gRPC body is not valid protobuf, or its framing is broken or truncated.
+    BodyInvalidProtobuf,
+    /// Blocked: a gRPC call of a method the configured descriptors do not describe.
+    GrpcMethodUnknown,
     /// Blocked: the filter could not evaluate the request (fail closed).
     InternalError,
 }
@@ -116,6 +120,8 @@ impl Reason {
             Reason::PartyNotJointUser => "party_not_joint_user",
             Reason::PurposeNotOnRoute => "purpose_not_on_route",
             Reason::NotForThirdParties => "not_for_third_parties",
+            Reason::BodyInvalidProtobuf => "body_invalid_protobuf",
+            Reason::GrpcMethodUnknown => "grpc_method_unknown",
             Reason::InternalError => "internal_error",
         }
     }
@@ -172,12 +178,37 @@ impl Reason {
             Reason::NotForThirdParties => {
                 "the person's consent to provision does not cover this data category"
             }
+            Reason::BodyInvalidProtobuf => "the grpc body is not valid protobuf",
+            Reason::GrpcMethodUnknown => {
+                "the consent filter has no schema for this grpc method and cannot inspect it"
+            }
             Reason::InternalError => "the consent filter could not evaluate the request",
         }
     }
 
+    /// The gRPC status code (`grpc-status`) a gRPC client should get for a block or
+    /// refusal with this reason: 8 `RESOURCE_EXHAUSTED` for size, 3 `INVALID_ARGUMENT` for
+    /// an unreadable request body, 13 `INTERNAL` for an unreadable response body and for
+    /// internal errors, 7 `PERMISSION_DENIED` for everything the policy refuses.
+    pub fn grpc_status(self, direction: crate::Direction) -> u8 {
+        let unreadable = matches!(
+            self,
+            Reason::BodyInvalidProtobuf
+                | Reason::BodyEncodingUnsupported
+                | Reason::BodyInvalidJson
+                | Reason::BodyNotJson
+        );
+        match (self, direction) {
+            (Reason::InternalError, _) => 13,
+            (Reason::BodyTooLarge, _) => 8,
+            (_, crate::Direction::Request) if unreadable => 3,
+            (_, crate::Direction::Response) if unreadable => 13,
+            _ => 7,
+        }
+    }
+
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 36] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -211,6 +242,8 @@ impl Reason {
         Reason::PartyNotJointUser,
         Reason::PurposeNotOnRoute,
         Reason::NotForThirdParties,
+        Reason::BodyInvalidProtobuf,
+        Reason::GrpcMethodUnknown,
         Reason::InternalError,
     ];
 }

@@ -155,7 +155,7 @@ pub fn refusal_status(block_status: u16, reason: Reason, direction: Direction) -
         (_, Direction::Response) => 502,
         (Reason::BodyTooLarge, Direction::Request) => 413,
         (Reason::BodyEncodingUnsupported | Reason::BodyNotJson, Direction::Request) => 415,
-        (Reason::BodyInvalidJson, Direction::Request) => 400,
+        (Reason::BodyInvalidJson | Reason::BodyInvalidProtobuf, Direction::Request) => 400,
         _ => block_status,
     }
 }

@@ -9,6 +9,7 @@ use crate::body::redactor::FieldAction;
 use crate::body::selector::parse_selector;
 use crate::body::transform::CoarsenSpec;
 use crate::error::ConfigError;
+use crate::grpc::{parse_proto_selector, CategorySelector};
 use crate::policy::categories::{CategoryIdx, CategorySet};
 pub use crate::policy::document::{
     Basis, CategoryDoc, Label, PartyDoc, PartyKind, PolicyDoc, PurposeDoc, WithoutConsent,
@@ -84,6 +85,9 @@ pub struct CompiledPolicy {
     pub explicit_grant: CategorySet,
     /// JSON selectors of every category.
     pub matcher: Matcher,
+    /// Protobuf selectors of every category, checked for syntax; compiled against the
+    /// descriptors with the `grpc` block.
+    pub protobuf: Vec<CategorySelector>,
     /// Coarsening per category (by position).
     pub coarsen: Vec<Option<CoarsenSpec>>,
     /// Parties with their identities (§6-§8).
@@ -128,6 +132,7 @@ impl CompiledPolicy {
         let mut query_categories: NameMap<CategorySet> = NameMap::default();
         let mut explicit_grant = CategorySet::EMPTY;
         let mut matcher = Matcher::default();
+        let mut protobuf = Vec::new();
         let mut coarsen = Vec::with_capacity(doc.categories.len());
         for (i, c) in doc.categories.iter().enumerate() {
             let at = format!("{path}.categories[{i}]");
@@ -164,6 +169,16 @@ impl CompiledPolicy {
                 matcher
                     .add(&selector, idx)
                     .map_err(|m| ConfigError::invalid(format!("{at}.json[{j}]"), m))?;
+            }
+            for (j, text) in c.protobuf.iter().enumerate() {
+                let at_j = format!("{at}.protobuf[{j}]");
+                let selector =
+                    parse_proto_selector(text).map_err(|m| ConfigError::invalid(&at_j, m))?;
+                protobuf.push(CategorySelector {
+                    category: idx,
+                    selector,
+                    at: at_j,
+                });
             }
             if let Some(spec) = &c.coarsen {
                 spec.check()
@@ -239,7 +254,7 @@ impl CompiledPolicy {
                     ));
                 }
                 if *action != FieldAction::Remove {
-                    actions.push((cat, action.clone()));
+                    actions.push((cat, *action));
                 }
             }
             purposes.push(Purpose {
@@ -316,6 +331,7 @@ impl CompiledPolicy {
             purposes,
             explicit_grant,
             matcher,
+            protobuf,
             coarsen,
             parties,
             third_party_provision,

@@ -108,6 +108,10 @@ pub struct CategoryDoc {
     /// JSON field selectors that find this category in bodies (`$..gps`, `$.a[*].b`).
     #[serde(default)]
     pub json: Vec<String>,
+    /// Protobuf field selectors that find this category in gRPC messages
+    /// (`saitama.v1.Profile.email`, `..email`); see [`crate::grpc`].
+    #[serde(default)]
+    pub protobuf: Vec<String>,
     /// How to coarsen this category where a purpose's transform says `coarsen`.
     #[serde(default)]
     pub coarsen: Option<CoarsenSpec>,
