@@ -496,7 +496,7 @@ pub fn headers(data: &[u8]) {
     if let [path] = paths.as_slice() {
         let left = edits.new_path.as_deref().unwrap_or(path);
         if let Some((_, query)) = left.split_once('?') {
-            for param in query.split('&').filter(|p| !p.is_empty()) {
+            for param in query.split(['&', ';']).filter(|p| !p.is_empty()) {
                 let raw = param.split_once('=').map_or(param, |(n, _)| n);
                 let name = consent_core::decide::decode_name(raw);
                 let name = name.strip_suffix("[]").unwrap_or(&name);
@@ -508,7 +508,11 @@ pub fn headers(data: &[u8]) {
         }
         if let Some(new_path) = &edits.new_path {
             assert_eq!(
-                consent_core::decide::strip_params(new_path, param_forbidden),
+                consent_core::decide::strip_params(
+                    new_path,
+                    consent_core::decide::QuerySettings::default(),
+                    param_forbidden
+                ),
                 None,
                 "stripping is not idempotent"
             );

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::body::settings::{BodyDoc, BodySettings};
+use crate::decide::query::{QueryDoc, QuerySettings};
 use crate::error::ConfigError;
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
@@ -46,6 +47,8 @@ pub struct ConfigDoc {
     pub consents: SnapshotDoc,
     /// Body handling.
     pub body: BodyDoc,
+    /// How query strings and form bodies are split into parameters.
+    pub query: QueryDoc,
     /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes. Without it, `pseudonymise`
     /// transforms remove the value instead. Never logged.
     pub pseudonymisation_key: Option<String>,
@@ -76,6 +79,7 @@ impl Default for ConfigDoc {
             block_status: DEFAULT_BLOCK_STATUS,
             consents: SnapshotDoc::default(),
             body: BodyDoc::default(),
+            query: QueryDoc::default(),
             pseudonymisation_key: None,
             snapshot: SnapshotSettingsDoc::default(),
             caller: CallerDoc::default(),
@@ -115,6 +119,8 @@ pub struct CompiledConfig {
     pub consents: ConsentIndex,
     /// Body handling.
     pub body: BodySettings,
+    /// Query-string and form splitting.
+    pub query: QuerySettings,
     /// Pseudonymisation key.
     pub key: Option<Vec<u8>>,
     /// Live snapshot settings.
@@ -208,6 +214,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         policy,
         consents,
         body,
+        query: QuerySettings::compile(&doc.query),
         key,
         snapshot,
         shared_keys,

@@ -23,7 +23,9 @@ mod direction;
 pub mod error;
 pub mod live;
 pub mod observe;
+mod pieces;
 pub mod policy;
+mod urlencoded;
 
 pub use config::{compile_config, CompiledConfig, ConfigDoc, Settings};
 pub use decide::{

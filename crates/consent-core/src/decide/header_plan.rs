@@ -1,7 +1,8 @@
 //! Which headers to remove and how to rewrite the path, given a decision.
 
+use crate::config::CompiledConfig;
 use crate::decide::decision::Decision;
-use crate::decide::query::strip_params;
+use crate::decide::query::{strip_params, QuerySettings};
 use crate::policy::categories::CategorySet;
 use crate::policy::compiled::CompiledPolicy;
 
@@ -27,24 +28,47 @@ impl HeaderEdits {
     }
 }
 
-/// Plans the request edits: forbidden category headers and query parameters.
+impl CompiledConfig {
+    /// Plans the request edits with this configuration's `query` settings: forbidden
+    /// category headers and query parameters.
+    pub fn plan_request<'a, I>(&self, decision: &Decision, headers: I) -> HeaderEdits
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        plan(&self.policy, self.query, decision, headers, true)
+    }
+
+    /// Plans the response edits: forbidden category headers.
+    pub fn plan_response<'a, I>(&self, decision: &Decision, headers: I) -> HeaderEdits
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        plan(&self.policy, self.query, decision, headers, false)
+    }
+}
+
+/// Plans the request edits with the default `query` settings (`;` separates parameters):
+/// forbidden category headers and query parameters. Hosts holding a configuration call
+/// [`CompiledConfig::plan_request`], which honours its `query` block.
 pub fn plan_request<'a, I>(policy: &CompiledPolicy, decision: &Decision, headers: I) -> HeaderEdits
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
-    plan(policy, decision, headers, true)
+    plan(policy, QuerySettings::default(), decision, headers, true)
 }
 
-/// Plans the response edits: forbidden category headers.
+/// Plans the response edits: forbidden category headers (the same as
+/// [`CompiledConfig::plan_response`]).
 pub fn plan_response<'a, I>(policy: &CompiledPolicy, decision: &Decision, headers: I) -> HeaderEdits
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
-    plan(policy, decision, headers, false)
+    plan(policy, QuerySettings::default(), decision, headers, false)
 }
 
 fn plan<'a, I>(
     policy: &CompiledPolicy,
+    query: QuerySettings,
     decision: &Decision,
     headers: I,
     with_path: bool,
@@ -64,7 +88,7 @@ where
             };
             let mut hit = CategorySet::EMPTY;
             let mut count = 0;
-            edits.new_path = strip_params(path, |param| {
+            edits.new_path = strip_params(path, query, |param| {
                 let cats = policy.query_categories(param).intersection(forbidden);
                 if cats.is_empty() {
                     false
@@ -122,6 +146,29 @@ mod tests {
         assert!(edits.removed.contains(gps));
         let resp = plan_response(&c.policy, &d, headers.iter().copied());
         assert_eq!(resp.new_path, None, "responses have no path");
+    }
+
+    #[test]
+    fn the_configured_separators_decide_what_a_param_is() {
+        let consents = r#""caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}"#;
+        let on = compile_config(format!("{{{consents}}}").as_bytes()).unwrap();
+        let off = compile_config(
+            format!(r#"{{{consents}, "query": {{"semicolon_separator": false}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let headers: Vec<(&str, &[u8])> = vec![
+            (":path", b"/p?page=2;lat=35.86"),
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"marketing.newsletters"),
+        ];
+        let d = on.evaluate(headers.iter().copied());
+        let edits = on.plan_request(&d, headers.iter().copied());
+        assert_eq!(edits.new_path.as_deref(), Some("/p?page=2"));
+        assert_eq!(edits.removed_params, 1);
+        let edits = off.plan_request(&d, headers.iter().copied());
+        assert_eq!(edits.new_path, None, "`page=2;lat=35.86` is one parameter");
+        let edits = plan_request(&on.policy, &d, headers.iter().copied());
+        assert_eq!(edits.new_path.as_deref(), Some("/p?page=2"), "the default");
     }
 
     #[test]

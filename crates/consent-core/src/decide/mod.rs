@@ -18,7 +18,7 @@ pub use decision::{
 pub use entry::{ConsentLookup, Found, InlineConsents, RequestDecision};
 pub use explain::{explain, ConsentFact, Explanation, PartyFact, PurposeFact, RedactionFact};
 pub use header_plan::{plan_request, plan_response, HeaderEdits};
-pub use query::{decode_name, strip_params};
+pub use query::{decode_name, strip_params, QueryDoc, QuerySettings};
 pub use reason::Reason;
 pub use reply::{
     block_body, block_reply, decision_header_for, decision_header_value, not_configured_reply,
