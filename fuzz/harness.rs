@@ -456,7 +456,7 @@ pub fn headers(data: &[u8]) {
         &body_headers,
         1024,
         EncodedBody::Block,
-        UnparsedBody::Sniff,
+        UnparsedBody::Pass,
     );
     let _ = consent_core::decide::decision_header_value(&config.policy, &config.routes, &decision);
 

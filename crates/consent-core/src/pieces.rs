@@ -26,6 +26,8 @@ pub(crate) enum Edit {
     Keep,
     /// Cut out, with one separator next to it.
     Drop,
+    /// Replaced by these bytes.
+    Replace(Vec<u8>),
 }
 
 /// Rebuilds `input` from its `pieces` (as [`split`] gave them) and one edit per piece. A
@@ -42,6 +44,7 @@ pub(crate) fn rebuild(input: &[u8], pieces: &[Range<usize>], edits: &[Edit]) -> 
         let bytes = match edit {
             Edit::Drop => continue,
             Edit::Keep => input.get(piece.clone()).unwrap_or_default(),
+            Edit::Replace(bytes) => bytes.as_slice(),
         };
         if !first {
             if let Some(at) = separator_start {
@@ -82,5 +85,13 @@ mod tests {
         assert_eq!(edit("a=1;b=2&c=3", &[0, 1, 2]), "");
         assert_eq!(edit("a&&b", &[]), "a&&b");
         assert_eq!(edit("a&&b", &[2]), "a&");
+    }
+
+    #[test]
+    fn replaced_pieces_keep_their_place() {
+        let input = b"a=1&b=2&c=3";
+        let pieces = split(input, |b| b == b'&');
+        let edits = [Edit::Keep, Edit::Replace(b"b=x".to_vec()), Edit::Drop];
+        assert_eq!(rebuild(input, &pieces, &edits), b"a=1&b=x");
     }
 }

@@ -37,20 +37,25 @@ pub fn decode_name(raw: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-/// Whether `hit` accepts some reading of a raw name: decoded with `+` as a space or as
-/// itself, lowercased, whole or any bracket or dot segment. Stops at the first hit.
-pub(crate) fn any_reading(raw: &[u8], mut hit: impl FnMut(&str) -> bool) -> bool {
-    let form = decode_name(raw);
-    if whole_or_segment(&form, &mut hit) {
-        return true;
-    }
+/// The readings of a raw name, lowercased: decoded with `+` as a space, and, when it
+/// holds a `+`, with `+` as itself.
+pub(crate) fn readings(raw: &[u8]) -> Vec<String> {
+    let mut out = vec![decode_name(raw)];
     if raw.contains(&b'+') {
         let literal = percent_encoding::percent_decode(raw)
             .decode_utf8_lossy()
             .to_lowercase();
-        return whole_or_segment(&literal, &mut hit);
+        out.push(literal);
     }
-    false
+    out
+}
+
+/// Whether `hit` accepts some reading of a raw name, whole or any bracket or dot segment.
+/// Stops at the first hit.
+pub(crate) fn any_reading(raw: &[u8], mut hit: impl FnMut(&str) -> bool) -> bool {
+    readings(raw)
+        .iter()
+        .any(|name| whole_or_segment(name, &mut hit))
 }
 
 /// Whether `hit` accepts `name` or one of its `[`, `]` or `.` separated segments.
@@ -61,6 +66,24 @@ pub(crate) fn whole_or_segment(name: &str, hit: &mut impl FnMut(&str) -> bool) -
     name.split(['[', ']', '.'])
         .filter(|s| !s.is_empty() && s.len() != name.len())
         .any(hit)
+}
+
+/// The decoded value of a parameter (`+` is a space), `None` for a parameter without `=`.
+pub(crate) fn decode_value(param: &[u8]) -> Option<String> {
+    param.contains(&b'=').then(|| {
+        form_urlencoded::parse(param)
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// A parameter with a new value: the raw name as it was, `=`, the value form-encoded.
+pub(crate) fn with_value(param: &[u8], value: &str) -> Vec<u8> {
+    let mut out = raw_name(param).to_vec();
+    out.push(b'=');
+    out.extend(form_urlencoded::byte_serialize(value.as_bytes()).flat_map(str::bytes));
+    out
 }
 
 /// Rewrites a parameter list: `edit` is asked about every non-empty parameter (empty ones
@@ -112,6 +135,18 @@ mod tests {
             vec!["lat"],
             "no second reading without a plus"
         );
+    }
+
+    #[test]
+    fn values_decode_and_encode_as_forms_do() {
+        assert_eq!(decode_value(b"q=caf%C3%A9+x").as_deref(), Some("café x"));
+        assert_eq!(decode_value(b"q").as_deref(), None);
+        assert_eq!(decode_value(b"q=").as_deref(), Some(""));
+        assert_eq!(
+            with_value(b"Gp%73=1", "35.86,139.65"),
+            b"Gp%73=35.86%2C139.65"
+        );
+        assert_eq!(with_value(b"a", "x y"), b"a=x+y");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::policy::categories::{CategoryIdx, CategorySet};
 
 use super::matcher::{ChildKey, Matcher};
 use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
-use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
+use super::transform::{coarsen_value, pseudonymise_value, CivilDate, CoarsenSpec};
 
 /// What to do with a value of a forbidden category.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -123,6 +123,34 @@ pub struct BodyReport {
     pub fields: Vec<FieldHit>,
     /// More fields were acted on than `fields` holds.
     pub fields_truncated: bool,
+    /// The body, or some part of it, passed without being read: a format the filter
+    /// cannot read, with `body.unparsed: pass` (the decision header then says
+    /// `body=unread`).
+    pub unread: bool,
+}
+
+impl BodyReport {
+    /// Records one field acted on, up to [`MAX_FIELD_HITS`].
+    pub(crate) fn push_field(&mut self, hit: FieldHit) {
+        if self.fields.len() >= MAX_FIELD_HITS {
+            self.fields_truncated = true;
+        } else {
+            self.fields.push(hit);
+        }
+    }
+
+    /// Adds what another pass (a part of the same body) did.
+    pub(crate) fn merge(&mut self, other: BodyReport) {
+        self.removed += other.removed;
+        self.transformed += other.transformed;
+        self.dropped_elements += other.dropped_elements;
+        self.categories = self.categories.union(other.categories);
+        self.fields_truncated |= other.fields_truncated;
+        self.unread |= other.unread;
+        for hit in other.fields {
+            self.push_field(hit);
+        }
+    }
 }
 
 /// One step of the path to the current value, while paths are recorded.
@@ -144,10 +172,70 @@ impl From<JsonError> for Stop {
     }
 }
 
-enum Resolved {
+/// What the purpose's actions make of a value of the categories `hit`.
+pub(crate) enum Resolved {
+    /// Remove it.
     Remove,
+    /// Refuse the whole body.
     Block(CategoryIdx),
+    /// Replace it (coarsen or pseudonymise, for this category).
     Transform(CategoryIdx, FieldAction),
+}
+
+impl BodyRules<'_> {
+    /// The action for a value of the categories `hit`: `block` wins, then `remove`; two
+    /// categories asking for different transforms remove, to be safe.
+    pub(crate) fn resolve(&self, hit: CategorySet) -> Resolved {
+        let mut transform = None;
+        for category in hit.iter() {
+            let action = self
+                .actions
+                .iter()
+                .find(|(c, _)| *c == category)
+                .map(|(_, a)| a);
+            match action {
+                Some(FieldAction::Block) => return Resolved::Block(category),
+                None | Some(FieldAction::Remove) => return Resolved::Remove,
+                Some(a) => match transform {
+                    None => transform = Some((category, a)),
+                    Some((_, prev)) if prev != a => return Resolved::Remove,
+                    Some(_) => {}
+                },
+            }
+        }
+        match transform {
+            Some((c, a)) => Resolved::Transform(c, a.clone()),
+            None => Resolved::Remove,
+        }
+    }
+
+    /// The transformed value, `None` when it cannot be transformed (remove it instead).
+    pub(crate) fn transform_value(
+        &self,
+        category: CategoryIdx,
+        action: &FieldAction,
+        value: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        match action {
+            FieldAction::Coarsen => {
+                let spec = self.coarsen.get(category.position())?.as_ref()?;
+                coarsen_value(spec, value, self.today)
+            }
+            FieldAction::Pseudonymise => pseudonymise_value(self.key?, value),
+            FieldAction::Remove | FieldAction::Block => None,
+        }
+    }
+
+    /// The transformed form of a raw JSON value.
+    fn transform(
+        &self,
+        category: CategoryIdx,
+        action: &FieldAction,
+        raw: &[u8],
+    ) -> Option<Vec<u8>> {
+        let value: serde_json::Value = serde_json::from_slice(raw).ok()?;
+        serde_json::to_vec(&self.transform_value(category, action, &value)?).ok()
+    }
 }
 
 /// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
@@ -302,7 +390,7 @@ impl<'a> Redactor<'a, '_, '_> {
             };
             if !hit.is_empty() {
                 let first = hit.iter().next();
-                match self.resolve(hit) {
+                match self.rules.resolve(hit) {
                     Resolved::Block(c) => {
                         self.record(seg, Some(c), HitAction::Blocked);
                         return Err(Stop::Block(c));
@@ -318,7 +406,7 @@ impl<'a> Redactor<'a, '_, '_> {
                         self.sc.skip_value(depth + 1)?;
                         let raw = input.get(value_start..self.sc.pos).unwrap_or_default();
                         self.report.categories = self.report.categories.union(hit);
-                        match self.transform(category, &action, raw) {
+                        match self.rules.transform(category, &action, raw) {
                             Some(bytes) => {
                                 self.replace(value_start, self.sc.pos, &bytes);
                                 self.report.transformed += 1;
@@ -391,48 +479,6 @@ impl<'a> Redactor<'a, '_, '_> {
         }
     }
 
-    fn resolve(&self, hit: CategorySet) -> Resolved {
-        let mut transform = None;
-        for category in hit.iter() {
-            let action = self
-                .rules
-                .actions
-                .iter()
-                .find(|(c, _)| *c == category)
-                .map(|(_, a)| a);
-            match action {
-                Some(FieldAction::Block) => return Resolved::Block(category),
-                None | Some(FieldAction::Remove) => return Resolved::Remove,
-                Some(a) => match transform {
-                    None => transform = Some((category, a)),
-                    // Two categories asking for different transforms: remove, to be safe.
-                    Some((_, prev)) if prev != a => return Resolved::Remove,
-                    Some(_) => {}
-                },
-            }
-        }
-        match transform {
-            Some((c, a)) => Resolved::Transform(c, a.clone()),
-            None => Resolved::Remove,
-        }
-    }
-
-    fn transform(
-        &self,
-        category: CategoryIdx,
-        action: &FieldAction,
-        raw: &[u8],
-    ) -> Option<Vec<u8>> {
-        match action {
-            FieldAction::Coarsen => {
-                let spec = self.rules.coarsen.get(category.position())?.as_ref()?;
-                coarsen(spec, raw, self.rules.today)
-            }
-            FieldAction::Pseudonymise => pseudonymise(self.rules.key?, raw),
-            FieldAction::Remove | FieldAction::Block => None,
-        }
-    }
-
     fn element_verdict(&mut self, start: usize, spec: CategoryIdx) -> ElementVerdict {
         let subject = self
             .element_rules
@@ -487,7 +533,7 @@ impl<'a> Redactor<'a, '_, '_> {
                 }
             }
         }
-        self.report.fields.push(FieldHit {
+        self.report.push_field(FieldHit {
             path,
             category,
             action,

@@ -146,16 +146,23 @@ pub fn not_configured_reply() -> LocalReply {
     }
 }
 
-/// The status of a refusal after the decision: 413 for size, 415 for unreadable bodies, 400
-/// for a request that is not the JSON it says, 502 for a response the filter cannot vouch
+/// The status of a refusal after the decision: 413 for size, 415 for bodies the filter
+/// cannot read (an encoding, a format, two declared formats), 400 for a request that is
+/// not the JSON or multipart it says, 502 for a response the filter cannot vouch
 /// for, and the configured block status for forbidden data.
 pub fn refusal_status(block_status: u16, reason: Reason, direction: Direction) -> u16 {
     match (reason, direction) {
         (Reason::ForbiddenDataPresent, _) => block_status,
         (_, Direction::Response) => 502,
         (Reason::BodyTooLarge, Direction::Request) => 413,
-        (Reason::BodyEncodingUnsupported | Reason::BodyNotJson, Direction::Request) => 415,
-        (Reason::BodyInvalidJson, Direction::Request) => 400,
+        (
+            Reason::BodyEncodingUnsupported
+            | Reason::BodyNotJson
+            | Reason::BodyUnreadable
+            | Reason::BodyTypeAmbiguous,
+            Direction::Request,
+        ) => 415,
+        (Reason::BodyInvalidJson | Reason::BodyInvalidMultipart, Direction::Request) => 400,
         _ => block_status,
     }
 }

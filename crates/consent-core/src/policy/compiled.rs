@@ -84,6 +84,9 @@ pub struct CompiledPolicy {
     pub explicit_grant: CategorySet,
     /// JSON selectors of every category.
     pub matcher: Matcher,
+    /// Categories with `query` names: they travel as query parameters, form parameters
+    /// and multipart part names.
+    pub param_categories: CategorySet,
     /// Coarsening per category (by position).
     pub coarsen: Vec<Option<CoarsenSpec>>,
     /// Parties with their identities (§6-§8).
@@ -127,6 +130,7 @@ impl CompiledPolicy {
         let mut header_categories: NameMap<CategorySet> = NameMap::default();
         let mut query_categories: NameMap<CategorySet> = NameMap::default();
         let mut explicit_grant = CategorySet::EMPTY;
+        let mut param_categories = CategorySet::EMPTY;
         let mut matcher = Matcher::default();
         let mut coarsen = Vec::with_capacity(doc.categories.len());
         for (i, c) in doc.categories.iter().enumerate() {
@@ -154,6 +158,7 @@ impl CompiledPolicy {
                     .entry(name.to_ascii_lowercase())
                     .or_default()
                     .insert(idx);
+                param_categories.insert(idx);
             }
             if c.explicit_grant {
                 explicit_grant.insert(idx);
@@ -316,6 +321,7 @@ impl CompiledPolicy {
             purposes,
             explicit_grant,
             matcher,
+            param_categories,
             coarsen,
             parties,
             third_party_provision,
