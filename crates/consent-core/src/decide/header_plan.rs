@@ -1,6 +1,8 @@
-//! Which headers to remove and how to rewrite the path, given a decision.
+//! Which headers to remove, how to rewrite the path, and which cookies to take out of
+//! `Cookie` and `Set-Cookie` headers, given a decision.
 
 use crate::config::CompiledConfig;
+use crate::decide::cookie_plan::{plan_cookie_headers, plan_set_cookie_headers};
 use crate::decide::decision::Decision;
 use crate::decide::query::{strip_params, QuerySettings};
 use crate::policy::categories::CategorySet;
@@ -19,13 +21,31 @@ pub struct HeaderEdits {
     pub removed_count: usize,
     /// Of which query parameters.
     pub removed_params: usize,
+    /// The `Cookie` (request) or `Set-Cookie` (response) headers to rewrite, when one held
+    /// a forbidden cookie.
+    pub cookies: Option<CookieEdit>,
+    /// Cookies removed (pairs of `Cookie` headers, or `Set-Cookie` headers), not counted
+    /// in `removed_count`.
+    pub removed_cookies: usize,
 }
 
 impl HeaderEdits {
     /// Whether there is nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.new_path.is_none()
+        self.remove.is_empty() && self.new_path.is_none() && self.cookies.is_none()
     }
+}
+
+/// A rewrite of every header named `header`, for hosts that can only remove a header by
+/// name and add values back: remove them all, then add each of `keep` in order (none:
+/// the header is gone). `Cookie` values are rebuilt from their remaining pairs, byte for
+/// byte; `Set-Cookie` values that set an allowed cookie are kept as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieEdit {
+    /// `cookie` or `set-cookie`.
+    pub header: &'static str,
+    /// The values to add back, in order.
+    pub keep: Vec<Vec<u8>>,
 }
 
 impl CompiledConfig {
@@ -81,7 +101,12 @@ where
         return edits;
     }
     let forbidden = decision.redacted;
+    let cookie_header = if with_path { "cookie" } else { "set-cookie" };
+    let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in headers {
+        if name == cookie_header && policy.has_cookie_mappings() {
+            cookies.push(value);
+        }
         if with_path && name == ":path" && policy.has_query_mappings() {
             let Ok(path) = std::str::from_utf8(value) else {
                 continue;
@@ -111,6 +136,17 @@ where
                 edits.remove.push(name.to_string());
             }
         }
+    }
+    // A cookie header mapped to a category as a whole is already removed.
+    if !cookies.is_empty() && !edits.remove.iter().any(|n| n == cookie_header) {
+        let found = if with_path {
+            plan_cookie_headers(policy, forbidden, &cookies)
+        } else {
+            plan_set_cookie_headers(policy, forbidden, &cookies)
+        };
+        edits.removed = edits.removed.union(found.removed);
+        edits.removed_cookies = found.count;
+        edits.cookies = found.edit;
     }
     edits
 }
@@ -169,6 +205,33 @@ mod tests {
         assert_eq!(edits.new_path, None, "`page=2;lat=35.86` is one parameter");
         let edits = plan_request(&on.policy, &d, headers.iter().copied());
         assert_eq!(edits.new_path.as_deref(), Some("/p?page=2"), "the default");
+    }
+
+    #[test]
+    fn the_shipped_policy_takes_tracking_location_and_device_cookies_and_keeps_the_session() {
+        let c = compile_config(
+            br#"{"caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
+        )
+        .unwrap();
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"marketing.newsletters"),
+            (
+                "cookie",
+                b"session=s1; _ga=GA1.2.3; _fbp=fb.1; minna_cookie_id=c9; last_location=35.86%2C139.65; device_id=dev-1; sid=2",
+            ),
+        ];
+        let d = c.evaluate(headers.iter().copied());
+        let edits = c.plan_request(&d, headers.iter().copied());
+        let keep = &edits.cookies.as_ref().unwrap().keep;
+        assert_eq!(keep, &[b"session=s1; sid=2".to_vec()]);
+        assert_eq!(edits.removed_cookies, 5);
+        for id in ["cookie", "location.gps", "device_id"] {
+            assert!(
+                edits.removed.contains(c.policy.category_idx(id).unwrap()),
+                "{id}"
+            );
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! codes, explanations, block replies and the decision header, and the header and query
 //! plans that carry a decision out.
 
+pub(crate) mod cookie_plan;
 pub(crate) mod decision;
 pub(crate) mod entry;
 pub(crate) mod explain;
@@ -17,7 +18,7 @@ pub use decision::{
 };
 pub use entry::{ConsentLookup, Found, InlineConsents, RequestDecision};
 pub use explain::{explain, ConsentFact, Explanation, PartyFact, PurposeFact, RedactionFact};
-pub use header_plan::{plan_request, plan_response, HeaderEdits};
+pub use header_plan::{plan_request, plan_response, CookieEdit, HeaderEdits};
 pub use query::{decode_name, strip_params, QueryDoc, QuerySettings};
 pub use reason::Reason;
 pub use reply::{

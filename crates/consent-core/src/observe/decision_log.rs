@@ -156,6 +156,10 @@ pub struct Removed {
     pub query_params: usize,
     /// Response headers.
     pub response_headers: usize,
+    /// Cookies taken out of `Cookie` request headers.
+    pub request_cookies: usize,
+    /// `Set-Cookie` response headers dropped.
+    pub response_cookies: usize,
     /// Request body fields (removed or transformed).
     pub request_body_fields: usize,
     /// Response body fields (removed or transformed).
