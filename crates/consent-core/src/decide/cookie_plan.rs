@@ -51,16 +51,40 @@ fn categories(policy: &CompiledPolicy, forbidden: CategorySet, pair: &[u8]) -> C
     found
 }
 
-/// Plans the `Cookie` request headers (`values`: every occurrence, in order).
+/// Plans the `Cookie` request headers (`values`: every occurrence, in order): each is
+/// split into its pairs and rebuilt from the allowed ones.
 pub(crate) fn plan_cookie_headers(
     policy: &CompiledPolicy,
     forbidden: CategorySet,
     values: &[&[u8]],
 ) -> CookiePlan {
+    plan(policy, forbidden, values, "cookie")
+}
+
+/// Plans the `Set-Cookie` response headers (`values`: every occurrence, in order): each
+/// value is one cookie, kept or dropped whole.
+pub(crate) fn plan_set_cookie_headers(
+    policy: &CompiledPolicy,
+    forbidden: CategorySet,
+    values: &[&[u8]],
+) -> CookiePlan {
+    plan(policy, forbidden, values, "set-cookie")
+}
+
+fn plan(
+    policy: &CompiledPolicy,
+    forbidden: CategorySet,
+    values: &[&[u8]],
+    header: &'static str,
+) -> CookiePlan {
     let mut plan = CookiePlan::default();
     let mut keep = Vec::with_capacity(values.len());
     for value in values {
-        let pairs = pieces::split(value, |b| b == b';');
+        let pairs = if header == "cookie" {
+            pieces::split(value, |b| b == b';')
+        } else {
+            std::iter::once(0..value.len()).collect()
+        };
         let edits: Vec<Edit> = pairs
             .iter()
             .map(|range| {
@@ -89,36 +113,7 @@ pub(crate) fn plan_cookie_headers(
         }
     }
     if plan.count > 0 {
-        plan.edit = Some(CookieEdit {
-            header: "cookie",
-            keep,
-        });
-    }
-    plan
-}
-
-/// Plans the `Set-Cookie` response headers (`values`: every occurrence, in order).
-pub(crate) fn plan_set_cookie_headers(
-    policy: &CompiledPolicy,
-    forbidden: CategorySet,
-    values: &[&[u8]],
-) -> CookiePlan {
-    let mut plan = CookiePlan::default();
-    let mut keep = Vec::with_capacity(values.len());
-    for value in values {
-        let hit = categories(policy, forbidden, value);
-        if hit.is_empty() {
-            keep.push(value.to_vec());
-        } else {
-            plan.removed = plan.removed.union(hit);
-            plan.count += 1;
-        }
-    }
-    if plan.count > 0 {
-        plan.edit = Some(CookieEdit {
-            header: "set-cookie",
-            keep,
-        });
+        plan.edit = Some(CookieEdit { header, keep });
     }
     plan
 }
