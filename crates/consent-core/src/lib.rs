@@ -9,9 +9,9 @@
 //! | folder | owns |
 //! |---|---|
 //! | [`policy`] | the policy, categories, parties and callers, route rules, GPC, name maps |
-//! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header and query plans |
+//! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header, query and cookie plans |
 //! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
-//! | [`body`] | JSON selectors, the streaming redactor, transforms, body settings and modes |
+//! | [`body`] | JSON selectors, the streaming redactor, form and multipart bodies, transforms, body settings, formats and modes |
 //! | [`observe`] | decision-log lines |
 //! | [`config`] | parsing the plugin configuration and delegating each block |
 
