@@ -228,12 +228,12 @@ pub enum BodyMode {
     /// Nothing to check: do not buffer.
     Skip,
     /// Buffer the body and enforce it
-    /// ([`CompiledConfig::enforce_body`](crate::CompiledConfig::enforce_body)); what
-    /// cannot be read is refused (declared JSON, form or multipart, or `body.unparsed:
-    /// block`).
+    /// ([`CompiledConfig::enforce_body`](crate::CompiledConfig::enforce_body)): it is
+    /// declared JSON, a form or multipart, and must be what it says, or `body.unparsed`
+    /// is `block` and a body that cannot be read is refused.
     Redact,
-    /// Buffer the body and enforce it; what cannot be read passes, recorded as unread
-    /// (`body.unparsed: pass`).
+    /// Buffer the body and enforce it; a body the filter cannot read passes, recorded as
+    /// unread (`body.unparsed: pass`).
     Sniff,
     /// Buffer it and replace it by nothing.
     Strip,
