@@ -278,7 +278,7 @@ CARGO_DENY_VERSION := 0.20.2
 CARGO_FUZZ_STAMP   := $(TOOLS)/.cargo-fuzz-$(CARGO_FUZZ_VERSION)
 CARGO_DENY_STAMP   := $(TOOLS)/.cargo-deny-$(CARGO_DENY_VERSION)
 CARGO_DENY         := $(TOOLS)/bin/cargo-deny
-FUZZ_TARGETS       := redact_body snapshot_parse config_parse headers grpc_walk
+FUZZ_TARGETS       := redact_body snapshot_parse config_parse headers grpc_walk form multipart cookies
 # Seconds per target, and the memory bound: a target that needs more RSS is a finding.
 FUZZ_SECONDS       ?= 60
 FUZZ_RSS_MB        ?= 512

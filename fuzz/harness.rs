@@ -9,7 +9,7 @@
 
 use consent_core::body::BodyOutcome;
 use consent_core::body::CivilDate;
-use consent_core::body::{body_mode, BodyHeaders, EncodedBody, UnparsedBody};
+use consent_core::body::{body_mode, BodyError, BodyHeaders, EncodedBody, UnparsedBody};
 use consent_core::config::CompiledConfig;
 use consent_core::decide::{HeaderValue, RequestView};
 use consent_core::grpc::demo::demo_descriptor_base64;
@@ -26,12 +26,15 @@ use consent_core::policy::RouteFacts;
 use consent_core::{compile_config, Decision, Outcome};
 
 /// The fuzz targets, by name (the directories under `fuzz/corpus/` and `fuzz/regressions/`).
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 8] = [
     "redact_body",
     "snapshot_parse",
     "config_parse",
     "headers",
     "grpc_walk",
+    "form",
+    "multipart",
+    "cookies",
 ];
 
 /// Runs the target `name` on `data`.
@@ -42,6 +45,9 @@ pub fn run(name: &str, data: &[u8]) {
         "config_parse" => config_parse(data),
         "headers" => headers(data),
         "grpc_walk" => grpc_walk(data),
+        "form" => form(data),
+        "multipart" => multipart(data),
+        "cookies" => cookies(data),
         other => panic!("unknown fuzz target {other}"),
     }
 }
@@ -197,25 +203,10 @@ pub fn redact_body(data: &[u8]) {
         assert!(parses(&out), "valid JSON in, invalid JSON out");
     }
     if *remove_only {
-        // Removing is idempotent, except for index selectors (`$.pos[1]` in CONFIG: after
-        // element 1 goes, the old element 2 is element 1): a second pass that still finds
-        // a member to remove means the first let a forbidden field through.
         let again = config.redact_body(decision, &out, TODAY, true, &config.inline_consents());
         match again {
             Ok((BodyOutcome::Unchanged, _)) => {}
-            Ok((BodyOutcome::Rewritten(_), report)) => {
-                let members: Vec<&str> = report
-                    .fields
-                    .iter()
-                    .map(|f| f.path.as_str())
-                    .filter(|p| !p.ends_with(']'))
-                    .collect();
-                assert!(
-                    members.is_empty() && report.dropped_elements == 0,
-                    "a second pass still removes {members:?} (dropped elements: {})",
-                    report.dropped_elements
-                );
-            }
+            Ok((BodyOutcome::Rewritten(_), report)) => second_pass_removes_nothing(&report),
             other => panic!(
                 "a second pass over the output gives {:?}",
                 other.map(|(o, _)| o)
@@ -296,6 +287,23 @@ pub fn grpc_walk(data: &[u8]) {
             "a second pass still rewrites a message"
         );
     }
+}
+
+/// Removing is idempotent, except for index selectors (`$.pos[1]` in CONFIG: after
+/// element 1 goes, the old element 2 is element 1): a second pass that still finds a
+/// member to remove means the first let a forbidden field through.
+fn second_pass_removes_nothing(report: &consent_core::body::BodyReport) {
+    let members: Vec<&str> = report
+        .fields
+        .iter()
+        .map(|f| f.path.as_str())
+        .filter(|p| !p.ends_with(']'))
+        .collect();
+    assert!(
+        members.is_empty() && report.dropped_elements == 0,
+        "a second pass still removes {members:?} (dropped elements: {})",
+        report.dropped_elements
+    );
 }
 
 /// `snapshot_parse`: the first byte picks what the rest is: a full snapshot, a delta
@@ -506,13 +514,9 @@ pub fn config_parse(data: &[u8]) {
     }
 }
 
-/// `headers`: one header a line, `name: value` (names are lowercased as Envoy gives them;
-/// values are raw bytes). Pseudo-headers `:authority`, `:path` and `:route` feed route
-/// selection; `:uri-san`, `:dns-san` and `:cluster` the caller's identity.
-pub fn headers(data: &[u8]) {
-    let f = fixtures();
-    let config = &f.config;
-    let mut owned: Vec<(String, &[u8])> = Vec::new();
+/// Up to 64 header lines, `name: value`: names lowercased, values as raw bytes.
+fn header_lines(data: &[u8]) -> Vec<(String, &[u8])> {
+    let mut owned = Vec::new();
     for line in data.split(|b| *b == b'\n').take(64) {
         let split = line.iter().skip(1).position(|b| *b == b':').map(|p| p + 1);
         let (name, value) = match split {
@@ -522,6 +526,16 @@ pub fn headers(data: &[u8]) {
         let value = value.strip_prefix(b" ").unwrap_or(value);
         owned.push((String::from_utf8_lossy(name).to_ascii_lowercase(), value));
     }
+    owned
+}
+
+/// `headers`: one header a line, `name: value` (names are lowercased as Envoy gives them;
+/// values are raw bytes). Pseudo-headers `:authority`, `:path` and `:route` feed route
+/// selection; `:uri-san`, `:dns-san` and `:cluster` the caller's identity.
+pub fn headers(data: &[u8]) {
+    let f = fixtures();
+    let config = &f.config;
+    let owned = header_lines(data);
     let list: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     let text = |name: &str| {
         list.iter()
@@ -558,7 +572,7 @@ pub fn headers(data: &[u8]) {
         &body_headers,
         1024,
         EncodedBody::Block,
-        UnparsedBody::Sniff,
+        UnparsedBody::Pass,
     );
     let _ = consent_core::decide::decision_header_value(&config.policy, &config.routes, &decision);
 
@@ -598,7 +612,7 @@ pub fn headers(data: &[u8]) {
     if let [path] = paths.as_slice() {
         let left = edits.new_path.as_deref().unwrap_or(path);
         if let Some((_, query)) = left.split_once('?') {
-            for param in query.split('&').filter(|p| !p.is_empty()) {
+            for param in query.split(['&', ';']).filter(|p| !p.is_empty()) {
                 let raw = param.split_once('=').map_or(param, |(n, _)| n);
                 let name = consent_core::decide::decode_name(raw);
                 let name = name.strip_suffix("[]").unwrap_or(&name);
@@ -610,9 +624,114 @@ pub fn headers(data: &[u8]) {
         }
         if let Some(new_path) = &edits.new_path {
             assert_eq!(
-                consent_core::decide::strip_params(new_path, param_forbidden),
+                consent_core::decide::strip_params(
+                    new_path,
+                    consent_core::decide::QuerySettings::default(),
+                    param_forbidden
+                ),
                 None,
                 "stripping is not idempotent"
+            );
+        }
+    }
+}
+
+/// Enforces `body` under the decision the first byte of `data` picks, declared as
+/// `content_type`; a remove-only decision's output must come through a second pass
+/// unchanged (nothing forbidden left) and without an error.
+fn enforce_twice(data: &[u8], content_type: &str) {
+    let f = fixtures();
+    let (selector, body) = data.split_first().map_or((0, data), |(s, r)| (*s, r));
+    let (decision, remove_only) = &f.decisions[usize::from(selector) % f.decisions.len()];
+    let config = &f.config;
+    let headers = BodyHeaders::from_headers([("content-type", content_type.as_bytes())]);
+    let lookup = config.inline_consents();
+    let result = config.enforce_body(decision, &headers, body, TODAY, true, &lookup);
+    let Ok((outcome, report)) = result else {
+        return;
+    };
+    assert!(report.fields.len() <= consent_core::body::MAX_FIELD_HITS);
+    let BodyOutcome::Rewritten(out) = outcome else {
+        return;
+    };
+    if *remove_only {
+        let again = config.enforce_body(decision, &headers, &out, TODAY, true, &lookup);
+        match again {
+            Ok((BodyOutcome::Unchanged, _)) => {}
+            Ok((BodyOutcome::Rewritten(_), report)) => second_pass_removes_nothing(&report),
+            other => panic!(
+                "a second pass over the output gives {:?}",
+                other.map(|(o, r)| (o, r.fields))
+            ),
+        }
+    }
+}
+
+/// `form`: the first byte picks a decision, the rest is an
+/// `application/x-www-form-urlencoded` body.
+pub fn form(data: &[u8]) {
+    enforce_twice(data, "application/x-www-form-urlencoded");
+}
+
+/// `multipart`: the first byte picks a decision, the rest is a `multipart/form-data` body
+/// with the boundary `fuzz`. Malformed bodies must be errors, never panics.
+pub fn multipart(data: &[u8]) {
+    enforce_twice(data, "multipart/form-data; boundary=fuzz");
+    let f = fixtures();
+    let headers = BodyHeaders::from_headers([(
+        "content-type",
+        b"multipart/form-data; boundary=fuzz".as_slice(),
+    )]);
+    let (decision, _) = &f.decisions[0];
+    let config = &f.config;
+    let body = data.get(1..).unwrap_or_default();
+    if let Err(e) = config.enforce_body(
+        decision,
+        &headers,
+        body,
+        TODAY,
+        false,
+        &config.inline_consents(),
+    ) {
+        let _ = (
+            e.reason(),
+            e.to_string(),
+            matches!(e, BodyError::Unreadable),
+        );
+    }
+}
+
+/// `cookies`: header lines as for `headers`; the `cookie` and `set-cookie` values are
+/// planned for every fixed decision, and what a plan keeps must plan to nothing again.
+pub fn cookies(data: &[u8]) {
+    let f = fixtures();
+    let config = &f.config;
+    let owned = header_lines(data);
+    let list: Vec<(&str, &[u8])> = owned.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    for (decision, _) in &f.decisions {
+        for request in [true, false] {
+            let edits = if request {
+                config.plan_request(decision, list.iter().copied())
+            } else {
+                config.plan_response(decision, list.iter().copied())
+            };
+            let Some(edit) = edits.cookies else {
+                continue;
+            };
+            let kept: Vec<(&str, &[u8])> = edit
+                .keep
+                .iter()
+                .map(|v| (edit.header, v.as_slice()))
+                .collect();
+            let again = if request {
+                config.plan_request(decision, kept.iter().copied())
+            } else {
+                config.plan_response(decision, kept.iter().copied())
+            };
+            assert!(
+                again.cookies.is_none(),
+                "a forbidden cookie is left in {:?}",
+                edit.keep
             );
         }
     }

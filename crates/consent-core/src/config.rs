@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::body::settings::{BodyDoc, BodySettings};
+use crate::decide::query::{QueryDoc, QuerySettings};
 use crate::error::ConfigError;
 use crate::grpc::{GrpcDoc, GrpcSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
@@ -49,6 +50,8 @@ pub struct ConfigDoc {
     pub body: BodyDoc,
     /// gRPC bodies: the descriptor set and what to do with unknown methods.
     pub grpc: GrpcDoc,
+    /// How query strings and form bodies are split into parameters.
+    pub query: QueryDoc,
     /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes. Without it, `pseudonymise`
     /// transforms remove the value instead. Never logged.
     pub pseudonymisation_key: Option<String>,
@@ -80,6 +83,7 @@ impl Default for ConfigDoc {
             consents: SnapshotDoc::default(),
             body: BodyDoc::default(),
             grpc: GrpcDoc::default(),
+            query: QueryDoc::default(),
             pseudonymisation_key: None,
             snapshot: SnapshotSettingsDoc::default(),
             caller: CallerDoc::default(),
@@ -121,6 +125,8 @@ pub struct CompiledConfig {
     pub body: BodySettings,
     /// gRPC bodies: schema, compiled protobuf selectors, unknown methods.
     pub grpc: GrpcSettings,
+    /// Query-string and form splitting.
+    pub query: QuerySettings,
     /// Pseudonymisation key.
     pub key: Option<Vec<u8>>,
     /// Live snapshot settings.
@@ -216,6 +222,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         consents,
         body,
         grpc,
+        query: QuerySettings::compile(&doc.query),
         key,
         snapshot,
         shared_keys,

@@ -9,9 +9,9 @@
 //! | folder | owns |
 //! |---|---|
 //! | [`policy`] | the policy, categories, parties and callers, route rules, GPC, name maps |
-//! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header and query plans |
+//! | [`decide`] | the request view, the entry point, the decision, reasons, explanations, replies, header, query and cookie plans |
 //! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
-//! | [`body`] | JSON selectors, the streaming redactor, transforms, body settings and modes |
+//! | [`body`] | JSON selectors, the streaming redactor, form and multipart bodies, transforms, body settings, formats and modes |
 //! | [`grpc`] | the protobuf schema, protobuf selectors, the wire walker, gRPC framing |
 //! | [`observe`] | decision-log lines |
 //! | [`stream`] | one HTTP stream as steps a host carries out (headers, bodies, failures, stats) |
@@ -26,8 +26,10 @@ pub mod error;
 pub mod grpc;
 pub mod live;
 pub mod observe;
+mod pieces;
 pub mod policy;
 pub mod stream;
+mod urlencoded;
 
 pub use config::{compile_config, CompiledConfig, ConfigDoc, Settings};
 pub use decide::{

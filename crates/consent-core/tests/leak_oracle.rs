@@ -50,7 +50,7 @@ use std::fmt::Write as _;
 use consent_core::body::reference::redact_value;
 use consent_core::body::CivilDate;
 use consent_core::body::JsonError;
-use consent_core::body::{BodyOutcome, BodyRules, ElementVerdict, FieldAction};
+use consent_core::body::{BodyHeaders, BodyOutcome, BodyRules, ElementVerdict, FieldAction};
 use consent_core::policy::{CategoryIdx, CategorySet};
 use consent_core::{compile_config, CompiledConfig, Decision, Outcome};
 use proptest::prelude::*;
@@ -302,6 +302,9 @@ struct Built {
     config_json: String,
     config: CompiledConfig,
     selectors: Vec<(CategoryIdx, Sel)>,
+    /// Per category: its `query` names (the leaf names of its selectors, lowercased),
+    /// which form parameters and multipart parts are matched against.
+    params: Vec<Vec<String>>,
     user: Option<&'static str>,
     purpose: String,
 }
@@ -318,9 +321,11 @@ fn coarsen_rule(kind: u8) -> serde_json::Value {
 fn build(s: &Scenario) -> Built {
     let mut selectors = Vec::new();
     let mut categories = Vec::new();
+    let mut params = Vec::new();
     for (i, c) in s.cats.iter().enumerate() {
         let idx = CategoryIdx(u8::try_from(i).unwrap());
         let mut texts = Vec::new();
+        let mut query: Vec<String> = Vec::new();
         for &(kind, a, b, seed) in &c.selectors {
             let mut mix = Mix(seed);
             let (na, nb) = (name(a), name(b));
@@ -335,6 +340,10 @@ fn build(s: &Scenario) -> Built {
                     Sel::ArrPath(na.to_lowercase(), nb.to_lowercase()),
                 ),
             };
+            let leaf = if kind == 0 { na } else { nb };
+            if !query.contains(&leaf.to_lowercase()) {
+                query.push(leaf.to_lowercase());
+            }
             texts.push(flip_case(&text, &mut mix));
             selectors.push((idx, sel));
         }
@@ -342,8 +351,10 @@ fn build(s: &Scenario) -> Built {
             "id": format!("c{i}"),
             "label": {"ja": "c", "en": "c"},
             "json": texts,
+            "query": query,
             "explicit_grant": c.explicit,
         });
+        params.push(query);
         if let Some(k) = c.coarsen {
             doc["coarsen"] = coarsen_rule(k);
         }
@@ -450,6 +461,7 @@ fn build(s: &Scenario) -> Built {
         config_json,
         config: compiled,
         selectors,
+        params,
         user: SUBJECTS
             .get(usize::from(s.user))
             .copied()
@@ -1413,9 +1425,10 @@ fn fixed(actions: [&str; 3], elements: bool) -> Built {
         "policy": {
             "id": "fixed", "version": 1,
             "categories": [
-                {"id": "c0", "label": {"ja": "c", "en": "c"}, "json": ["$..gps", "$..名前"], "coarsen": {"grid_degrees": 0.01}},
-                {"id": "c1", "label": {"ja": "c", "en": "c"}, "json": ["$.a.email", "$..𝒳"]},
-                {"id": "c2", "label": {"ja": "c", "en": "c"}, "json": ["$.items[*].tel"]}
+                {"id": "c0", "label": {"ja": "c", "en": "c"}, "json": ["$..gps", "$..名前"], "coarsen": {"grid_degrees": 0.01},
+                 "query": ["gps", "名前"]},
+                {"id": "c1", "label": {"ja": "c", "en": "c"}, "json": ["$.a.email", "$..𝒳"], "query": ["email", "𝒳"]},
+                {"id": "c2", "label": {"ja": "c", "en": "c"}, "json": ["$.items[*].tel"], "query": ["tel"]}
             ],
             "purposes": [{"id": "p0", "label": {"ja": "p", "en": "p"}, "basis": "notice", "categories": [],
                           "transforms": {"c0": actions[0], "c1": actions[1], "c2": actions[2]}}],
@@ -1440,6 +1453,11 @@ fn fixed(actions: [&str; 3], elements: bool) -> Built {
         config: compile_config(config_json.as_bytes()).unwrap(),
         config_json,
         selectors,
+        params: vec![
+            vec!["gps".into(), "名前".into()],
+            vec!["email".into(), "𝒳".into()],
+            vec!["tel".into()],
+        ],
         user: Some("u-0"),
         purpose: "p0".into(),
     }
@@ -1881,4 +1899,328 @@ mod protobuf {
             "an unredacted body holds it"
         );
     }
+}
+
+// Form and multipart bodies: the same generated policies and decisions (each category's
+// `query` names are the leaf names of its selectors), fields named in every encoding the
+// format allows, sentinels planted raw, percent-encoded and after a `+`.
+
+/// One field: its name (a body key), how the name is wrapped and written, and its value.
+#[derive(Debug, Clone)]
+struct FieldSpec {
+    name: u8,
+    /// 0 as is, 1 `x[name]`, 2 `name[]`, 3 `a.name`.
+    wrap: u8,
+    /// Form: 0 raw, 1 case flipped, 2 all percent-encoded, 3 brackets encoded.
+    /// Multipart: 0 quoted, 1 case flipped, 2 percent-encoded, 3 `name*=UTF-8''...`.
+    encoding: u8,
+    /// 0 `LEAK-n`, 1 percent-encoded `LEAK-n`, 2 `x+LEAK-n`, 3 a `35.n` number, 4 `"35.n,139.n"`.
+    value: u8,
+    seed: u64,
+}
+
+fn field_spec() -> impl Strategy<Value = FieldSpec> {
+    (any::<u8>(), 0u8..4, 0u8..4, 0u8..5, any::<u64>()).prop_map(
+        |(name, wrap, encoding, value, seed)| FieldSpec {
+            name,
+            wrap,
+            encoding,
+            value,
+            seed,
+        },
+    )
+}
+
+fn percent_all(text: &str) -> String {
+    text.bytes().map(|b| format!("%{b:02X}")).collect()
+}
+
+/// An independent form decoder: `+` is a space, `%XX` a byte, anything else as it is.
+fn form_decode(text: &str) -> String {
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The field's name as written, its segments as the oracle reads them, its value as
+/// written and the sentinels the value holds.
+fn write_field(
+    f: &FieldSpec,
+    index: usize,
+    multipart: bool,
+) -> (String, Vec<String>, String, Vec<String>) {
+    let base = body_key(f.name);
+    let mut mix = Mix(f.seed);
+    let (wrapped, segments) = match f.wrap {
+        0 => (base.to_string(), vec![base.to_string()]),
+        1 => (
+            format!("x[{base}]"),
+            vec!["x".to_string(), base.to_string()],
+        ),
+        2 => (format!("{base}[]"), vec![base.to_string()]),
+        _ => (format!("a.{base}"), vec!["a".to_string(), base.to_string()]),
+    };
+    let name = match (multipart, f.encoding) {
+        (_, 1) => flip_case(&wrapped, &mut mix),
+        (_, 2) => percent_all(&wrapped),
+        (false, 3) => wrapped.replace('[', "%5B").replace(']', "%5D"),
+        _ => wrapped,
+    };
+    let n = 900_000 + index;
+    let (value, sentinels) = match f.value {
+        0 => (format!("LEAK-{n:06}"), vec![format!("LEAK-{n:06}")]),
+        1 => (
+            percent_all(&format!("LEAK-{n:06}")),
+            vec![format!("LEAK-{n:06}")],
+        ),
+        2 => (format!("x+LEAK-{n:06}"), vec![format!("LEAK-{n:06}")]),
+        3 => (format!("35.{n:07}3"), vec![format!("35.{n:07}3")]),
+        _ => (
+            format!("35.{n:07}3,139.{n:07}3"),
+            vec![format!("35.{n:07}3"), format!("139.{n:07}3")],
+        ),
+    };
+    let segments = segments.iter().map(|s| s.to_lowercase()).collect();
+    (name, segments, value, sentinels)
+}
+
+fn multipart_disposition(name: &str, encoding: u8) -> String {
+    match encoding {
+        3 => format!(
+            "Content-Disposition: form-data; name=\"f\"; name*=UTF-8''{}",
+            percent_all(name)
+        ),
+        _ => format!(
+            "Content-Disposition: form-data; name=\"{}\"",
+            name.replace('\\', "\\\\").replace('"', "\\\"")
+        ),
+    }
+}
+
+/// Runs one set of fields, as a form and as a multipart body, through `enforce_body` and
+/// checks that no sentinel of a forbidden field survives (raw or decoded), every other
+/// sentinel does, and a body is refused exactly when a `block` field is present.
+fn check_fields(b: &Built, fields: &[FieldSpec], crlf: bool) -> Result<Stats, TestCaseError> {
+    let decision = decide(b);
+    let mut stats = Stats::default();
+    if decision.outcome == Outcome::Block {
+        stats.blocked_decisions += 1;
+        return Ok(stats);
+    }
+    let config = &b.config;
+    let forbidden = if decision.outcome == Outcome::Redact {
+        decision.redacted
+    } else {
+        CategorySet::EMPTY
+    };
+    let mut actions = vec![None; config.policy.categories.len()];
+    if let Some(p) = decision.purpose.and_then(|p| config.policy.purpose(p)) {
+        for (c, a) in &p.actions {
+            actions[c.position()] = Some(a.clone());
+        }
+    }
+    let verdict = |_: Option<&str>| ElementVerdict::Drop;
+    let oracle = Oracle {
+        selectors: &b.selectors,
+        actions,
+        elements: false,
+        verdict: &verdict,
+    };
+    let nl = if crlf { "\r\n" } else { "\n" };
+    let (mut form, mut multipart) = (String::new(), String::new());
+    let (mut vanish, mut survive) = (HashSet::new(), HashSet::new());
+    let mut blocks = false;
+    for (i, f) in fields.iter().enumerate() {
+        let (name, segments, value, sentinels) = write_field(f, i, false);
+        let mut hit = CategorySet::EMPTY;
+        for (c, names) in b.params.iter().enumerate() {
+            if segments.iter().any(|s| names.contains(s)) {
+                hit.insert(CategoryIdx(u8::try_from(c).unwrap()));
+            }
+        }
+        let hit = hit.intersection(forbidden);
+        if hit.is_empty() {
+            survive.extend(sentinels);
+        } else {
+            blocks |= oracle.resolve(hit) == Resolved::Block;
+            vanish.extend(sentinels);
+        }
+        if i > 0 {
+            form.push(if f.seed % 3 == 0 { ';' } else { '&' });
+        }
+        write!(form, "{name}={value}").unwrap();
+        let (mp_name, _, _, _) = write_field(f, i, true);
+        let value = form_decode(&value);
+        write!(
+            multipart,
+            "--B0UND{nl}{}{nl}{nl}{value}{nl}",
+            multipart_disposition(&mp_name, f.encoding)
+        )
+        .unwrap();
+    }
+    multipart.push_str("--B0UND--");
+    multipart.push_str(nl);
+    for (body, content_type) in [
+        (&form, "application/x-www-form-urlencoded"),
+        (&multipart, "multipart/form-data; boundary=B0UND"),
+    ] {
+        let headers = BodyHeaders::from_headers([("content-type", content_type.as_bytes())]);
+        let result = config.enforce_body(
+            &decision,
+            &headers,
+            body.as_bytes(),
+            TODAY,
+            true,
+            &config.inline_consents(),
+        );
+        let (outcome, report) = result.map_err(|e| {
+            TestCaseError::fail(format!(
+                "{content_type} refused: {e}\n{}",
+                context(b, &decision, body, b"")
+            ))
+        })?;
+        stats.bodies += 1;
+        stats.bytes += body.len();
+        stats.transformed += report.transformed;
+        let out = match &outcome {
+            BodyOutcome::Blocked(_) => {
+                prop_assert!(
+                    blocks,
+                    "blocked without a block field\n{}",
+                    context(b, &decision, body, b"")
+                );
+                stats.blocked_bodies += 1;
+                continue;
+            }
+            BodyOutcome::Unchanged => body.clone(),
+            BodyOutcome::Rewritten(o) => String::from_utf8(o.clone()).unwrap(),
+        };
+        prop_assert!(
+            !blocks,
+            "a block field passed\n{}",
+            context(b, &decision, body, out.as_bytes())
+        );
+        stats.changed += usize::from(matches!(outcome, BodyOutcome::Rewritten(_)));
+        let decoded = form_decode(&out);
+        for sentinel in &vanish {
+            prop_assert!(
+                !out.contains(sentinel.as_str()) && !decoded.contains(sentinel.as_str()),
+                "forbidden {sentinel} survives\n{}",
+                context(b, &decision, body, out.as_bytes())
+            );
+        }
+        for sentinel in &survive {
+            prop_assert!(
+                decoded.contains(sentinel.as_str()),
+                "allowed {sentinel} lost\n{}",
+                context(b, &decision, body, out.as_bytes())
+            );
+        }
+        stats.forbidden_sentinels += vanish.len();
+        stats.kept_sentinels += survive.len();
+    }
+    Ok(stats)
+}
+
+#[test]
+fn no_forbidden_form_or_multipart_value_survives_in_any_encoding() {
+    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+    let config = ProptestConfig {
+        cases: cases() / 2,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    let mut runner =
+        TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    let total = std::cell::RefCell::new(Stats::default());
+    let strategy = (
+        scenario(),
+        prop::collection::vec(field_spec(), 1..10),
+        any::<bool>(),
+    );
+    let result = runner.run(&strategy, |(s, fields, crlf)| {
+        let built = build(&s);
+        let stats = check_fields(&built, &fields, crlf)?;
+        total.borrow_mut().add(stats);
+        Ok(())
+    });
+    let t = total.into_inner();
+    println!(
+        "leak oracle, forms and multipart: {} bodies, {} rewritten, {} refused for a block \
+         field, {} decisions blocked, {} forbidden / {} kept sentinels, {} transformed",
+        t.bodies,
+        t.changed,
+        t.blocked_bodies,
+        t.blocked_decisions,
+        t.forbidden_sentinels,
+        t.kept_sentinels,
+        t.transformed
+    );
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(t.forbidden_sentinels > 0 && t.kept_sentinels > 0 && t.changed > 0);
+}
+
+#[test]
+fn form_and_multipart_fields_of_fixed_cases_are_caught() {
+    let b = fixed(["remove", "remove", "block"], false);
+    let fields = [
+        FieldSpec {
+            name: 0,
+            wrap: 1,
+            encoding: 2,
+            value: 1,
+            seed: 1,
+        },
+        FieldSpec {
+            name: 1,
+            wrap: 0,
+            encoding: 3,
+            value: 2,
+            seed: 2,
+        },
+        FieldSpec {
+            name: 10,
+            wrap: 3,
+            encoding: 1,
+            value: 4,
+            seed: 4,
+        },
+        FieldSpec {
+            name: 7,
+            wrap: 0,
+            encoding: 0,
+            value: 0,
+            seed: 5,
+        },
+    ];
+    let stats = check_fields(&b, &fields, true).unwrap();
+    assert_eq!(stats.bodies, 2);
+    assert!(stats.forbidden_sentinels >= 6, "{stats:?}");
+    let tel = [FieldSpec {
+        name: 4,
+        wrap: 0,
+        encoding: 0,
+        value: 0,
+        seed: 3,
+    }];
+    let stats = check_fields(&b, &tel, false).unwrap();
+    let _ = stats;
 }

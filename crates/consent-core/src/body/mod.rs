@@ -1,20 +1,40 @@
-//! JSON body enforcement: selectors, the streaming redactor, value transforms, the
-//! `body` settings, what a decision means for a body, and the choice of what to do with a
-//! body given its headers. `reference` (tests and benches only, feature `reference`) is the
-//! `serde_json::Value` implementation the redactor is checked against.
+//! Body enforcement: JSON selectors, the streaming JSON redactor, form and multipart
+//! bodies, value transforms, the `body` settings, what a decision means for a body, and
+//! the choice of what to do with a body given its headers. `reference` (tests and benches
+//! only, feature `reference`) is the `serde_json::Value` implementation the redactor is
+//! checked against.
+//!
+//! Which reading a body gets ([`CompiledConfig::enforce_body`](crate::CompiledConfig::enforce_body)):
+//!
+//! | declared | read as |
+//! |---|---|
+//! | JSON (`application/json`, `application/*+json`) | JSON; invalid JSON is refused (`body_invalid_json`) |
+//! | `application/x-www-form-urlencoded` | a form; and as JSON too when it parses as JSON |
+//! | `multipart/form-data` | multipart; malformed multipart is refused (`body_invalid_multipart`) |
+//! | gRPC (`application/grpc*`) | [`BodyFormat::Grpc`]: the host's protobuf path; here, like anything else |
+//! | anything else, or nothing | JSON when it parses as JSON (a backend may parse it whatever its label), else `body.unparsed` decides |
+//! | two of the above | refused (`body_type_ambiguous`): the filter cannot know which one the backend reads |
 
 pub(crate) mod dfa;
 pub(crate) mod enforce;
+pub(crate) mod form;
 pub(crate) mod matcher;
+pub(crate) mod multipart;
+pub(crate) mod params;
 pub(crate) mod redactor;
 #[cfg(any(test, feature = "reference"))]
 pub mod reference;
 pub(crate) mod scan;
 pub(crate) mod selector;
 pub(crate) mod settings;
+#[cfg(test)]
+mod test_support;
 pub(crate) mod transform;
 
+use std::fmt;
+
 pub use matcher::Matcher;
+pub use multipart::{Boundary, MultipartError, MAX_BOUNDARY_BYTES, MAX_PART_HEADER_BYTES};
 pub use redactor::{
     redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict, FieldAction,
     FieldHit, HitAction, VerdictFn, MAX_FIELD_HITS,
@@ -39,45 +59,96 @@ pub enum EncodedBody {
     Strip,
 }
 
-/// What to do with a body that is not JSON when its data must be checked.
+/// What to do with a body the filter cannot read (not JSON, not a form, not multipart,
+/// or a multipart part that is none of these) when its data must be checked. Every such
+/// body is read first: one that parses as JSON is enforced as JSON whatever its label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UnparsedBody {
-    /// Forward it unread (only JSON bodies carry mapped fields).
+    /// Forward it as it was, and say so: the report's `unread`, the decision header's
+    /// `body=unread`, the decision log's `body_unread`. `sniff`, the name of an older
+    /// setting that read such bodies as JSON when they parsed, is accepted and means the
+    /// same: every body is sniffed now.
     #[default]
+    #[serde(alias = "sniff")]
     Pass,
-    /// Read it anyway and redact it if it parses as JSON (for backends that parse bodies
-    /// whatever their declared type); bodies over `max_bytes` are then refused.
-    Sniff,
-    /// Refuse it (`body_not_json`).
+    /// Refuse it (`body_unreadable`).
     Block,
 }
 
-/// What the filter does with one body, decided from the headers.
+/// A body's format, as its `content-type` declares it. Every `content-type` occurrence
+/// and every comma-separated element of one counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BodyMode {
-    /// Nothing to check: do not buffer.
+pub enum BodyFormat {
+    /// No content type.
     #[default]
-    Skip,
-    /// Buffer the body and run the redactor on it.
-    Redact,
-    /// No content type was declared: buffer the body and redact it if it parses as JSON,
-    /// else pass it as it was (a backend may parse an undeclared body as JSON).
-    Sniff,
-    /// Buffer it and replace it by nothing.
-    Strip,
-    /// Refuse it before reading.
-    Refuse(Reason),
+    Undeclared,
+    /// `application/json` or `application/*+json`.
+    Json,
+    /// `application/x-www-form-urlencoded`.
+    Form,
+    /// `multipart/form-data`, with its boundary (`None`: missing or invalid).
+    Multipart(Option<Boundary>),
+    /// `application/grpc` and its `+proto`, `-web` kinds: the host's protobuf path
+    /// decides; [`CompiledConfig::enforce_body`](crate::CompiledConfig::enforce_body)
+    /// treats it as a body it cannot read.
+    Grpc,
+    /// Any other content type (read as JSON if it parses as JSON).
+    Other,
+    /// Two different formats: refused (`body_type_ambiguous`).
+    Conflicting,
+}
+
+impl BodyFormat {
+    /// The format of one content-type element.
+    fn of_element(element: &[u8]) -> Self {
+        let essence_end = element
+            .iter()
+            .position(|b| *b == b';')
+            .unwrap_or(element.len());
+        let essence = String::from_utf8_lossy(element.get(..essence_end).unwrap_or_default())
+            .trim()
+            .to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-www-form-urlencoded" => BodyFormat::Form,
+            "multipart/form-data" => {
+                let boundary = params::parse(element, true).ok().and_then(|(_, params)| {
+                    match params::values_of(&params, "boundary").as_deref() {
+                        Ok([one]) => Boundary::new(one),
+                        _ => None,
+                    }
+                });
+                BodyFormat::Multipart(boundary)
+            }
+            e if e == "application/grpc"
+                || e.starts_with("application/grpc+")
+                || e.starts_with("application/grpc-") =>
+            {
+                BodyFormat::Grpc
+            }
+            _ if is_json(element) => BodyFormat::Json,
+            _ => BodyFormat::Other,
+        }
+    }
+
+    /// Two declarations of one body together: the same format stays, an unknown type
+    /// gives way to a known one, two different formats conflict.
+    fn and(self, other: BodyFormat) -> BodyFormat {
+        match (self, other) {
+            (BodyFormat::Undeclared, f) | (f, BodyFormat::Undeclared) => f,
+            (BodyFormat::Other, f) | (f, BodyFormat::Other) => f,
+            (a, b) if a == b => a,
+            _ => BodyFormat::Conflicting,
+        }
+    }
 }
 
 /// Body facts read from a header map. Every occurrence of a header counts, so a second
 /// `content-type` or `content-encoding` cannot hide the first.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BodyHeaders {
-    /// Some `content-type` was sent.
-    pub has_content_type: bool,
-    /// Some `content-type` declares JSON.
-    pub declares_json: bool,
+    /// The declared format.
+    pub format: BodyFormat,
     /// Some `content-encoding` is not `identity`.
     pub encoded: bool,
     /// `content-length`, when it parses.
@@ -94,8 +165,11 @@ impl BodyHeaders {
         for (name, value) in headers {
             match name {
                 "content-type" => {
-                    out.has_content_type = true;
-                    out.declares_json |= is_json(value);
+                    let declared = params::split_list(value)
+                        .into_iter()
+                        .map(BodyFormat::of_element)
+                        .fold(BodyFormat::Other, BodyFormat::and);
+                    out.format = out.format.and(declared);
                 }
                 "content-encoding" => out.encoded |= !is_identity(Some(value)),
                 "content-length" => {
@@ -108,6 +182,64 @@ impl BodyHeaders {
         }
         out
     }
+}
+
+/// Why a body was refused after it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Declared JSON (the body, or a part of a multipart body), and not valid JSON.
+    InvalidJson(JsonError),
+    /// Declared multipart, and not valid multipart.
+    InvalidMultipart(MultipartError),
+    /// The filter cannot read it (or a part of it) and `body.unparsed` is `block`.
+    Unreadable,
+    /// It declares two different formats.
+    AmbiguousType,
+}
+
+impl BodyError {
+    /// The reason code of the refusal.
+    pub fn reason(&self) -> Reason {
+        match self {
+            BodyError::InvalidJson(_) => Reason::BodyInvalidJson,
+            BodyError::InvalidMultipart(_) => Reason::BodyInvalidMultipart,
+            BodyError::Unreadable => Reason::BodyUnreadable,
+            BodyError::AmbiguousType => Reason::BodyTypeAmbiguous,
+        }
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::InvalidJson(e) => write!(f, "invalid json: {e:?}"),
+            BodyError::InvalidMultipart(e) => write!(f, "invalid multipart: {e}"),
+            BodyError::Unreadable => f.write_str("a body the filter cannot read"),
+            BodyError::AmbiguousType => f.write_str("the body declares two formats"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {}
+
+/// What the filter does with one body, decided from the headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyMode {
+    /// Nothing to check: do not buffer.
+    #[default]
+    Skip,
+    /// Buffer the body and enforce it
+    /// ([`CompiledConfig::enforce_body`](crate::CompiledConfig::enforce_body)): it is
+    /// declared JSON, a form or multipart, and must be what it says, or `body.unparsed`
+    /// is `block` and a body that cannot be read is refused.
+    Redact,
+    /// Buffer the body and enforce it; a body the filter cannot read passes, recorded as
+    /// unread (`body.unparsed: pass`).
+    Sniff,
+    /// Buffer it and replace it by nothing.
+    Strip,
+    /// Refuse it before reading.
+    Refuse(Reason),
 }
 
 /// Whether a content type declares JSON: `application/json` or `application/*+json`.
@@ -134,7 +266,11 @@ pub fn is_identity(content_encoding: Option<&[u8]>) -> bool {
 }
 
 /// Decides how to treat a body. `needed` says whether the decision forbids any category a
-/// body selector can find (or elements must be checked); without that the body is skipped.
+/// body can carry (or elements must be checked); without that the body is skipped. Every
+/// body that must be checked is buffered, whatever its label: a body that parses as JSON
+/// is enforced as JSON. Known failures are refused before reading: an unreadable
+/// encoding, a declared size over `max_bytes`, two declared formats, a multipart type
+/// without a valid boundary.
 pub fn body_mode(
     needed: bool,
     headers: &BodyHeaders,
@@ -154,13 +290,12 @@ pub fn body_mode(
     if headers.content_length.is_some_and(|n| n > max_bytes as u64) {
         return BodyMode::Refuse(Reason::BodyTooLarge);
     }
-    if headers.declares_json {
-        return BodyMode::Redact;
-    }
-    match (headers.has_content_type, unparsed) {
-        (_, UnparsedBody::Block) => BodyMode::Refuse(Reason::BodyNotJson),
-        (false, UnparsedBody::Pass) | (_, UnparsedBody::Sniff) => BodyMode::Sniff,
-        (true, UnparsedBody::Pass) => BodyMode::Skip,
+    match (headers.format, unparsed) {
+        (BodyFormat::Conflicting, _) => BodyMode::Refuse(Reason::BodyTypeAmbiguous),
+        (BodyFormat::Multipart(None), _) => BodyMode::Refuse(Reason::BodyInvalidMultipart),
+        (BodyFormat::Json | BodyFormat::Form | BodyFormat::Multipart(_), _)
+        | (_, UnparsedBody::Block) => BodyMode::Redact,
+        (_, UnparsedBody::Pass) => BodyMode::Sniff,
     }
 }
 
@@ -260,28 +395,99 @@ mod tests {
     }
 
     #[test]
-    fn an_undeclared_body_is_sniffed() {
-        let none = h(None, None, Some(10));
+    fn every_body_that_must_be_checked_is_read_whatever_its_label() {
+        for ct in [None, Some("text/plain"), Some("application/octet-stream")] {
+            let facts = h(ct, None, Some(10));
+            assert_eq!(
+                body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Pass),
+                BodyMode::Sniff,
+                "{ct:?}"
+            );
+            assert_eq!(
+                body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Block),
+                BodyMode::Redact,
+                "{ct:?}: read, and refused only if it cannot be read"
+            );
+        }
+    }
+
+    #[test]
+    fn forms_and_multipart_are_read_as_declared() {
+        let form = h(Some("application/x-www-form-urlencoded"), None, None);
+        assert_eq!(form.format, BodyFormat::Form);
         assert_eq!(
-            body_mode(true, &none, 100, EncodedBody::Block, UnparsedBody::Pass),
-            BodyMode::Sniff
+            body_mode(true, &form, 100, EncodedBody::Block, UnparsedBody::Pass),
+            BodyMode::Redact
+        );
+        let multipart = h(
+            Some(r#"multipart/form-data; boundary="----x y""#),
+            None,
+            None,
+        );
+        let BodyFormat::Multipart(Some(b)) = multipart.format else {
+            panic!("{:?}", multipart.format)
+        };
+        assert_eq!(b.as_bytes(), b"----x y");
+        assert_eq!(
+            h(Some("Multipart/Form-Data; Boundary=abc"), None, None).format,
+            BodyFormat::Multipart(Boundary::new(b"abc"))
+        );
+        for broken in [
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "multipart/form-data; boundary=\"a\"; boundary=b",
+            "multipart/form-data; boundary=\"unterminated",
+        ] {
+            let facts = h(Some(broken), None, None);
+            assert_eq!(facts.format, BodyFormat::Multipart(None), "{broken}");
+            assert_eq!(
+                body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Pass),
+                BodyMode::Refuse(Reason::BodyInvalidMultipart),
+                "{broken}"
+            );
+        }
+        let long = format!("multipart/form-data; boundary={}", "b".repeat(71));
+        assert_eq!(
+            h(Some(&long), None, None).format,
+            BodyFormat::Multipart(None)
         );
         assert_eq!(
-            body_mode(true, &none, 100, EncodedBody::Block, UnparsedBody::Block),
-            BodyMode::Refuse(Reason::BodyNotJson)
+            h(Some("application/grpc+proto"), None, None).format,
+            BodyFormat::Grpc
         );
     }
 
     #[test]
-    fn non_json_bodies_follow_the_unparsed_setting() {
-        let text = h(Some("text/plain"), None, None);
+    fn two_declared_formats_are_refused() {
+        let list: [(&str, &[u8]); 2] = [
+            ("content-type", b"application/json"),
+            ("content-type", b"application/x-www-form-urlencoded"),
+        ];
+        let facts = BodyHeaders::from_headers(list);
+        assert_eq!(facts.format, BodyFormat::Conflicting);
         assert_eq!(
-            body_mode(true, &text, 100, EncodedBody::Block, UnparsedBody::Pass),
-            BodyMode::Skip
+            body_mode(true, &facts, 100, EncodedBody::Block, UnparsedBody::Pass),
+            BodyMode::Refuse(Reason::BodyTypeAmbiguous)
         );
-        assert_eq!(
-            body_mode(true, &text, 100, EncodedBody::Block, UnparsedBody::Block),
-            BodyMode::Refuse(Reason::BodyNotJson)
+        let joined = h(
+            Some("multipart/form-data; boundary=a, multipart/form-data; boundary=b"),
+            None,
+            None,
         );
+        assert_eq!(joined.format, BodyFormat::Conflicting, "two boundaries");
+        let same = h(
+            Some("application/json, application/problem+json"),
+            None,
+            None,
+        );
+        assert_eq!(same.format, BodyFormat::Json);
+    }
+
+    #[test]
+    fn the_old_sniff_setting_still_parses_and_means_pass() {
+        let doc: UnparsedBody = serde_json::from_str("\"sniff\"").unwrap();
+        assert_eq!(doc, UnparsedBody::Pass);
+        assert_eq!(serde_json::to_string(&doc).unwrap(), "\"pass\"");
+        assert!(serde_json::from_str::<UnparsedBody>("\"snif\"").is_err());
     }
 }

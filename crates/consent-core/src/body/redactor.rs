@@ -11,7 +11,9 @@ use crate::policy::categories::{CategoryIdx, CategorySet};
 
 use super::matcher::{ChildKey, Matcher};
 use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
-use super::transform::{coarsen, pseudonymise, CivilDate, CoarsenSpec};
+use super::transform::{
+    coarsen, coarsen_value, pseudonymise, pseudonymise_value, CivilDate, CoarsenSpec,
+};
 
 /// What to do with a value of a forbidden category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -123,6 +125,34 @@ pub struct BodyReport {
     pub fields: Vec<FieldHit>,
     /// More fields were acted on than `fields` holds.
     pub fields_truncated: bool,
+    /// The body, or some part of it, passed without being read: a format the filter
+    /// cannot read, with `body.unparsed: pass` (the decision header then says
+    /// `body=unread`).
+    pub unread: bool,
+}
+
+impl BodyReport {
+    /// Records one field acted on, up to [`MAX_FIELD_HITS`].
+    pub(crate) fn push_hit(&mut self, hit: FieldHit) {
+        if self.fields.len() >= MAX_FIELD_HITS {
+            self.fields_truncated = true;
+        } else {
+            self.fields.push(hit);
+        }
+    }
+
+    /// Adds what another pass (a part of the same body) did.
+    pub(crate) fn merge(&mut self, other: BodyReport) {
+        self.removed += other.removed;
+        self.transformed += other.transformed;
+        self.dropped_elements += other.dropped_elements;
+        self.categories = self.categories.union(other.categories);
+        self.fields_truncated |= other.fields_truncated;
+        self.unread |= other.unread;
+        for hit in other.fields {
+            self.push_hit(hit);
+        }
+    }
 }
 
 /// One step of the path to the current value, while paths are recorded.
@@ -176,6 +206,31 @@ pub(crate) fn resolve(actions: &[(CategoryIdx, FieldAction)], hit: CategorySet) 
     match transform {
         Some((c, a)) => Resolved::Transform(c, a),
         None => Resolved::Remove,
+    }
+}
+
+impl BodyRules<'_> {
+    /// The action for a value of the categories `hit` under these rules ([`resolve`]).
+    pub(crate) fn resolve(&self, hit: CategorySet) -> Resolved {
+        resolve(self.actions, hit)
+    }
+
+    /// The transformed form of a parsed value (a form parameter), `None` when it cannot be
+    /// transformed (remove it instead).
+    pub(crate) fn transform_value(
+        &self,
+        category: CategoryIdx,
+        action: &FieldAction,
+        value: &serde_json::Value,
+    ) -> Option<serde_json::Value> {
+        match action {
+            FieldAction::Coarsen => {
+                let spec = self.coarsen.get(category.position())?.as_ref()?;
+                coarsen_value(spec, value, self.today)
+            }
+            FieldAction::Pseudonymise => pseudonymise_value(self.key?, value),
+            FieldAction::Remove | FieldAction::Block => None,
+        }
     }
 }
 

@@ -82,13 +82,19 @@ pub(crate) const TEST_TODAY: CivilDate = CivilDate {
 /// coarsened and must be removed instead.
 pub fn coarsen(spec: &CoarsenSpec, raw: &[u8], today: CivilDate) -> Option<Vec<u8>> {
     let value: Value = serde_json::from_slice(raw).ok()?;
-    if let Value::String(text) = &value {
-        return serde_json::to_vec(&coarsen_text(spec, text, today)?).ok();
+    serde_json::to_vec(&coarsen_value(spec, &value, today)?).ok()
+}
+
+/// Applies a coarsening to a parsed value; `None` means it cannot be coarsened. A string
+/// is coarsened as text ([`coarsen_text`], shared with protobuf `string` fields).
+pub(crate) fn coarsen_value(spec: &CoarsenSpec, value: &Value, today: CivilDate) -> Option<Value> {
+    if let Value::String(text) = value {
+        return coarsen_text(spec, text, today).map(Value::String);
     }
-    let out = match spec {
-        CoarsenSpec::GridDegrees(d) => grid(&value, *d)?,
+    Some(match spec {
+        CoarsenSpec::GridDegrees(d) => grid(value, *d)?,
         CoarsenSpec::GeohashPrecision(p) => {
-            let (lat, lng) = position(&value)?;
+            let (lat, lng) = position(value)?;
             Value::String(geohash(lat, lng, *p)?)
         }
         CoarsenSpec::AgeBandYears(years) => {
@@ -97,8 +103,27 @@ pub fn coarsen(spec: &CoarsenSpec, raw: &[u8], today: CivilDate) -> Option<Vec<u
         CoarsenSpec::TruncateAfter(markers) => {
             Value::String(truncate_after(value.as_str()?, markers)?)
         }
-    };
-    serde_json::to_vec(&out).ok()
+    })
+}
+
+/// A text value (a form parameter) as the JSON value it stands for: a number when it
+/// reads as a JSON number, else a string. So `35.8617` coarsens like a JSON number and
+/// `35.8617,139.6455` like a `"lat,lng"` string.
+pub(crate) fn text_as_value(text: &str) -> Value {
+    match serde_json::from_str::<serde_json::Number>(text) {
+        Ok(n) => Value::Number(n),
+        Err(_) => Value::String(text.to_string()),
+    }
+}
+
+/// A transformed value as text again: a number's literal or a string's content; `None`
+/// for anything else (it is removed instead).
+pub(crate) fn value_as_text(value: Value) -> Option<String> {
+    match value {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) => Some(s),
+        _ => None,
+    }
 }
 
 fn decimals_for(step: f64) -> usize {
@@ -280,12 +305,17 @@ pub fn truncate_after(text: &str, markers: &[String]) -> Option<String> {
 /// 128 bits of HMAC-SHA-256 under `key`, in hex: joins still work, the value is gone.
 pub fn pseudonymise(key: &[u8], raw: &[u8]) -> Option<Vec<u8>> {
     let value: Value = serde_json::from_slice(raw).ok()?;
-    let input = match &value {
+    serde_json::to_vec(&pseudonymise_value(key, &value)?).ok()
+}
+
+/// The pseudonym of a string or number value, as a string value.
+pub(crate) fn pseudonymise_value(key: &[u8], value: &Value) -> Option<Value> {
+    let input = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         _ => return None,
     };
-    Some(format!("\"{}\"", pseudonym(key, input.as_bytes())?).into_bytes())
+    pseudonym(key, input.as_bytes()).map(Value::String)
 }
 
 /// The pseudonym of `input` under `key`.
@@ -398,6 +428,17 @@ mod tests {
         );
         assert!(!text.contains("7f3a9c"));
         assert!(pseudonymise(b"k", b"{}").is_none());
+    }
+
+    #[test]
+    fn text_values_read_as_numbers_or_strings() {
+        let g = CoarsenSpec::GridDegrees(0.01);
+        let coarse =
+            |text: &str| coarsen_value(&g, &text_as_value(text), TODAY).and_then(value_as_text);
+        assert_eq!(coarse("35.8617").as_deref(), Some("35.86"));
+        assert_eq!(coarse("35.8617,139.6455").as_deref(), Some("35.86,139.65"));
+        assert_eq!(coarse("somewhere"), None);
+        assert_eq!(value_as_text(Value::Bool(true)), None);
     }
 
     #[test]

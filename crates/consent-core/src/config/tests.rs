@@ -222,3 +222,13 @@ fn a_deployment_can_replace_a_party_s_identities() {
         .caller
         .is_third_party());
 }
+
+#[test]
+fn the_query_block_is_checked_and_defaults_to_semicolons() {
+    assert!(compile_config(b"").unwrap().query.semicolon_separator);
+    let off = compile_config(br#"{"query": {"semicolon_separator": false}}"#).unwrap();
+    assert!(!off.query.semicolon_separator);
+    let err = compile_config(br#"{"query": {"semicolon_separatr": false}}"#).unwrap_err();
+    assert_eq!(err.path(), "query.semicolon_separatr");
+    assert!(err.to_string().contains("unknown field"), "{err}");
+}

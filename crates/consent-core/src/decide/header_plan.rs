@@ -1,7 +1,10 @@
-//! Which headers to remove and how to rewrite the path, given a decision.
+//! Which headers to remove, how to rewrite the path, and which cookies to take out of
+//! `Cookie` and `Set-Cookie` headers, given a decision.
 
+use crate::config::CompiledConfig;
+use crate::decide::cookie_plan::{plan_cookie_headers, plan_set_cookie_headers};
 use crate::decide::decision::Decision;
-use crate::decide::query::strip_params;
+use crate::decide::query::{strip_params, QuerySettings};
 use crate::policy::categories::CategorySet;
 use crate::policy::compiled::CompiledPolicy;
 
@@ -18,33 +21,74 @@ pub struct HeaderEdits {
     pub removed_count: usize,
     /// Of which query parameters.
     pub removed_params: usize,
+    /// The `Cookie` (request) or `Set-Cookie` (response) headers to rewrite, when one held
+    /// a forbidden cookie.
+    pub cookies: Option<CookieEdit>,
+    /// Cookies removed (pairs of `Cookie` headers, or `Set-Cookie` headers), not counted
+    /// in `removed_count`.
+    pub removed_cookies: usize,
 }
 
 impl HeaderEdits {
     /// Whether there is nothing to change.
     pub fn is_empty(&self) -> bool {
-        self.remove.is_empty() && self.new_path.is_none()
+        self.remove.is_empty() && self.new_path.is_none() && self.cookies.is_none()
     }
 }
 
-/// Plans the request edits: forbidden category headers and query parameters.
+/// A rewrite of every header named `header`, for hosts that can only remove a header by
+/// name and add values back: remove them all, then add each of `keep` in order (none:
+/// the header is gone). `Cookie` values are rebuilt from their remaining pairs, byte for
+/// byte; `Set-Cookie` values that set an allowed cookie are kept as they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieEdit {
+    /// `cookie` or `set-cookie`.
+    pub header: &'static str,
+    /// The values to add back, in order.
+    pub keep: Vec<Vec<u8>>,
+}
+
+impl CompiledConfig {
+    /// Plans the request edits with this configuration's `query` settings: forbidden
+    /// category headers and query parameters.
+    pub fn plan_request<'a, I>(&self, decision: &Decision, headers: I) -> HeaderEdits
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        plan(&self.policy, self.query, decision, headers, true)
+    }
+
+    /// Plans the response edits: forbidden category headers.
+    pub fn plan_response<'a, I>(&self, decision: &Decision, headers: I) -> HeaderEdits
+    where
+        I: IntoIterator<Item = (&'a str, &'a [u8])>,
+    {
+        plan(&self.policy, self.query, decision, headers, false)
+    }
+}
+
+/// Plans the request edits with the default `query` settings (`;` separates parameters):
+/// forbidden category headers and query parameters. Hosts holding a configuration call
+/// [`CompiledConfig::plan_request`], which honours its `query` block.
 pub fn plan_request<'a, I>(policy: &CompiledPolicy, decision: &Decision, headers: I) -> HeaderEdits
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
-    plan(policy, decision, headers, true)
+    plan(policy, QuerySettings::default(), decision, headers, true)
 }
 
-/// Plans the response edits: forbidden category headers.
+/// Plans the response edits: forbidden category headers (the same as
+/// [`CompiledConfig::plan_response`]).
 pub fn plan_response<'a, I>(policy: &CompiledPolicy, decision: &Decision, headers: I) -> HeaderEdits
 where
     I: IntoIterator<Item = (&'a str, &'a [u8])>,
 {
-    plan(policy, decision, headers, false)
+    plan(policy, QuerySettings::default(), decision, headers, false)
 }
 
 fn plan<'a, I>(
     policy: &CompiledPolicy,
+    query: QuerySettings,
     decision: &Decision,
     headers: I,
     with_path: bool,
@@ -57,14 +101,19 @@ where
         return edits;
     }
     let forbidden = decision.redacted;
+    let cookie_header = if with_path { "cookie" } else { "set-cookie" };
+    let mut cookies: Vec<&[u8]> = Vec::new();
     for (name, value) in headers {
+        if name == cookie_header && policy.has_cookie_mappings() {
+            cookies.push(value);
+        }
         if with_path && name == ":path" && policy.has_query_mappings() {
             let Ok(path) = std::str::from_utf8(value) else {
                 continue;
             };
             let mut hit = CategorySet::EMPTY;
             let mut count = 0;
-            edits.new_path = strip_params(path, |param| {
+            edits.new_path = strip_params(path, query, |param| {
                 let cats = policy.query_categories(param).intersection(forbidden);
                 if cats.is_empty() {
                     false
@@ -87,6 +136,17 @@ where
                 edits.remove.push(name.to_string());
             }
         }
+    }
+    // A cookie header mapped to a category as a whole is already removed.
+    if !cookies.is_empty() && !edits.remove.iter().any(|n| n == cookie_header) {
+        let found = if with_path {
+            plan_cookie_headers(policy, forbidden, &cookies)
+        } else {
+            plan_set_cookie_headers(policy, forbidden, &cookies)
+        };
+        edits.removed = edits.removed.union(found.removed);
+        edits.removed_cookies = found.count;
+        edits.cookies = found.edit;
     }
     edits
 }
@@ -122,6 +182,56 @@ mod tests {
         assert!(edits.removed.contains(gps));
         let resp = plan_response(&c.policy, &d, headers.iter().copied());
         assert_eq!(resp.new_path, None, "responses have no path");
+    }
+
+    #[test]
+    fn the_configured_separators_decide_what_a_param_is() {
+        let consents = r#""caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}"#;
+        let on = compile_config(format!("{{{consents}}}").as_bytes()).unwrap();
+        let off = compile_config(
+            format!(r#"{{{consents}, "query": {{"semicolon_separator": false}}}}"#).as_bytes(),
+        )
+        .unwrap();
+        let headers: Vec<(&str, &[u8])> = vec![
+            (":path", b"/p?page=2;lat=35.86"),
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"marketing.newsletters"),
+        ];
+        let d = on.evaluate(headers.iter().copied());
+        let edits = on.plan_request(&d, headers.iter().copied());
+        assert_eq!(edits.new_path.as_deref(), Some("/p?page=2"));
+        assert_eq!(edits.removed_params, 1);
+        let edits = off.plan_request(&d, headers.iter().copied());
+        assert_eq!(edits.new_path, None, "`page=2;lat=35.86` is one parameter");
+        let edits = plan_request(&on.policy, &d, headers.iter().copied());
+        assert_eq!(edits.new_path.as_deref(), Some("/p?page=2"), "the default");
+    }
+
+    #[test]
+    fn the_shipped_policy_takes_tracking_location_and_device_cookies_and_keeps_the_session() {
+        let c = compile_config(
+            br#"{"caller": {"unidentified_party": "tsunagu"}, "consents": {"records": [{"subject": "u", "grants": {"marketing.newsletters": {"policy_version": 1}}}]}}"#,
+        )
+        .unwrap();
+        let headers: Vec<(&str, &[u8])> = vec![
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"marketing.newsletters"),
+            (
+                "cookie",
+                b"session=s1; _ga=GA1.2.3; _fbp=fb.1; minna_cookie_id=c9; last_location=35.86%2C139.65; device_id=dev-1; sid=2",
+            ),
+        ];
+        let d = c.evaluate(headers.iter().copied());
+        let edits = c.plan_request(&d, headers.iter().copied());
+        let keep = &edits.cookies.as_ref().unwrap().keep;
+        assert_eq!(keep, &[b"session=s1; sid=2".to_vec()]);
+        assert_eq!(edits.removed_cookies, 5);
+        for id in ["cookie", "location.gps", "device_id"] {
+            assert!(
+                edits.removed.contains(c.policy.category_idx(id).unwrap()),
+                "{id}"
+            );
+        }
     }
 
     #[test]

@@ -49,8 +49,18 @@ pub enum Reason {
     BodyTooLarge,
     /// Blocked: the body has a content encoding the filter cannot read.
     BodyEncodingUnsupported,
-    /// Blocked: the body is not JSON and the configuration refuses unparsed bodies.
+    /// Blocked: the body is not JSON and the configuration refuses unparsed bodies. No
+    /// longer given since bodies of every format are read: `body.unparsed: block` refuses
+    /// with [`Reason::BodyUnreadable`]. Kept so that the code keeps its meaning in stored
+    /// logs and dashboards.
     BodyNotJson,
+    /// Blocked: the filter cannot read the body (or a part of it) and the configuration
+    /// refuses such bodies (`body.unparsed: block`).
+    BodyUnreadable,
+    /// Blocked: the body is declared as multipart form data but is not valid multipart.
+    BodyInvalidMultipart,
+    /// Blocked: the body declares two different formats (e.g. JSON and a form).
+    BodyTypeAmbiguous,
     /// Blocked or stripped: no consent snapshot has arrived yet.
     SnapshotUnavailable,
     /// Blocked or stripped: the consent snapshot is older than the staleness bound.
@@ -108,6 +118,9 @@ impl Reason {
             Reason::BodyTooLarge => "body_too_large",
             Reason::BodyEncodingUnsupported => "body_encoding_unsupported",
             Reason::BodyNotJson => "body_not_json",
+            Reason::BodyUnreadable => "body_unreadable",
+            Reason::BodyInvalidMultipart => "body_invalid_multipart",
+            Reason::BodyTypeAmbiguous => "body_type_ambiguous",
             Reason::SnapshotUnavailable => "snapshot_unavailable",
             Reason::SnapshotStale => "snapshot_stale",
             Reason::ConsentWithdrawn => "consent_withdrawn",
@@ -156,6 +169,11 @@ impl Reason {
                 "the body is compressed in a way the consent filter cannot inspect"
             }
             Reason::BodyNotJson => "the body is not JSON and cannot be inspected",
+            Reason::BodyUnreadable => "the body is in a format the consent filter cannot inspect",
+            Reason::BodyInvalidMultipart => {
+                "the body is declared as multipart form data but is not valid multipart"
+            }
+            Reason::BodyTypeAmbiguous => "the body declares more than one content type",
             Reason::SnapshotUnavailable => "the consent filter has no consent snapshot yet",
             Reason::SnapshotStale => "the consent filter's consent snapshot is out of date",
             Reason::ConsentWithdrawn => "the person withdrew consent to this purpose",
@@ -197,6 +215,9 @@ impl Reason {
                 | Reason::BodyEncodingUnsupported
                 | Reason::BodyInvalidJson
                 | Reason::BodyNotJson
+                | Reason::BodyUnreadable
+                | Reason::BodyInvalidMultipart
+                | Reason::BodyTypeAmbiguous
         );
         match (self, direction) {
             (Reason::InternalError, _) => 13,
@@ -208,7 +229,7 @@ impl Reason {
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 36] = [
+    pub const ALL: [Reason; 39] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -230,6 +251,9 @@ impl Reason {
         Reason::BodyTooLarge,
         Reason::BodyEncodingUnsupported,
         Reason::BodyNotJson,
+        Reason::BodyUnreadable,
+        Reason::BodyInvalidMultipart,
+        Reason::BodyTypeAmbiguous,
         Reason::SnapshotUnavailable,
         Reason::SnapshotStale,
         Reason::ConsentWithdrawn,
@@ -253,6 +277,21 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn every_reason_is_listed_once_with_a_message() {
+        for r in Reason::ALL {
+            assert!(!r.message().is_empty(), "{}", r.as_str());
+            assert_eq!(r.message(), r.message().to_string().as_str());
+        }
+        for r in [
+            Reason::BodyUnreadable,
+            Reason::BodyInvalidMultipart,
+            Reason::BodyTypeAmbiguous,
+        ] {
+            assert!(Reason::ALL.contains(&r), "{} missing from ALL", r.as_str());
+        }
+    }
 
     #[test]
     fn codes_are_unique_and_match_serde() {

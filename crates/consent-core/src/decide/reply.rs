@@ -146,40 +146,71 @@ pub fn not_configured_reply() -> LocalReply {
     }
 }
 
-/// The status of a refusal after the decision: 413 for size, 415 for unreadable bodies, 400
-/// for a request that is not the JSON it says, 502 for a response the filter cannot vouch
+/// The status of a refusal after the decision: 413 for size, 415 for bodies the filter
+/// cannot read (an encoding, a format, two declared formats), 400 for a request that is
+/// not the JSON or multipart it says, 502 for a response the filter cannot vouch
 /// for, and the configured block status for forbidden data.
 pub fn refusal_status(block_status: u16, reason: Reason, direction: Direction) -> u16 {
     match (reason, direction) {
         (Reason::ForbiddenDataPresent, _) => block_status,
         (_, Direction::Response) => 502,
         (Reason::BodyTooLarge, Direction::Request) => 413,
-        (Reason::BodyEncodingUnsupported | Reason::BodyNotJson, Direction::Request) => 415,
-        (Reason::BodyInvalidJson | Reason::BodyInvalidProtobuf, Direction::Request) => 400,
+        (
+            Reason::BodyEncodingUnsupported
+            | Reason::BodyNotJson
+            | Reason::BodyUnreadable
+            | Reason::BodyTypeAmbiguous,
+            Direction::Request,
+        ) => 415,
+        (
+            Reason::BodyInvalidJson | Reason::BodyInvalidMultipart | Reason::BodyInvalidProtobuf,
+            Direction::Request,
+        ) => 400,
         _ => block_status,
     }
 }
 
+/// What the decision header says besides the decision: the mode, and whether a body
+/// passed unread (a format the filter cannot read, with `body.unparsed: pass`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeaderNotes {
+    /// Enforced or dry-run.
+    pub mode: Mode,
+    /// A body of the stream passed without being read.
+    pub body_unread: bool,
+}
+
+impl From<Mode> for HeaderNotes {
+    fn from(mode: Mode) -> Self {
+        HeaderNotes {
+            mode,
+            body_unread: false,
+        }
+    }
+}
+
 /// The decision header as backends see it: in dry-run prefixed `mode=dry_run; `, so that
-/// nobody mistakes a recorded decision for an enforced one.
+/// nobody mistakes a recorded decision for an enforced one, and ending `; body=unread`
+/// when a body passed without being read. `notes` is a [`Mode`] or [`HeaderNotes`].
 pub fn decision_header_for(
     policy: &CompiledPolicy,
     rules: &RouteTable,
     decision: &Decision,
-    mode: Mode,
+    notes: impl Into<HeaderNotes>,
 ) -> String {
+    let notes = notes.into();
     let value = decision_header_value(policy, rules, decision);
-    match mode {
-        Mode::Enforce => value,
-        Mode::DryRun => {
-            let mut out = String::with_capacity(value.len() + 16);
-            out.push_str("mode=");
-            out.push_str(mode.as_str());
-            out.push_str("; ");
-            out.push_str(&value);
-            out
-        }
+    let mut out = String::with_capacity(value.len() + 32);
+    if notes.mode == Mode::DryRun {
+        out.push_str("mode=");
+        out.push_str(notes.mode.as_str());
+        out.push_str("; ");
     }
+    out.push_str(&value);
+    if notes.body_unread {
+        out.push_str("; body=unread");
+    }
+    out
 }
 
 fn purpose_id<'p>(policy: &'p CompiledPolicy, decision: &Decision) -> Option<&'p str> {
@@ -235,5 +266,25 @@ mod tests {
         assert!(value.starts_with("outcome=redact; reason=consent_granted; purpose=marketing.newsletters; party=tsunagu; party_kind=operator; rule=default; policy=saitama-minna-app; policy_version=1; redacted="), "{value}");
         assert!(value.contains("location.gps"));
         assert!(!value.contains("email"));
+    }
+
+    #[test]
+    fn the_header_says_when_a_body_passed_unread() {
+        let c = compile_config(br#"{"caller": {"unidentified_party": "tsunagu"}}"#).unwrap();
+        let h: [(&str, &[u8]); 2] = [
+            ("x-user-id", b"u"),
+            ("x-data-purpose", b"service.improvement"),
+        ];
+        let d = c.evaluate(h);
+        let plain = decision_header_for(&c.policy, &c.routes, &d, Mode::Enforce);
+        assert_eq!(plain, decision_header_value(&c.policy, &c.routes, &d));
+        assert!(!plain.contains("body="));
+        let notes = HeaderNotes {
+            mode: Mode::DryRun,
+            body_unread: true,
+        };
+        let noted = decision_header_for(&c.policy, &c.routes, &d, notes);
+        assert!(noted.starts_with("mode=dry_run; outcome="), "{noted}");
+        assert!(noted.ends_with("; body=unread"), "{noted}");
     }
 }

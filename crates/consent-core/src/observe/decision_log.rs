@@ -156,6 +156,10 @@ pub struct Removed {
     pub query_params: usize,
     /// Response headers.
     pub response_headers: usize,
+    /// Cookies taken out of `Cookie` request headers.
+    pub request_cookies: usize,
+    /// `Set-Cookie` response headers dropped.
+    pub response_cookies: usize,
     /// Request body fields (removed or transformed).
     pub request_body_fields: usize,
     /// Response body fields (removed or transformed).
@@ -220,6 +224,9 @@ pub struct StreamFacts {
     pub fields_truncated: bool,
     /// Body bytes inspected, request and response (by [`Direction::index`]).
     pub body_bytes: [usize; 2],
+    /// A body passed without being read (a format the filter cannot read, with
+    /// `body.unparsed: pass`), request and response (by [`Direction::index`]).
+    pub body_unread: [bool; 2],
     /// Snapshot version used, when the snapshot is live.
     pub snapshot_version: Option<u64>,
 }
@@ -251,6 +258,8 @@ pub struct LogLine<'a> {
     pub fields_truncated: bool,
     /// Body bytes inspected, request and response.
     pub body_bytes: [usize; 2],
+    /// A body passed unread, request and response.
+    pub body_unread: [bool; 2],
     /// Consent snapshot version.
     pub snapshot_version: Option<u64>,
 }
@@ -294,6 +303,7 @@ pub fn log_line<'a>(
         fields: &stream.fields,
         fields_truncated: stream.fields_truncated,
         body_bytes: stream.body_bytes,
+        body_unread: stream.body_unread,
         snapshot_version: stream.snapshot_version,
     }
 }
@@ -411,5 +421,14 @@ mod tests {
         assert_eq!(v["policy_version"], 1);
         assert!(!line.contains("u-secret"), "{line}");
         assert_eq!(v["subject"].as_str().unwrap().len(), 32);
+        assert_eq!(v["body_unread"], serde_json::json!([false, false]));
+        let unread = StreamFacts {
+            body_unread: [true, false],
+            ..StreamFacts::default()
+        };
+        let line = log_line(&c.policy, &c.routes, &d, &unread, 1)
+            .to_json()
+            .unwrap();
+        assert!(line.contains(r#""body_unread":[true,false]"#), "{line}");
     }
 }

@@ -88,6 +88,9 @@ pub struct CompiledPolicy {
     /// Protobuf selectors of every category, checked for syntax; compiled against the
     /// descriptors with the `grpc` block.
     pub protobuf: Vec<CategorySelector>,
+    /// Categories with `query` names: they travel as query parameters, form parameters
+    /// and multipart part names.
+    pub param_categories: CategorySet,
     /// Coarsening per category (by position).
     pub coarsen: Vec<Option<CoarsenSpec>>,
     /// Parties with their identities (§6-§8).
@@ -98,6 +101,7 @@ pub struct CompiledPolicy {
     category_ids: NameMap<CategoryIdx>,
     header_categories: NameMap<CategorySet>,
     query_categories: NameMap<CategorySet>,
+    cookie_categories: NameMap<CategorySet>,
 }
 
 impl CompiledPolicy {
@@ -130,7 +134,9 @@ impl CompiledPolicy {
         let mut category_ids = NameMap::default();
         let mut header_categories: NameMap<CategorySet> = NameMap::default();
         let mut query_categories: NameMap<CategorySet> = NameMap::default();
+        let mut cookie_categories: NameMap<CategorySet> = NameMap::default();
         let mut explicit_grant = CategorySet::EMPTY;
+        let mut param_categories = CategorySet::EMPTY;
         let mut matcher = Matcher::default();
         let mut protobuf = Vec::new();
         let mut coarsen = Vec::with_capacity(doc.categories.len());
@@ -156,6 +162,19 @@ impl CompiledPolicy {
                     ));
                 }
                 query_categories
+                    .entry(name.to_ascii_lowercase())
+                    .or_default()
+                    .insert(idx);
+                param_categories.insert(idx);
+            }
+            for (k, name) in c.cookies.iter().enumerate() {
+                if name.is_empty() || !name.bytes().all(is_token_byte) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.cookies[{k}]"),
+                        "not a valid cookie name (token characters only)",
+                    ));
+                }
+                cookie_categories
                     .entry(name.to_ascii_lowercase())
                     .or_default()
                     .insert(idx);
@@ -332,6 +351,7 @@ impl CompiledPolicy {
             explicit_grant,
             matcher,
             protobuf,
+            param_categories,
             coarsen,
             parties,
             third_party_provision,
@@ -340,6 +360,7 @@ impl CompiledPolicy {
             category_ids,
             header_categories,
             query_categories,
+            cookie_categories,
         })
     }
 
@@ -430,6 +451,19 @@ impl CompiledPolicy {
     pub fn has_query_mappings(&self) -> bool {
         !self.query_categories.is_empty()
     }
+
+    /// Categories carried by a cookie (name in lowercase).
+    pub fn cookie_categories(&self, lowercase_name: &str) -> CategorySet {
+        self.cookie_categories
+            .get(lowercase_name)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Whether any cookie is mapped to a category.
+    pub fn has_cookie_mappings(&self) -> bool {
+        !self.cookie_categories.is_empty()
+    }
 }
 
 fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
@@ -448,10 +482,14 @@ fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Whether a byte may stand in an HTTP token (header and cookie names).
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Checks an HTTP header name and returns it in lowercase, as Envoy presents it.
 pub fn normalise_header_name(name: &str, path: &str) -> Result<String, ConfigError> {
-    let is_token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    if name.is_empty() || !name.bytes().all(is_token) {
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
         return Err(ConfigError::invalid(
             path,
             "not a valid HTTP header name (pseudo-headers such as :path cannot be mapped)",

@@ -102,9 +102,15 @@ pub struct CategoryDoc {
     /// Request and response header names that carry this category.
     #[serde(default)]
     pub headers: Vec<String>,
-    /// Query parameter names that carry this category.
+    /// Query parameter names that carry this category; form parameters and multipart
+    /// part names are matched against them too.
     #[serde(default)]
     pub query: Vec<String>,
+    /// Cookie names that carry this category (matched without regard to ASCII case):
+    /// removed from `Cookie` request headers, and the `Set-Cookie` response headers that
+    /// set them are dropped.
+    #[serde(default)]
+    pub cookies: Vec<String>,
     /// JSON field selectors that find this category in bodies (`$..gps`, `$.a[*].b`).
     #[serde(default)]
     pub json: Vec<String>,

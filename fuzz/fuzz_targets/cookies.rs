@@ -1,0 +1,8 @@
+//! cargo fuzz target `cookies`: see `fuzz/harness.rs`.
+#![no_main]
+
+#[path = "../harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::cookies(data));
