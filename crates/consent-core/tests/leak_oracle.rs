@@ -2032,7 +2032,7 @@ fn check_fields(b: &Built, fields: &[FieldSpec], crlf: bool) -> Result<Stats, Te
     let mut actions = vec![None; config.policy.categories.len()];
     if let Some(p) = decision.purpose.and_then(|p| config.policy.purpose(p)) {
         for (c, a) in &p.actions {
-            actions[c.position()] = Some(a.clone());
+            actions[c.position()] = Some(*a);
         }
     }
     let verdict = |_: Option<&str>| ElementVerdict::Drop;
