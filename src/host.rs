@@ -53,6 +53,20 @@ pub fn replace_body(direction: Direction, size: usize, value: &[u8]) -> Result<(
     hostcalls::set_buffer(buffer(direction), 0, size, value)
 }
 
+/// Adds one more value of a header in either direction (after the others).
+pub fn add_header(direction: Direction, name: &str, value: &[u8]) -> Result<(), Status> {
+    hostcalls::add_map_value_bytes(header_map(direction), name, value)
+}
+
+/// Sets a trailer of either direction, replacing any value (gRPC status trailers).
+pub fn set_trailer(direction: Direction, name: &str, value: &str) -> Result<(), Status> {
+    let map = match direction {
+        Direction::Request => MapType::HttpRequestTrailers,
+        Direction::Response => MapType::HttpResponseTrailers,
+    };
+    hostcalls::set_map_value(map, name, Some(value))
+}
+
 /// Removes every occurrence of a header in either direction.
 pub fn remove_header(direction: Direction, name: &str) -> Result<(), Status> {
     hostcalls::remove_map_value(header_map(direction), name)

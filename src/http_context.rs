@@ -7,7 +7,9 @@ use std::rc::Rc;
 
 use consent_core::body::CivilDate;
 use consent_core::decide::{not_configured_reply, HeaderEdits, LocalReply};
-use consent_core::stream::{BodyStart, BodyStep, RequestStep, ResponseStep, Stop, Stream};
+use consent_core::stream::{
+    BodyStart, BodyStep, ChunkStep, RequestStep, ResponseStep, Stop, Stream, TrailerStep,
+};
 use consent_core::{CompiledConfig, Direction};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, Status};
@@ -84,16 +86,98 @@ impl ConsentHttp {
                 }
                 Ok(*hold)
             }
+            BodyStart::Stream { remove } => {
+                for name in remove.iter() {
+                    host::remove_header(direction, name)?;
+                }
+                Ok(false)
+            }
         }
     }
 
-    /// Body data of one direction arrived (`size` bytes buffered so far).
+    /// Body data of one direction arrived (`size` bytes buffered so far, or, for a
+    /// walked gRPC body, in this chunk).
     fn on_body(&mut self, direction: Direction, size: usize, end_of_stream: bool) -> Action {
         let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
             return Action::Continue;
         };
+        if stream.streaming(direction) {
+            return self.on_chunk(&config, direction, size, end_of_stream);
+        }
         let step = stream.on_body_data(&config, direction, size, end_of_stream);
         self.body_step(&config, direction, step, size)
+    }
+
+    /// One chunk of a walked gRPC body: forwarded rewritten, as it passes.
+    fn on_chunk(
+        &mut self,
+        config: &CompiledConfig,
+        direction: Direction,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let chunk = match host::body(direction, size) {
+            Ok(chunk) => chunk,
+            Err(_) => return self.fail_closed(config, "cannot read the grpc body"),
+        };
+        let Some(stream) = self.stream.as_mut() else {
+            return Action::Continue;
+        };
+        let today = CivilDate::from_unix_seconds(host::unix_seconds());
+        let step = stream.on_chunk(config, direction, &chunk, end_of_stream, today);
+        self.flush_stats();
+        match step {
+            ChunkStep::Continue => Action::Continue,
+            ChunkStep::Replace(bytes) => {
+                if bytes == chunk {
+                    return Action::Continue;
+                }
+                match host::replace_body(direction, chunk.len(), &bytes) {
+                    Ok(()) => Action::Continue,
+                    Err(_) => self.fail_closed(config, "cannot replace grpc messages"),
+                }
+            }
+            ChunkStep::Reply(reply) => Self::send(&reply),
+        }
+    }
+
+    /// Trailers of one direction: they end a buffered body, or a walked gRPC body (whose
+    /// response trailers may carry a refusal's status).
+    fn on_trailers(&mut self, direction: Direction) -> Action {
+        let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
+            return Action::Continue;
+        };
+        if stream.streaming(direction) {
+            let step = stream.on_grpc_trailers(&config, direction);
+            self.flush_stats();
+            return match step {
+                TrailerStep::Continue => Action::Continue,
+                TrailerStep::Reply(reply) => Self::send(&reply),
+                TrailerStep::Set(trailers) => {
+                    for (name, value) in &trailers {
+                        if host::set_trailer(direction, name, value).is_err() {
+                            return self.fail_closed(&config, "cannot set the grpc status");
+                        }
+                    }
+                    Action::Continue
+                }
+            };
+        }
+        let step = stream.on_trailers(direction);
+        self.body_step(&config, direction, step, usize::MAX)
+    }
+
+    /// After a request body check: the decision header says `body=unread` when the body
+    /// passed without being read (headers held until now).
+    fn update_decision_header(&mut self, config: &CompiledConfig, direction: Direction) -> bool {
+        if direction != Direction::Request {
+            return true;
+        }
+        let Some((name, value)) = self.stream.as_mut().and_then(|s| s.header_update(config)) else {
+            return true;
+        };
+        observe::expose_decision(&value);
+        host::set_request_header(&name, &value).is_ok()
     }
 
     /// Carries out a body step; `size` is what is buffered.
@@ -107,6 +191,9 @@ impl ConsentHttp {
         match step {
             BodyStep::Continue => {
                 self.flush_stats();
+                if !self.update_decision_header(config, direction) {
+                    return self.fail_closed(config, "cannot set the decision header");
+                }
                 Action::Continue
             }
             // Pause in a body callback is StopIterationAndBuffer: nothing goes on yet.
@@ -130,6 +217,9 @@ impl ConsentHttp {
                 match next {
                     BodyStep::Replace(new_body) => {
                         self.flush_stats();
+                        if !self.update_decision_header(config, direction) {
+                            return self.fail_closed(config, "cannot set the decision header");
+                        }
                         match host::replace_body(direction, body.len(), &new_body) {
                             Ok(()) => Action::Continue,
                             Err(_) => self.fail_closed(config, "cannot replace the body"),
@@ -146,9 +236,18 @@ impl ConsentHttp {
     }
 }
 
-fn apply_request_edits(edits: &HeaderEdits) -> Result<(), Status> {
+/// Applies header edits to one direction: removals, the cookies kept (every `Cookie` or
+/// `Set-Cookie` header goes, then the kept values are added back in order) and the new
+/// `:path`.
+fn apply_edits(direction: Direction, edits: &HeaderEdits) -> Result<(), Status> {
     for name in &edits.remove {
-        host::remove_header(Direction::Request, name)?;
+        host::remove_header(direction, name)?;
+    }
+    if let Some(cookies) = &edits.cookies {
+        host::remove_header(direction, cookies.header)?;
+        for value in &cookies.keep {
+            host::add_header(direction, cookies.header, value)?;
+        }
     }
     if let Some(path) = &edits.new_path {
         host::set_request_header(":path", path)?;
@@ -191,7 +290,7 @@ impl HttpContext for ConsentHttp {
                 body,
             } => (edits, decision_header, body),
         };
-        if apply_request_edits(&edits).is_err() {
+        if apply_edits(Direction::Request, &edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
         if host::set_request_header(&name, &value).is_err() {
@@ -213,11 +312,7 @@ impl HttpContext for ConsentHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
-            return Action::Continue;
-        };
-        let step = stream.on_trailers(Direction::Request);
-        self.body_step(&config, Direction::Request, step, usize::MAX)
+        self.on_trailers(Direction::Request)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -239,10 +334,8 @@ impl HttpContext for ConsentHttp {
             ResponseStep::Reply(reply) => return Self::send(&reply),
             ResponseStep::Forward { edits, body } => (edits, body),
         };
-        for name in &edits.remove {
-            if host::remove_header(Direction::Response, name).is_err() {
-                return self.fail_closed(&config, "cannot remove forbidden response headers");
-            }
+        if apply_edits(Direction::Response, &edits).is_err() {
+            return self.fail_closed(&config, "cannot remove forbidden response headers");
         }
         match self.begin_body(Direction::Response, &body) {
             Ok(true) => Action::Pause,
@@ -256,11 +349,7 @@ impl HttpContext for ConsentHttp {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
-        let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
-            return Action::Continue;
-        };
-        let step = stream.on_trailers(Direction::Response);
-        self.body_step(&config, Direction::Response, step, usize::MAX)
+        self.on_trailers(Direction::Response)
     }
 
     fn on_log(&mut self) {

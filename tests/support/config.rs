@@ -43,6 +43,17 @@ pub fn localise(yaml: &str, listen: u16, admin: u16, backend: u16, source: u16) 
     })
 }
 
+/// Points every socket address on port `from` at `to` (e.g. the demo gRPC backend).
+pub fn with_port(yaml: &str, from: u16, to: u16) -> String {
+    edit_yaml(yaml, |doc| {
+        assert!(
+            doc.replace_port(from, to) > 0,
+            "no socket address on port {from}"
+        );
+        Ok(())
+    })
+}
+
 /// Replaces the consent filter's plugin configuration (and the fetcher's, which runs in
 /// the same VM) with `json`.
 pub fn with_plugin_config(yaml: &str, json: &str) -> String {

@@ -128,6 +128,19 @@ pub struct Envoy {
     dir: PathBuf,
 }
 
+/// A command running `program` on a leash: a small shell stops it when asked (TERM) and
+/// when the test process is gone, since fixtures kept in statics are never dropped.
+pub fn leashed(program: &Path) -> Command {
+    let leash = r#"trap 'kill $pid 2>/dev/null; exit 0' TERM
+"$@" & pid=$!
+while kill -0 "$PPID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
+kill $pid 2>/dev/null
+wait $pid"#;
+    let mut command = Command::new("sh");
+    command.args(["-c", leash, "leash"]).arg(program);
+    command
+}
+
 impl Envoy {
     /// Writes `yaml` to a temp dir and starts Envoy with it; waits until it is ready.
     pub fn start(yaml: &str, port: u16, admin: u16) -> Result<Envoy, String> {
@@ -136,16 +149,7 @@ impl Envoy {
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = dir.join("envoy.log");
-        // A small shell keeps Envoy on a leash: it stops Envoy when asked (TERM) and when
-        // the test process is gone, since fixtures kept in statics are never dropped.
-        let leash = r#"trap 'kill $pid 2>/dev/null; exit 0' TERM
-"$@" & pid=$!
-while kill -0 "$PPID" 2>/dev/null && kill -0 "$pid" 2>/dev/null; do sleep 0.5; done
-kill $pid 2>/dev/null
-wait $pid"#;
-        let child = Command::new("sh")
-            .args(["-c", leash, "envoy-leash"])
-            .arg(envoy_bin())
+        let child = leashed(&envoy_bin())
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])

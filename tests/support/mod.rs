@@ -4,7 +4,8 @@
 //! One job per file: [`envoy`] (paths, the built filter, the Envoy process), [`config`]
 //! (edits of the shipped Envoy config, through envoy-yaml), [`client`] (curl requests and
 //! responses), [`fixture`] (the demo backend, consent source and Envoy started together),
-//! [`pki`] (a throwaway CA for mTLS) and [`load`] (requests in a loop).
+//! [`grpc`] (a real gRPC server and client), [`pki`] (a throwaway CA for mTLS) and
+//! [`load`] (requests in a loop).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -17,6 +18,7 @@ pub mod client;
 pub mod config;
 pub mod envoy;
 pub mod fixture;
+pub mod grpc;
 pub mod load;
 pub mod pki;
 
@@ -25,14 +27,15 @@ pub mod pki;
 pub use self::{
     client::{curl, h, send, Req, Response},
     config::{
-        localise, map_plugin_config, split_lds, with_plugin_config, with_transport_socket,
-        without_filter, worker_lease,
+        localise, map_plugin_config, split_lds, with_plugin_config, with_port,
+        with_transport_socket, without_filter, worker_lease,
     },
     envoy::{envoy_bin, free_port, repo_has, repo_root, shipped_config, tag, wasm_path, Envoy},
     fixture::{
         demo_consents, policy_v2_changing, shipped_demo, start_backend, start_demo,
         start_demo_mtls, start_demo_parts, start_demo_with, start_source, wait_until, Fixture,
     },
+    grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
     pki::{ClientTls, TestPki},
 };

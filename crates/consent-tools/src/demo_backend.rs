@@ -210,6 +210,7 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex
         None if path_only == "/gzip-profile" => {
             (profile("u-alice"), vec![("content-encoding", "gzip")])
         }
+        None if path_only == "/cookies" => (echo(&record), demo_cookies()),
         None => (echo(&record), Vec::new()),
     };
     lock(seen).push(record);
@@ -309,6 +310,20 @@ fn profile_headers() -> Vec<(&'static str, &'static str)> {
         ("x-device-id", "dev-7f3a9c"),
         ("x-geo-position", "35.8617,139.6455"),
         ("x-user-email", "hanako@example.jp"),
+    ]
+}
+
+/// `GET /cookies`: the echo, and `Set-Cookie` headers of a session, an analytics, a
+/// location and a device cookie (the shipped policy maps the last three to categories).
+fn demo_cookies() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("set-cookie", "session=s-123; Path=/; HttpOnly"),
+        (
+            "set-cookie",
+            "_ga=GA1.2.345.678; Expires=Wed, 21 Oct 2026 07:28:00 GMT; Path=/",
+        ),
+        ("set-cookie", "last_location=35.8617,139.6455; Path=/"),
+        ("set-cookie", "minna_device=dev-7f3a9c; Path=/; Secure"),
     ]
 }
 

@@ -23,6 +23,6 @@ pub use query::{decode_name, strip_params, QueryDoc, QuerySettings};
 pub use reason::Reason;
 pub use reply::{
     block_body, block_reply, decision_header_for, decision_header_value, not_configured_reply,
-    refusal_status, HeaderNotes, LocalReply, INTERNAL_ERROR_STATUS,
+    refusal_status, GrpcStatus, HeaderNotes, LocalReply, INTERNAL_ERROR_STATUS,
 };
 pub use request::{HeaderScan, HeaderValue, RequestContext, RequestView, MAX_IDENTITY_LEN};

@@ -98,28 +98,74 @@ pub fn decision_header_value(
 pub const INTERNAL_ERROR_STATUS: u16 = 500;
 
 /// A reply the filter sends in place of the backend: status, JSON body, and the decision
-/// header (absent when there is no configuration to name one).
+/// header (absent when there is no configuration to name one). To a gRPC call it is
+/// gRPC-native instead: HTTP 200, no body, `grpc-status` and `grpc-message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
     /// HTTP status.
     pub status: u16,
-    /// JSON body.
+    /// JSON body (empty for gRPC).
     pub body: String,
     /// The decision header's name and value.
     pub decision_header: Option<(String, String)>,
+    /// The gRPC status of a reply to a gRPC call.
+    pub grpc: Option<GrpcStatus>,
+}
+
+/// The status a gRPC client sees: `grpc-status` and `grpc-message` (the reason code), in a
+/// trailers-only reply of the call's content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcStatus {
+    /// `grpc-status`, as text (`7` PERMISSION_DENIED, `3` INVALID_ARGUMENT, ...).
+    pub code: String,
+    /// `grpc-message`: the reason code.
+    pub message: &'static str,
+    /// The call's `content-type` (`application/grpc` or `application/grpc-web`).
+    pub content_type: &'static str,
+}
+
+impl GrpcStatus {
+    /// The status for a block or refusal with `reason` in `direction`.
+    pub fn of(reason: Reason, direction: Direction, content_type: &'static str) -> Self {
+        GrpcStatus {
+            code: reason.grpc_status(direction).to_string(),
+            message: reason.as_str(),
+            content_type,
+        }
+    }
 }
 
 impl LocalReply {
-    /// The reply headers: JSON, never cached, and the decision header.
+    /// The reply headers: JSON (or the gRPC call's type and status), never cached, and
+    /// the decision header.
     pub fn headers(&self) -> Vec<(&str, &str)> {
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("cache-control", "no-store"),
-        ];
+        let mut headers = match &self.grpc {
+            None => vec![("content-type", "application/json")],
+            Some(grpc) => vec![
+                ("content-type", grpc.content_type),
+                ("grpc-status", grpc.code.as_str()),
+                ("grpc-message", grpc.message),
+            ],
+        };
+        headers.push(("cache-control", "no-store"));
         if let Some((name, value)) = &self.decision_header {
             headers.push((name.as_str(), value.as_str()));
         }
         headers
+    }
+
+    /// The same reply as a gRPC client must see it: HTTP 200, no body, the status in
+    /// `grpc-status` / `grpc-message`.
+    pub fn as_grpc(
+        mut self,
+        reason: Reason,
+        direction: Direction,
+        content_type: &'static str,
+    ) -> Self {
+        self.status = 200;
+        self.body.clear();
+        self.grpc = Some(GrpcStatus::of(reason, direction, content_type));
+        self
     }
 }
 
@@ -132,6 +178,7 @@ pub fn block_reply(config: &CompiledConfig, decision: &Decision, status: u16) ->
             config.settings.decision_header.clone(),
             decision_header_value(&config.policy, &config.routes, decision),
         )),
+        grpc: None,
     }
 }
 
@@ -143,6 +190,7 @@ pub fn not_configured_reply() -> LocalReply {
             "{\"error\":\"the consent filter is not configured\",\"reason\":\"internal_error\",\"purpose\":null}",
         ),
         decision_header: None,
+        grpc: None,
     }
 }
 

@@ -29,6 +29,12 @@ pub enum BodyStart {
         /// Pause the headers until the body is checked.
         hold: bool,
     },
+    /// Walk it chunk by chunk as it passes ([`Stream::on_chunk`]): remove these headers
+    /// first; the headers go on at once.
+    Stream {
+        /// Header names to remove (none in dry-run).
+        remove: &'static [&'static str],
+    },
     /// Refuse before reading.
     Refuse(LocalReply),
 }
@@ -153,9 +159,17 @@ impl Stream {
             return BodyStep::Continue;
         };
         let record_paths = config.decision_log.field_paths;
-        match config.redact_body(&decision, body, today, record_paths, lookup) {
+        let headers = self
+            .body_headers
+            .get(direction.index())
+            .copied()
+            .unwrap_or_default();
+        match config.enforce_body(&decision, &headers, body, today, record_paths, lookup) {
             Ok((outcome, report)) => {
                 self.record_body(config, direction, &report);
+                if report.unread {
+                    self.mark_unread(direction);
+                }
                 match outcome {
                     BodyOutcome::Unchanged => BodyStep::Continue,
                     BodyOutcome::Rewritten(_) if self.dry_run() => BodyStep::Continue,
@@ -165,11 +179,7 @@ impl Stream {
                         .into(),
                 }
             }
-            // An undeclared body that is not JSON carries no fields to find.
-            Err(_) if mode == BodyMode::Sniff => BodyStep::Continue,
-            Err(_) => self
-                .refuse(config, Reason::BodyInvalidJson, direction)
-                .into(),
+            Err(error) => self.refuse(config, error.reason(), direction).into(),
         }
     }
 

@@ -1,15 +1,16 @@
 //! The header steps of a stream: decide on the request headers, and plan the edits of
 //! both header maps.
 
-use crate::body::BodyHeaders;
+use crate::body::{BodyFormat, BodyHeaders, BodyMode, UnparsedBody};
 use crate::config::CompiledConfig;
 use crate::decide::decision::Outcome;
 use crate::decide::entry::ConsentLookup;
-use crate::decide::header_plan::{plan_request, plan_response, HeaderEdits};
+use crate::decide::header_plan::HeaderEdits;
 use crate::decide::reason::Reason;
-use crate::decide::reply::{block_reply, decision_header_for, LocalReply};
+use crate::decide::reply::LocalReply;
 use crate::decide::request::HeaderValue;
 use crate::direction::{Direction, Mode};
+use crate::grpc::{grpc_content, Framing, GrpcContent};
 use crate::observe::decision_log::safe_request_id;
 use crate::policy::party::CallerFacts;
 use crate::policy::routes::RouteFacts;
@@ -64,6 +65,20 @@ impl Stream {
     where
         I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
     {
+        for (name, value) in headers.clone() {
+            match name {
+                "content-type" => {
+                    if let Some(content) = grpc_content(value) {
+                        self.grpc_call = Some(match content {
+                            GrpcContent::Proto(Framing::GrpcWeb) => "application/grpc-web",
+                            _ => "application/grpc",
+                        });
+                    }
+                }
+                ":path" => self.path = std::str::from_utf8(value).ok().map(str::to_string),
+                _ => {}
+            }
+        }
         let decided = config.decide_request(headers.clone(), caller, route, lookup);
         let decision = decided.decision;
         if config.decision_log.enabled {
@@ -85,15 +100,15 @@ impl Stream {
         self.stats.push(Stat::Decision(decision));
         if decision.outcome == Outcome::Block && !self.dry_run() {
             self.decision = Some(decision);
-            return RequestStep::Reply(block_reply(
+            return RequestStep::Reply(self.reply(
                 config,
                 &decision,
                 config.settings.block_status,
+                Direction::Request,
             ));
         }
-        let mut edits = plan_request(&config.policy, &decision, headers.clone());
+        let mut edits = config.plan_request(&decision, headers.clone());
         self.record_edits(&edits, Direction::Request);
-        let header = decision_header_for(&config.policy, &config.routes, &decision, self.mode);
         let purpose = decision.purpose.and_then(|p| config.policy.purpose(p));
         let forbidden_present = purpose.and_then(|p| p.blocks_any(edits.removed)).is_some();
         let blocked_in_dry_run = decision.outcome == Outcome::Block;
@@ -113,9 +128,12 @@ impl Stream {
         } else {
             self.start_body(config, Direction::Request, headers)
         };
+        // After the body start: a body that will pass unread is already said to.
+        let decision_header = self.decision_header(config).unwrap_or_default();
+        self.header_said_unread = self.facts.body_unread.first().copied().unwrap_or(false);
         RequestStep::Forward {
             edits,
-            decision_header: (config.settings.decision_header.clone(), header),
+            decision_header,
             body,
         }
     }
@@ -136,7 +154,7 @@ impl Stream {
         if !self.reads_response(config) {
             return ResponseStep::Pass;
         }
-        let mut edits = plan_response(&config.policy, &decision, headers.clone());
+        let mut edits = config.plan_response(&decision, headers.clone());
         self.record_edits(&edits, Direction::Response);
         if self.dry_run() {
             edits = HeaderEdits::default();
@@ -167,8 +185,12 @@ impl Stream {
             Direction::Request => {
                 removed.request_headers = edits.removed_count.saturating_sub(edits.removed_params);
                 removed.query_params = edits.removed_params;
+                removed.request_cookies = edits.removed_cookies;
             }
-            Direction::Response => removed.response_headers = edits.removed_count,
+            Direction::Response => {
+                removed.response_headers = edits.removed_count;
+                removed.response_cookies = edits.removed_cookies;
+            }
         }
         self.stats.extend(
             edits
@@ -178,7 +200,8 @@ impl Stream {
         );
     }
 
-    /// Chooses the body mode of one direction from its headers.
+    /// Chooses what to do with one direction's body from its headers: walk gRPC messages
+    /// as they pass, buffer and enforce the body, or let it flow.
     fn start_body<'h, I>(
         &mut self,
         config: &CompiledConfig,
@@ -186,12 +209,27 @@ impl Stream {
         headers: I,
     ) -> BodyStart
     where
-        I: IntoIterator<Item = (&'h str, &'h [u8])>,
+        I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
     {
         let Some(decision) = self.decision else {
             return BodyStart::None;
         };
+        let mut grpc = None;
+        let mut grpc_encoding = None;
+        for (name, value) in headers.clone() {
+            match name {
+                "content-type" => grpc = grpc.or(grpc_content(value)),
+                "grpc-encoding" => grpc_encoding = Some(value),
+                _ => {}
+            }
+        }
+        if let Some(content) = grpc {
+            return self.start_grpc(config, direction, content, grpc_encoding);
+        }
         let facts = BodyHeaders::from_headers(headers);
+        if let Some(slot) = self.body_headers.get_mut(direction.index()) {
+            *slot = facts;
+        }
         let mode = crate::body::body_mode(
             config.body_needed(&decision),
             &facts,
@@ -199,6 +237,29 @@ impl Stream {
             config.body.encoded,
             config.body.unparsed,
         );
+        if mode == BodyMode::Refuse(Reason::BodyTooLarge) && self.passes_unread(config, &facts) {
+            // Too large to read, and of a kind the filter could not read anyway: it
+            // passes, said to be unread.
+            self.mark_unread(direction);
+            return BodyStart::None;
+        }
         self.begin_body(config, direction, mode)
+    }
+
+    /// Whether a body of this kind that cannot be read passes (marked unread): it declares
+    /// no format the filter reads, and `body.unparsed` is `pass`.
+    pub(crate) fn passes_unread(&self, config: &CompiledConfig, facts: &BodyHeaders) -> bool {
+        config.body.unparsed == UnparsedBody::Pass
+            && matches!(
+                facts.format,
+                BodyFormat::Undeclared | BodyFormat::Other | BodyFormat::Grpc
+            )
+    }
+
+    /// Records that a body of `direction` passed without being read.
+    pub(crate) fn mark_unread(&mut self, direction: Direction) {
+        if let Some(flag) = self.facts.body_unread.get_mut(direction.index()) {
+            *flag = true;
+        }
     }
 }

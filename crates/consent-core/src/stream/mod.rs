@@ -9,19 +9,23 @@
 //! dry-run every step is decided and recorded, and nothing is changed.
 
 mod body;
+mod grpc;
 mod headers;
 #[cfg(test)]
 mod tests;
 
 pub use body::{BodyStart, BodyStep};
+pub use grpc::{ChunkStep, TrailerStep};
 pub use headers::{RequestStep, ResponseStep};
 
-use crate::body::BodyMode;
+use crate::body::{BodyHeaders, BodyMode};
 use crate::config::CompiledConfig;
 use crate::decide::decision::Decision;
 use crate::decide::reason::Reason;
 use crate::decide::reply::{block_reply, LocalReply, INTERNAL_ERROR_STATUS};
+use crate::decide::reply::{decision_header_for, HeaderNotes};
 use crate::direction::{Direction, Mode};
+use crate::grpc::GrpcStream;
 use crate::observe::decision_log::{log_line, StreamFacts};
 use crate::policy::categories::CategoryIdx;
 
@@ -54,6 +58,19 @@ pub struct Stream {
     decision: Option<Decision>,
     mode: Mode,
     body: [BodyMode; 2],
+    /// What each direction's headers say about its body (format, encoding, length).
+    body_headers: [BodyHeaders; 2],
+    /// The request is a gRPC call: replies are gRPC-native, in this content type.
+    grpc_call: Option<&'static str>,
+    /// The request's `:path` (a gRPC call's method).
+    path: Option<String>,
+    /// The gRPC message stream of each direction, while one is walked.
+    grpc: [Option<GrpcStream>; 2],
+    /// A gRPC response refused after its headers went on: the rest of its messages are
+    /// dropped and its trailers carry this status.
+    grpc_refused: Option<Reason>,
+    /// The decision header sent said `body=unread`.
+    header_said_unread: bool,
     facts: StreamFacts,
     user: Option<String>,
     stats: Vec<Stat>,
@@ -118,7 +135,46 @@ impl Stream {
             return Stop::Continue;
         }
         let decision = Decision::block(Reason::InternalError, None);
-        Stop::Reply(block_reply(config, &decision, INTERNAL_ERROR_STATUS))
+        Stop::Reply(self.reply(config, &decision, INTERNAL_ERROR_STATUS, Direction::Request))
+    }
+
+    /// A block reply for `decision`: JSON with `status`, or gRPC-native to a gRPC call.
+    fn reply(
+        &self,
+        config: &CompiledConfig,
+        decision: &Decision,
+        status: u16,
+        direction: Direction,
+    ) -> LocalReply {
+        let reply = block_reply(config, decision, status);
+        match self.grpc_call {
+            Some(content_type) => reply.as_grpc(decision.reason, direction, content_type),
+            None => reply,
+        }
+    }
+
+    /// The decision header again, when it must now say `body=unread` and the one the host
+    /// set did not (the request body was checked while its headers were held).
+    pub fn header_update(&mut self, config: &CompiledConfig) -> Option<(String, String)> {
+        let unread = self.facts.body_unread.first().copied().unwrap_or(false);
+        if unread && !self.header_said_unread && config.body.hold_headers {
+            self.header_said_unread = true;
+            return self.decision_header(config);
+        }
+        None
+    }
+
+    /// The decision header as it stands now (dry-run mark, `body=unread`).
+    pub fn decision_header(&self, config: &CompiledConfig) -> Option<(String, String)> {
+        let decision = self.decision.as_ref()?;
+        let notes = HeaderNotes {
+            mode: self.mode,
+            body_unread: self.facts.body_unread.iter().any(|u| *u),
+        };
+        Some((
+            config.settings.decision_header.clone(),
+            decision_header_for(&config.policy, &config.routes, decision, notes),
+        ))
     }
 
     /// Refuses the stream with `reason` after the decision (a body that cannot be checked,
@@ -138,7 +194,7 @@ impl Stream {
         }
         let status =
             crate::decide::reply::refusal_status(config.settings.block_status, reason, direction);
-        Stop::Reply(block_reply(config, &decision, status))
+        Stop::Reply(self.reply(config, &decision, status, direction))
     }
 
     /// The decision-log line of the finished stream, if it is in the sample. `fallback`
