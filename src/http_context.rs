@@ -33,9 +33,9 @@ impl ConsentHttp {
     }
 
     /// Sends a local reply; the stream goes no further.
-    fn send(reply: &LocalReply) -> Action {
+    fn send(config: Option<&CompiledConfig>, reply: &LocalReply) -> Action {
         if let Some((_, value)) = &reply.decision_header {
-            observe::expose_decision(value);
+            observe::expose_decision(config, value);
         }
         if let Err(status) = host::send_reply(reply.status, reply.headers(), reply.body.as_bytes())
         {
@@ -48,7 +48,7 @@ impl ConsentHttp {
     fn stop(&mut self, stop: Stop) -> Action {
         self.flush_stats();
         match stop {
-            Stop::Reply(reply) => Self::send(&reply),
+            Stop::Reply(reply) => Self::send(self.config.as_deref(), &reply),
             Stop::Continue => Action::Continue,
         }
     }
@@ -56,7 +56,7 @@ impl ConsentHttp {
     /// The host could not do its part: the stream fails closed (dry-run: goes on).
     fn fail_closed(&mut self, config: &CompiledConfig, what: &str) -> Action {
         let Some(stream) = self.stream.as_mut() else {
-            return Self::send(&not_configured_reply());
+            return Self::send(Some(config), &not_configured_reply());
         };
         let stop = stream.fail_closed(config);
         log::error!(
@@ -137,7 +137,7 @@ impl ConsentHttp {
                     Err(_) => self.fail_closed(config, "cannot replace grpc messages"),
                 }
             }
-            ChunkStep::Reply(reply) => Self::send(&reply),
+            ChunkStep::Reply(reply) => Self::send(Some(config), &reply),
         }
     }
 
@@ -152,7 +152,7 @@ impl ConsentHttp {
             self.flush_stats();
             return match step {
                 TrailerStep::Continue => Action::Continue,
-                TrailerStep::Reply(reply) => Self::send(&reply),
+                TrailerStep::Reply(reply) => Self::send(Some(&config), &reply),
                 TrailerStep::Set(trailers) => {
                     for (name, value) in &trailers {
                         if host::set_trailer(direction, name, value).is_err() {
@@ -176,7 +176,7 @@ impl ConsentHttp {
         let Some((name, value)) = self.stream.as_mut().and_then(|s| s.header_update(config)) else {
             return true;
         };
-        observe::expose_decision(&value);
+        observe::expose_decision(Some(config), &value);
         host::set_request_header(&name, &value).is_ok()
     }
 
@@ -200,7 +200,7 @@ impl ConsentHttp {
             BodyStep::Buffer => Action::Pause,
             BodyStep::Reply(reply) => {
                 self.flush_stats();
-                Self::send(&reply)
+                Self::send(Some(config), &reply)
             }
             BodyStep::ReadWhole => {
                 let body = match host::body(direction, size) {
@@ -261,7 +261,7 @@ impl HttpContext for ConsentHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
             log::error!("consent filter: no configuration; blocking the request");
-            return Self::send(&not_configured_reply());
+            return Self::send(None, &not_configured_reply());
         };
         let headers = match host::headers(Direction::Request) {
             Ok(headers) => headers,
@@ -283,7 +283,7 @@ impl HttpContext for ConsentHttp {
         });
         self.flush_stats();
         let (edits, (name, value), body) = match step {
-            RequestStep::Reply(reply) => return Self::send(&reply),
+            RequestStep::Reply(reply) => return Self::send(Some(&config), &reply),
             RequestStep::Forward {
                 edits,
                 decision_header,
@@ -296,9 +296,9 @@ impl HttpContext for ConsentHttp {
         if host::set_request_header(&name, &value).is_err() {
             return self.fail_closed(&config, "cannot set the decision header");
         }
-        observe::expose_decision(&value);
+        observe::expose_decision(Some(&config), &value);
         if let BodyStart::Refuse(reply) = &body {
-            return Self::send(reply);
+            return Self::send(Some(&config), reply);
         }
         match self.begin_body(Direction::Request, &body) {
             Ok(true) => Action::Pause,
@@ -331,7 +331,7 @@ impl HttpContext for ConsentHttp {
         self.flush_stats();
         let (edits, body) = match step {
             ResponseStep::Pass => return Action::Continue,
-            ResponseStep::Reply(reply) => return Self::send(&reply),
+            ResponseStep::Reply(reply) => return Self::send(Some(&config), &reply),
             ResponseStep::Forward { edits, body } => (edits, body),
         };
         if apply_edits(Direction::Response, &edits).is_err() {

@@ -17,8 +17,12 @@ thread_local! {
 }
 
 /// Puts the decision header value in filter state, where access logs can print it with
-/// `%FILTER_STATE(wasm.consent_decision:PLAIN)%`.
-pub fn expose_decision(value: &str) {
+/// `%FILTER_STATE(wasm.consent_decision:PLAIN)%`, when the configuration asks for it
+/// (`observe.access_log_decision`: one host call per request, so off by default).
+pub fn expose_decision(config: Option<&CompiledConfig>, value: &str) {
+    if !config.is_some_and(|c| c.observe.access_log_decision) {
+        return;
+    }
     if let Err(status) = host::set_property(DECISION_PROPERTY, value.as_bytes()) {
         log::debug!("consent filter: cannot set the decision property: {status:?}");
     }

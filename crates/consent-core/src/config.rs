@@ -10,6 +10,7 @@ use crate::grpc::{GrpcDoc, GrpcSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
 use crate::live::shared_keys::SharedKeys;
+use crate::observe::access_log::{ObserveDoc, ObserveSettings};
 use crate::observe::decision_log::{DecisionLogDoc, DecisionLogSettings};
 use crate::policy::caller::{CallerDoc, CallerSettings};
 use crate::policy::compiled::{normalise_header_name, CompiledPolicy, PolicyDoc};
@@ -69,6 +70,8 @@ pub struct ConfigDoc {
     pub dry_run: bool,
     /// Decision log lines.
     pub decision_log: DecisionLogDoc,
+    /// What Envoy's access logs can read (the decision in filter state).
+    pub observe: ObserveDoc,
 }
 
 impl Default for ConfigDoc {
@@ -92,6 +95,7 @@ impl Default for ConfigDoc {
             default_route: RouteRuleDoc::default(),
             dry_run: false,
             decision_log: DecisionLogDoc::default(),
+            observe: ObserveDoc::default(),
         }
     }
 }
@@ -143,6 +147,8 @@ pub struct CompiledConfig {
     pub routes: RouteTable,
     /// Decision logging.
     pub decision_log: DecisionLogSettings,
+    /// Access-log exposure of the decision.
+    pub observe: ObserveSettings,
 }
 
 /// Parses one JSON document; errors name the field (under `root`), never a value, and
@@ -231,6 +237,7 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         gpc,
         routes,
         decision_log,
+        observe: ObserveSettings::compile(&doc.observe),
     })
 }
 
