@@ -11,7 +11,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use consent_core::live::{
-    Counter, FetchHost, FetchMachine, FetchRequest, Gauge, HostFailure, LogLevel, LogLine, Response,
+    Counter, FetchHost, FetchMachine, FetchRequest, Gauge, HostFailure, LogLevel, LogLine,
+    Response, Ticks,
 };
 use consent_core::CompiledConfig;
 use proxy_wasm::types::Status;
@@ -41,6 +42,48 @@ impl Envoy {
 
 fn failure(status: Status) -> HostFailure {
     HostFailure(format!("{status:?}"))
+}
+
+/// Envoy with the root context's ticks, for one run of effects: the fetcher's tick period
+/// is one of the root context's two (the worker's copy ticks too).
+struct Host<'a> {
+    envoy: &'a mut Envoy,
+    ticks: &'a mut Ticks,
+}
+
+impl FetchHost for Host<'_> {
+    fn fetch(&mut self, request: &FetchRequest) -> Result<u32, HostFailure> {
+        self.envoy.fetch(request)
+    }
+
+    fn write(&mut self, key: &str, bytes: &[u8]) -> Result<(), HostFailure> {
+        self.envoy.write(key, bytes)
+    }
+
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostFailure> {
+        self.envoy.read(key)
+    }
+
+    fn set_tick(&mut self, period_ms: u64) -> Result<(), HostFailure> {
+        let period = self.ticks.set_fetcher(period_ms);
+        self.envoy.set_tick(period)
+    }
+
+    fn gauge(&mut self, gauge: Gauge, value: u64) {
+        self.envoy.gauge(gauge, value);
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.envoy.count(counter);
+    }
+
+    fn log(&mut self, line: &LogLine) {
+        self.envoy.log(line);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.envoy.now_ms()
+    }
 }
 
 impl FetchHost for Envoy {
@@ -104,22 +147,31 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// A fetcher for `config` (its `snapshot` block says where and how often).
-    pub fn new(config: Rc<CompiledConfig>) -> Self {
+    /// A fetcher for `config` (its `snapshot` block says where and how often), numbering
+    /// its publishing epochs from `epoch` (random).
+    pub fn new(config: Rc<CompiledConfig>, epoch: u64) -> Self {
         let published_before = matches!(
             host::shared_data(config.shared_keys.meta_key()),
             Ok((Some(_), _))
         );
         Fetcher {
-            machine: FetchMachine::new(config, published_before),
+            machine: FetchMachine::new(config, published_before, epoch),
             envoy: Envoy::define(),
         }
     }
 
+    fn run(&mut self, effects: consent_core::live::Effects, ticks: &mut Ticks) -> bool {
+        let mut host = Host {
+            envoy: &mut self.envoy,
+            ticks,
+        };
+        self.machine.run(effects, &mut host)
+    }
+
     /// Starts ticking; false when the host refused the tick period.
-    pub fn start(&mut self) -> bool {
+    pub fn start(&mut self, ticks: &mut Ticks) -> bool {
         let effects = self.machine.start();
-        self.machine.run(effects, &mut self.envoy)
+        self.run(effects, ticks)
     }
 
     /// How long a lease claimed now runs (worker-lease mode).
@@ -128,19 +180,19 @@ impl Fetcher {
     }
 
     /// Worker-lease mode, before each tick: whether worker `holder` holds the lease now.
-    pub fn on_lease(&mut self, holder: u64, holds: bool) {
+    pub fn on_lease(&mut self, holder: u64, holds: bool, ticks: &mut Ticks) {
         let effects = self.machine.on_lease(holder, holds);
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 
     /// One tick.
-    pub fn on_tick(&mut self) {
+    pub fn on_tick(&mut self, ticks: &mut Ticks) {
         let effects = self.machine.on_tick(host::unix_ms());
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 
     /// The source answered the call `token` (or the call failed: no headers).
-    pub fn on_response(&mut self, token: u32, body_size: usize) {
+    pub fn on_response(&mut self, token: u32, body_size: usize, ticks: &mut Ticks) {
         if !self.machine.awaits(token) {
             return;
         }
@@ -159,6 +211,6 @@ impl Fetcher {
         };
         let effects = self.machine.on_response(token, response, host::unix_ms());
         drop(body);
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 }

@@ -16,20 +16,26 @@ use proxy_wasm::types::{Action, Status};
 
 use crate::host;
 use crate::request_facts::HostFacts;
-use crate::shared_snapshot::with_lookup;
+use crate::shared_snapshot::{with_lookup, SharedReplica};
 use crate::{metrics, observe};
 
 /// State of one HTTP stream.
 pub struct ConsentHttp {
     config: Option<Rc<CompiledConfig>>,
+    /// This VM's copy of the live snapshot's buckets (a shared source).
+    replica: Option<SharedReplica>,
     stream: Option<Stream>,
 }
 
 impl ConsentHttp {
     /// A context for one request; `config` is `None` only if configuration failed.
-    pub fn new(config: Option<Rc<CompiledConfig>>) -> Self {
+    pub fn new(config: Option<Rc<CompiledConfig>>, replica: Option<SharedReplica>) -> Self {
         let stream = config.as_deref().map(Stream::new);
-        ConsentHttp { config, stream }
+        ConsentHttp {
+            config,
+            replica,
+            stream,
+        }
     }
 
     /// Sends a local reply; the stream goes no further.
@@ -123,7 +129,6 @@ impl ConsentHttp {
         let Some(stream) = self.stream.as_mut() else {
             return Action::Continue;
         };
-        let today = CivilDate::from_unix_seconds(host::unix_seconds());
         let step = stream.on_chunk(config, direction, &chunk, end_of_stream, today);
         self.flush_stats();
         match step {
@@ -210,8 +215,7 @@ impl ConsentHttp {
                 let Some(stream) = self.stream.as_mut() else {
                     return Action::Continue;
                 };
-                let today = CivilDate::from_unix_seconds(host::unix_seconds());
-                let next = with_lookup(config, |lookup| {
+                let next = with_lookup(config, self.replica.as_deref(), |lookup| {
                     stream.on_whole_body(config, direction, &body, today, lookup)
                 });
                 match next {
@@ -234,6 +238,11 @@ impl ConsentHttp {
             }
         }
     }
+}
+
+/// Today's date from the host clock (asked by the stream only when a transform needs it).
+fn today() -> CivilDate {
+    CivilDate::from_unix_seconds(host::unix_seconds())
 }
 
 /// Applies header edits to one direction: removals, the cookies kept (every `Cookie` or
@@ -271,7 +280,7 @@ impl HttpContext for ConsentHttp {
             return self.fail_closed(&config, "cannot read the caller or route");
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let step = with_lookup(&config, |lookup| {
+        let step = with_lookup(&config, self.replica.as_deref(), |lookup| {
             stream.on_request_headers(
                 &config,
                 pairs,
@@ -354,7 +363,7 @@ impl HttpContext for ConsentHttp {
 
     fn on_log(&mut self) {
         if let (Some(config), Some(stream)) = (self.config.as_deref(), self.stream.as_mut()) {
-            observe::log_decision(config, stream);
+            observe::log_decision(config, self.replica.as_deref(), stream);
         }
     }
 }

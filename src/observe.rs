@@ -1,8 +1,9 @@
 //! What operators see besides stats: the decision in Envoy's filter state (for access
 //! logs) and one JSON decision-log line per sampled request.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
+use consent_core::live::Replica;
 use consent_core::stream::Stream;
 use consent_core::CompiledConfig;
 
@@ -29,7 +30,11 @@ pub fn expose_decision(config: Option<&CompiledConfig>, value: &str) {
 }
 
 /// Writes the decision-log line of a finished stream, if it is in the sample.
-pub fn log_decision(config: &CompiledConfig, stream: &mut Stream) {
+pub fn log_decision(
+    config: &CompiledConfig,
+    replica: Option<&RefCell<Replica>>,
+    stream: &mut Stream,
+) {
     if !config.decision_log.enabled {
         return;
     }
@@ -43,7 +48,7 @@ pub fn log_decision(config: &CompiledConfig, stream: &mut Stream) {
         fallback,
         host::unix_ms(),
         || host::string_property(&["xds", "route_name"]).ok().flatten(),
-        shared_snapshot::last_version(config),
+        shared_snapshot::last_version(config, replica),
     );
     if let Some(json) = line {
         log::info!("consent_decision {json}");

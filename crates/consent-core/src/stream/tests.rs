@@ -128,7 +128,7 @@ fn a_body_is_buffered_to_its_end_then_rewritten() {
         BodyStep::ReadWhole
     );
     let body = br#"{"email":"b@example.jp","note":"hi"}"#;
-    let step = s.on_whole_body(&c, Direction::Request, body, TODAY, &c.inline_consents());
+    let step = s.on_whole_body(&c, Direction::Request, body, || TODAY, &c.inline_consents());
     assert_eq!(step, BodyStep::Replace(br#"{"note":"hi"}"#.to_vec()));
     assert!(!s.reading(Direction::Request));
     assert_eq!(s.facts().removed.request_body_fields, 1);
@@ -154,7 +154,7 @@ fn oversize_and_invalid_bodies_are_refused_with_their_status() {
         &c,
         Direction::Request,
         b"{\"a\":",
-        TODAY,
+        || TODAY,
         &c.inline_consents(),
     );
     assert!(matches!(step, BodyStep::Reply(r) if r.status == 400));
@@ -325,4 +325,48 @@ fn a_response_that_may_be_a_refused_grpc_call_or_hold_elements_is_read() {
     }));
     assert!(reads(&elements, "all"));
     assert!(reads(&elements, "none"));
+}
+
+#[test]
+fn the_host_date_is_asked_only_by_transforms_that_read_it() {
+    let label = serde_json::json!({"ja": "x", "en": "x"});
+    let doc = serde_json::json!({
+        "require_user": false,
+        "caller": {"unidentified_party": "op"},
+        "policy": {"id": "p", "version": 1,
+            "categories": [{"id": "birth", "label": label, "json": ["$.birth"],
+                            "coarsen": {"age_band_years": 10}}],
+            "purposes": [
+                {"id": "ages", "label": label, "basis": "contract", "categories": [],
+                 "transforms": {"birth": "coarsen"}},
+                {"id": "none", "label": label, "basis": "contract", "categories": []}
+            ],
+            "parties": [{"id": "op", "label": label, "kind": "operator"}]}
+    });
+    let c = compile_config(doc.to_string().as_bytes()).unwrap();
+    let body = br#"{"birth":"1990-05-01","note":"hi"}"#;
+    let run = |purpose: &str, today: &dyn Fn() -> CivilDate| {
+        let mut s = Stream::new(&c);
+        forwarded(request(&mut s, &c, ("", purpose), &[JSON], false), purpose);
+        assert_eq!(
+            s.on_body_data(&c, Direction::Request, body.len(), true),
+            BodyStep::ReadWhole
+        );
+        s.on_whole_body(&c, Direction::Request, body, today, &c.inline_consents())
+    };
+    let asked = std::cell::Cell::new(0);
+    let counted = || {
+        asked.set(asked.get() + 1);
+        TODAY
+    };
+    assert_eq!(
+        run("ages", &counted),
+        BodyStep::Replace(br#"{"birth":"30-39","note":"hi"}"#.to_vec())
+    );
+    assert_eq!(asked.get(), 1);
+    assert_eq!(
+        run("none", &counted),
+        BodyStep::Replace(br#"{"note":"hi"}"#.to_vec())
+    );
+    assert_eq!(asked.get(), 1, "removing a field reads no date");
 }
