@@ -180,10 +180,19 @@ pub struct ExplainArgs {
     /// Send Sec-GPC: 1.
     #[arg(long)]
     pub gpc: bool,
-    /// A JSON body: redact it for this decision and list the field paths acted on
-    /// (multi-subject elements decided for their own person).
+    /// A request body: enforce it for this decision, as the filter would, and list the
+    /// field paths acted on (multi-subject elements decided for their own person).
     #[arg(long, value_name = "FILE")]
     pub body: Option<Input>,
+    /// The body's content type (JSON, form, multipart with its boundary, or any other:
+    /// read as JSON when it parses, else unread).
+    #[arg(
+        long,
+        value_name = "TYPE",
+        requires = "body",
+        default_value = "application/json"
+    )]
+    pub content_type: String,
     /// Also print the redacted body.
     #[arg(long, requires = "body")]
     pub json_out: bool,

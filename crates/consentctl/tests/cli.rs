@@ -408,6 +408,44 @@ fn explain_a_body_shows_the_gps_path_and_why_gps_was_coarsened() {
 }
 
 #[test]
+fn explain_reads_a_form_body_and_says_when_a_body_passes_unread() {
+    let config = demo_inline_config("form.json");
+    let body = temp_file("form.txt", "email=b%40example.jp&lat=35.8617&note=hi");
+    let form = [
+        "--body",
+        body.as_str(),
+        "--content-type",
+        "application/x-www-form-urlencoded",
+    ];
+    let r = explain(&config, "u-bob", "service.improvement", &form);
+    assert_exit(&r, 0);
+    assert_line(&r, "form:email  email         removed");
+    assert_line(&r, "form:lat    location.gps  coarsened");
+    assert!(
+        !r.stdout.contains("b@example.jp"),
+        "no body value without --json-out"
+    );
+    let text = temp_file("text.txt", "just text");
+    let plain = ["--body", text.as_str(), "--content-type", "text/plain"];
+    let r = explain(&config, "u-bob", "service.improvement", &plain);
+    assert_exit(&r, 0);
+    assert!(r.stdout.contains("passed unread"), "{}", r.stdout);
+    let two = [
+        "--body",
+        text.as_str(),
+        "--content-type",
+        "application/json, application/x-www-form-urlencoded",
+    ];
+    let r = explain(&config, "u-bob", "service.improvement", &two);
+    assert_exit(&r, 2);
+    assert!(
+        r.stdout.contains("refused with body_type_ambiguous"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn explain_with_a_snapshot_looks_the_user_up_like_the_filter() {
     let yaml = repo_file("envoy-config/envoy-demo.yaml");
     let snapshot = repo_file("envoy-config/demo-consents.json");
