@@ -28,7 +28,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
         run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
-        deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
+        deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy \
+        prometheus monitoring-check
 
 help: ## this list: every target, what it does
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^=]*## / {printf "  make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -80,6 +81,15 @@ grpc-tools: $(GRPC_STAMP) ## grpcio and grpcio-tools (pinned) in .venv, for the 
 $(GRPC_STAMP): $(GRPC_REQS) | $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(GRPC_REQS)
 	touch $@
+
+# Prometheus and promtool from Debian (the `prometheus` package): tests/e2e_prometheus.rs
+# runs /usr/bin/prometheus itself (temp config and storage, loopback, a free port), never the
+# Debian service; promtool checks and unit-tests deploy/monitoring/consent-alerts.yaml.
+prometheus: ## Prometheus and promtool from Debian, when missing (the e2e tests and make monitoring-check)
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+	  echo "installing from Debian: prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	fi
 
 wasm-bindgen-runner: $(WBG_STAMP) ## wasm-bindgen-test-runner (pinned to Cargo.lock) in .tools, for make test-wasm
 $(WBG_STAMP):
@@ -185,7 +195,7 @@ run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:100
 
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy, deploy/ checks
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy, deploy/ and monitoring checks
 
 # The inner loop: formatting, lints and the native unit tests (no Envoy, no wasm runner).
 check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glue), native unit tests
@@ -264,6 +274,14 @@ validate-deploy: envoy deploy-tools wasm deploy-certs ## deploy/ manifests again
 	CONSENT_DEPLOY_CONFIGS=$(abspath target/deploy-validate/configs) \
 	  $(CARGO) test -p consent-core --test deploy_configs -- --nocapture || status=1; \
 	if [ $$status -ne 0 ]; then echo "validate-deploy: FAILED (see BAD lines above)"; fi; exit $$status
+
+# The shipped alert rules and dashboard (deploy/monitoring/): `promtool check rules`, the
+# rules' unit tests (`promtool test rules`: input series, the alerts that must and must not
+# fire).
+MONITORING := deploy/monitoring
+monitoring-check: prometheus ## promtool check rules and promtool test rules on deploy/monitoring/
+	promtool check rules $(MONITORING)/consent-alerts.yaml
+	promtool test rules $(MONITORING)/consent-alerts_test.yaml
 
 # deploy/envoy/envoy-sidecar.yaml in real Envoy with mTLS callers, and the filter as Istio
 # and Envoy Gateway generate it from the manifests (worker_lease fetcher, no bootstrap).
