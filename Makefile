@@ -277,11 +277,13 @@ validate-deploy: envoy deploy-tools wasm deploy-certs ## deploy/ manifests again
 
 # The shipped alert rules and dashboard (deploy/monitoring/): `promtool check rules`, the
 # rules' unit tests (`promtool test rules`: input series, the alerts that must and must not
-# fire).
+# fire), and the dashboard parsed as JSON. Its queries are evaluated against a real Envoy by
+# tests/e2e_prometheus.rs (make test-e2e).
 MONITORING := deploy/monitoring
-monitoring-check: prometheus ## promtool check rules and promtool test rules on deploy/monitoring/
+monitoring-check: prometheus ## promtool check rules and promtool test rules on deploy/monitoring/, the dashboard parsed
 	promtool check rules $(MONITORING)/consent-alerts.yaml
 	promtool test rules $(MONITORING)/consent-alerts_test.yaml
+	@python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("OK  %s: %d panels" % (sys.argv[1], len(d["panels"])))' $(MONITORING)/consent-dashboard.json
 
 # deploy/envoy/envoy-sidecar.yaml in real Envoy with mTLS callers, and the filter as Istio
 # and Envoy Gateway generate it from the manifests (worker_lease fetcher, no bootstrap).
