@@ -195,7 +195,7 @@ run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:100
 
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy, deploy/ and monitoring checks
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy (and Prometheus), deploy/ and monitoring checks
 
 # The inner loop: formatting, lints and the native unit tests (no Envoy, no wasm runner).
 check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glue), native unit tests
@@ -217,7 +217,7 @@ test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
 	  $(CARGO) test -p consent-core --target wasm32-unknown-unknown
 
-test-e2e: envoy grpc-tools build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service and the consent source
+test-e2e: envoy grpc-tools prometheus build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service, the consent source and Prometheus
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
 validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/

@@ -4,8 +4,8 @@
 //! One job per file: [`envoy`] (paths, the built filter, the Envoy process), [`config`]
 //! (edits of the shipped Envoy config, through envoy-yaml), [`client`] (curl requests and
 //! responses), [`fixture`] (the demo backend, consent source and Envoy started together),
-//! [`grpc`] (a real gRPC server and client), [`pki`] (a throwaway CA for mTLS) and
-//! [`load`] (requests in a loop).
+//! [`grpc`] (a real gRPC server and client), [`pki`] (a throwaway CA for mTLS),
+//! [`load`] (requests in a loop) and [`prometheus`] (a real Prometheus scraping Envoy).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -21,6 +21,7 @@ pub mod fixture;
 pub mod grpc;
 pub mod load;
 pub mod pki;
+pub mod prometheus;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
@@ -38,6 +39,7 @@ pub use self::{
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
     pki::{ClientTls, TestPki},
+    prometheus::{consent_metric_names, Prometheus, Sample},
 };
 #[allow(unused_imports)]
 pub use consent_tools::demo_backend::SnapshotState;
