@@ -5,6 +5,9 @@
 //! full document and `deltas/{N}` the changes after version N; a 404 means "nothing newer".
 
 pub mod api;
+pub mod auth;
+pub mod config;
+pub mod sign;
 pub mod store;
 
 use std::path::Path;
