@@ -1,7 +1,8 @@
 //! End to end: a consent source that wants credentials. The fetcher inside Envoy reads
 //! snapshots and deltas with a bearer token its Envoy cluster adds (an upstream
-//! `header_mutation` filter on the `consent_source` cluster: dispatch_http_call goes
-//! through it); writes need the writer's token; without the token nothing loads.
+//! `credential_injector` filter on the `consent_source` cluster, the token read from a
+//! file: dispatch_http_call goes through the cluster's upstream filters); writes need the
+//! writer's token; without the token nothing loads.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,9 +13,10 @@
 
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{curl, send, start_demo_on_source, start_source_with, wait_until, Fixture, Req};
+use support::{curl, send, start_demo_on_source, start_source_with, tag, wait_until, Fixture, Req};
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-6f1c0a";
 const FETCHER_TOKEN: &str = "e2e-fetcher-token-93b2d7";
@@ -34,8 +36,10 @@ fn private_source() -> (consent_source::Source, u16) {
 }
 
 /// The demo config with the `consent_source` cluster adding `authorization: Bearer <token>`
-/// to every request the fetcher sends (what deploy/envoy/envoy-sidecar.yaml documents).
-fn cluster_adds_token(yaml: &str) -> String {
+/// to every request the fetcher sends: Envoy's `credential_injector` as an upstream HTTP
+/// filter of the cluster, reading the header value from a file (an SDS generic secret, as
+/// a mounted Kubernetes Secret would hold it; deploy/envoy/envoy-sidecar.yaml shows it).
+fn cluster_adds_token(yaml: &str, secret_file: &Path) -> String {
     let cluster = "  - name: consent_source\n";
     let at = yaml.find(cluster).expect("the consent_source cluster");
     let kind = "    type: STATIC\n";
@@ -47,20 +51,47 @@ fn cluster_adds_token(yaml: &str) -> String {
         explicit_http_config:
           http_protocol_options: {{}}
         http_filters:
-        - name: envoy.filters.http.header_mutation
+        - name: envoy.filters.http.credential_injector
           typed_config:
-            "@type": type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation
-            mutations:
-              request_mutations:
-              - append:
-                  header: {{ key: authorization, value: "Bearer {FETCHER_TOKEN}" }}
-                  append_action: OVERWRITE_IF_EXISTS_OR_ADD
+            "@type": type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector
+            overwrite: true
+            credential:
+              name: envoy.http.injected_credentials.generic
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic
+                credential:
+                  name: consent-source-token
+                  sds_config:
+                    path_config_source:
+                      path: "{}"
+                header: Authorization
         - name: envoy.filters.http.upstream_codec
           typed_config:
             "@type": type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec
-"#
+"#,
+        secret_file.display()
     );
-    format!("{}{options}{}", &yaml[..insert], &yaml[insert..])
+    // SDS needs a node name.
+    format!(
+        "node: {{ id: consent-e2e, cluster: consent-e2e }}\n{}{options}{}",
+        &yaml[..insert],
+        &yaml[insert..]
+    )
+}
+
+/// The fetcher's token as an SDS generic secret in a file.
+fn token_secret_file() -> PathBuf {
+    let dir = std::env::temp_dir().join(tag("consent-source-token"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("token-sds.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "resources:\n- \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret\n  name: consent-source-token\n  generic_secret:\n    secret:\n      inline_string: \"Bearer {FETCHER_TOKEN}\"\n"
+        ),
+    )
+    .unwrap();
+    path
 }
 
 fn reason(f: &Fixture, user: &str, purpose: &str) -> (u16, String) {
@@ -80,7 +111,8 @@ fn reason(f: &Fixture, user: &str, purpose: &str) -> (u16, String) {
 #[test]
 fn the_fetcher_reads_a_private_source_with_the_token_its_cluster_adds() {
     let (source, port) = private_source();
-    let f = start_demo_on_source(cluster_adds_token, source, port, true);
+    let secret = token_secret_file();
+    let f = start_demo_on_source(|y| cluster_adds_token(y, &secret), source, port, true);
     assert_eq!(
         reason(&f, "u-bob", "surveys"),
         (403, "consent_missing".into())
