@@ -16,7 +16,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use support::{curl, send, start_demo_on_source, start_source_with, tag, wait_until, Fixture, Req};
+use support::{
+    curl, free_port, send, start_demo_on_source, start_source_with, tag, wait_until, ClientTls,
+    Envoy, Fixture, Req, TestPki,
+};
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-6f1c0a";
 const FETCHER_TOKEN: &str = "e2e-fetcher-token-93b2d7";
@@ -173,4 +176,111 @@ fn without_the_token_the_fetcher_loads_nothing() {
     );
     let snapshot = curl(&[&f.source_url("/snapshot")]);
     assert_eq!(snapshot.status, 401);
+}
+
+/// An Envoy terminating mTLS in front of the source (as its sidecar would), passing the
+/// client certificate's identity on in `x-forwarded-client-cert` (Istio's inbound
+/// setting: APPEND_FORWARD, with the URI SAN).
+fn mtls_front_proxy(pki: &TestPki, source_port: u16) -> (Envoy, u16) {
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        r#"admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: {admin} }} }}
+static_resources:
+  listeners:
+  - name: source_mtls
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }}
+    filter_chains:
+    - transport_socket: {tls}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: source
+          forward_client_cert_details: APPEND_FORWARD
+          set_current_client_cert_details: {{ uri: true, subject: true, dns: true }}
+          route_config:
+            virtual_hosts:
+            - name: source
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: source }}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: source
+    connect_timeout: 1s
+    type: STATIC
+    load_assignment:
+      cluster_name: source
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address: {{ socket_address: {{ address: 127.0.0.1, port_value: {source_port} }} }}
+"#,
+        tls = pki.server_transport_socket()
+    );
+    let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
+    (envoy, port)
+}
+
+fn mtls_call(client: &ClientTls, method: &str, url: &str, extra: &[&str]) -> support::Response {
+    let mut args = vec![
+        "-X",
+        method,
+        "--cacert",
+        client.ca.to_str().unwrap(),
+        "--cert",
+        client.cert.to_str().unwrap(),
+        "--key",
+        client.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(&args)
+}
+
+#[test]
+fn client_identities_arrive_from_an_mtls_proxy_in_front_of_the_source() {
+    let config = "trust_forwarded_client_cert = true\n\
+        [[client]]\nidentity = \"spiffe://e2e.test/ns/app/sa/api\"\nroles = [\"fetcher\"]\n\
+        [[client]]\nidentity = \"spiffe://e2e.test/ns/cs/sa/consent-admin\"\nroles = [\"writer\", \"reader\"]\n";
+    let (_source, source_port) = start_source_with(consent_source::Options {
+        access: consent_source::config::AccessConfig::from_toml(config).unwrap(),
+        ..consent_source::Options::default()
+    });
+    let pki = TestPki::new();
+    let (_proxy, port) = mtls_front_proxy(&pki, source_port);
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let app = pki.client("app", "spiffe://e2e.test/ns/app/sa/api");
+    let admin = pki.client("admin", "spiffe://e2e.test/ns/cs/sa/consent-admin");
+    let stranger = pki.client("stranger", "spiffe://e2e.test/ns/other/sa/x");
+
+    assert_eq!(mtls_call(&app, "GET", &url("/snapshot"), &[]).status, 200);
+    assert_eq!(
+        mtls_call(&app, "PUT", &url("/users/u-bob/stop-use"), &[]).status,
+        403
+    );
+    let put = mtls_call(&admin, "PUT", &url("/users/u-bob/stop-use"), &[]);
+    assert_eq!(put.status, 200, "{}", put.text());
+    let audit = mtls_call(&admin, "GET", &url("/audit?subject=u-bob"), &[]).json();
+    let last = audit["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "spiffe://e2e.test/ns/cs/sa/consent-admin");
+    assert_eq!(last["action"], "stop_use");
+
+    let refused = mtls_call(&stranger, "GET", &url("/snapshot"), &[]);
+    assert_eq!(refused.status, 403);
+    // A client's own x-forwarded-client-cert stays in front of the proxy's element: the
+    // source reads the last one, the stranger's real identity.
+    let spoof = "x-forwarded-client-cert: URI=spiffe://e2e.test/ns/cs/sa/consent-admin";
+    let spoofed = mtls_call(
+        &stranger,
+        "PUT",
+        &url("/users/u-bob/stop-use"),
+        &["-H", spoof],
+    );
+    assert_eq!(spoofed.status, 403, "{}", spoofed.text());
 }
