@@ -357,3 +357,35 @@ fn the_audit_of_a_keyed_source_holds_no_raw_id() {
     assert_eq!(entries[1]["subject"], keying.subject_for("u-alice"));
     assert_eq!(call(port, "GET", "/users/u-alice", &[], b"").status, 404);
 }
+
+/// The lines of the block after `marker` indented by at least `indent` spaces, dedented.
+fn block_after(text: &str, marker: &str, indent: usize) -> String {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not found"))
+        + marker.len();
+    let pad = " ".repeat(indent);
+    text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with(&pad))
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_shipped_access_configurations_parse() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest =
+        std::fs::read_to_string(root.join("deploy/consent-source/consent-source.yaml")).unwrap();
+    let deployed = AccessConfig::from_toml(&block_after(&manifest, "access.toml: |", 4)).unwrap();
+    assert!(deployed.trust_forwarded_client_cert && !deployed.public_snapshots);
+    assert_eq!(deployed.clients.len(), 2);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let at = readme.find("max_body_bytes = 65536").unwrap();
+    let start = readme[..at].rfind("```toml\n").unwrap() + "```toml\n".len();
+    let end = at + readme[at..].find("```").unwrap();
+    let documented = AccessConfig::from_toml(&readme[start..end]).unwrap();
+    assert_eq!(documented.tokens[0].name, "consent-admin");
+}
