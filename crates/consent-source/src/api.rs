@@ -44,7 +44,7 @@ use crate::config::Role;
 use crate::sign::{delta_comment, snapshot_comment, Signer};
 use crate::store::{valid_subject, Actor, AuditQuery, Change, Store, StoreError};
 
-/// Default and largest number of audit rows in one answer.
+/// Default number of audit rows in one answer.
 pub const AUDIT_PAGE: usize = 100;
 /// Largest `limit` of `GET /audit`.
 pub const AUDIT_PAGE_MAX: usize = 1000;
