@@ -126,7 +126,8 @@ def main():
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(
             [os.path.join(ROOT, "target/debug/consent-source"), "--listen", f"127.0.0.1:{ports['source']}",
-             "--db", ":memory:", "--seed", os.path.join(ROOT, "envoy-config/demo-consents.json")],
+             "--db", ":memory:", "--seed", os.path.join(ROOT, "envoy-config/demo-consents.json"),
+             "--demo-allow-loopback"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with open(os.path.join(ROOT, "envoy-config/envoy-demo.yaml")) as f:
             yaml = localise(f.read(), ports, wasm)

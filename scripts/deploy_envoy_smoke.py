@@ -85,7 +85,9 @@ class Run:
         self.passed = 0
         self.spawn(["target/debug/demo-backend", f"127.0.0.1:{self.app}"])
         self.spawn(["target/debug/consent-source", "--listen", f"127.0.0.1:{self.source}",
-                    "--db", os.path.join(tmp, "cs.sqlite"), "--seed", "envoy-config/demo-consents.json"])
+                    "--db", os.path.join(tmp, "cs.sqlite"), "--seed", "envoy-config/demo-consents.json",
+                    # local test: the Envoys fetch from loopback without a token
+                    "--demo-allow-loopback"])
 
     def spawn(self, argv: list[str], log: str | None = None) -> subprocess.Popen:
         out = open(os.path.join(self.tmp, log), "w") if log else subprocess.DEVNULL

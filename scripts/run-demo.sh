@@ -22,9 +22,12 @@ pids+=($!)
 pids+=($!)
 
 # The reference consent source, with its SQLite database under .run/ (seeded on first start).
+# --demo-allow-loopback: the demo's curl lines and Envoy's fetcher call it from this machine
+# without a token (it says so loudly at start). Everywhere else the source needs --config
+# with tokens or client identities; see README, "Reference consent source".
 mkdir -p .run
 target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
-  --seed envoy-config/demo-consents.json &
+  --seed envoy-config/demo-consents.json --demo-allow-loopback &
 pids+=($!)
 
 cat <<'MSG'

@@ -50,18 +50,23 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
     start_demo_parts(edit, consent_source::store::DEFAULT_PART_SIZE)
 }
 
-/// The reference consent source in memory, seeded with the demo consents, and its port.
+/// The reference consent source in memory, seeded with the demo consents, and its port,
+/// run as `make run` runs it: unauthenticated calls from loopback may do everything
+/// (`--demo-allow-loopback`), so the fetcher in Envoy and the tests' curl need no token.
 pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
+    start_source_with(consent_source::Options {
+        part_size,
+        ..consent_source::Options::demo()
+    })
+}
+
+/// The reference consent source in memory, seeded with the demo consents, with `options`.
+pub fn start_source_with(options: consent_source::Options) -> (consent_source::Source, u16) {
     let seed = consent_core::live::FullSnapshotDoc::from_json(demo_consents().as_bytes())
         .expect("demo consents parse");
-    let source = consent_source::Source::start_with_parts(
-        "127.0.0.1:0",
-        Path::new(":memory:"),
-        Some(&seed),
-        consent_core::live::SubjectKeying::Plain,
-        part_size,
-    )
-    .expect("consent source");
+    let source =
+        consent_source::Source::start("127.0.0.1:0", Path::new(":memory:"), Some(&seed), options)
+            .expect("consent source");
     let port = source.port().expect("source port");
     (source, port)
 }
@@ -88,6 +93,24 @@ pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixt
         Some(source),
         source_port,
         true,
+        None,
+    )
+}
+
+/// [`start_demo`] in front of a consent source the test started (e.g. one that wants
+/// credentials); `wait_for_snapshot` as in [`start_demo_with`].
+pub fn start_demo_on_source(
+    edit: impl Fn(&str) -> String,
+    source: consent_source::Source,
+    source_port: u16,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    launch(
+        edit,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        wait_for_snapshot,
         None,
     )
 }

@@ -34,7 +34,8 @@ pub use self::{
     envoy::{envoy_bin, free_port, repo_has, repo_root, shipped_config, tag, wasm_path, Envoy},
     fixture::{
         demo_consents, policy_v2_changing, shipped_demo, start_backend, start_demo,
-        start_demo_mtls, start_demo_parts, start_demo_with, start_source, wait_until, Fixture,
+        start_demo_mtls, start_demo_on_source, start_demo_parts, start_demo_with, start_source,
+        start_source_with, wait_until, Fixture,
     },
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
