@@ -296,7 +296,7 @@ mod tests {
         let c = compile_config(br#"{"routes": [{"match": {"route_name": "r"}}]}"#).unwrap();
         assert_eq!(
             config_one_line(&c),
-            "policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot inline"
+            "policy saitama-minna-app version 1, 18 purposes, 21 categories, 4 parties, 1 route rule, snapshot inline"
         );
     }
 

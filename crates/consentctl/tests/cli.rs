@@ -170,7 +170,7 @@ fn the_shipped_envoy_yaml_is_valid_and_its_alias_is_reported_once() {
             anchor + 3
         ),
     );
-    assert_stdout_has(&r, "valid: policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared");
+    assert_stdout_has(&r, "valid: policy saitama-minna-app version 1, 18 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared");
     assert_stdout_has(
         &r,
         &format!(
@@ -243,7 +243,7 @@ fn a_valid_configuration_prints_a_summary() {
     let r = run(&["validate", "config", &path]);
     assert_exit(&r, 0);
     assert_line(&r, "policy       saitama-minna-app version 1");
-    assert_line(&r, "purposes     17");
+    assert_line(&r, "purposes     18");
     assert_line(&r, "route rules  1 besides the default rule");
     assert_line(&r, "snapshot     inline (3 records, version 1)");
     assert!(
@@ -549,7 +549,7 @@ fn policy_prints_japanese_and_english_labels_in_aligned_tables() {
         .lines()
         .find(|l| l.starts_with("saitama-city "))
         .expect("a saitama-city row");
-    assert!(city.contains("joint_user  さいたま市"), "{city}");
+    assert!(city.contains("joint_user  JP       さいたま市"), "{city}");
     assert!(city.contains("cluster:saitama-city"), "{city}");
     // The label column starts at the same display column in the header and in every row.
     let header = r
