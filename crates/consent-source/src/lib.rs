@@ -11,6 +11,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod ledger;
 pub mod sign;
 pub mod store;
 
