@@ -272,13 +272,6 @@ impl Resource<'_> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn header_values<'a>(request: &'a Request, name: &'static str) -> Vec<&'a str> {
     request
         .headers()
@@ -643,7 +636,7 @@ impl Api {
                 &change,
                 Actor {
                     who,
-                    at_ms: now_ms(),
+                    at_ms: (self.clock)(),
                 },
             )
             .map_err(|e| store_error(resource.name(), &e))?;

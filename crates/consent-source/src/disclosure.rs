@@ -560,11 +560,13 @@ fn kind_text(kind: RecipientKind) -> T {
 const STYLE: &str = "
   body { font-family: 'Noto Sans CJK JP', 'Noto Sans JP', 'Hiragino Sans', 'Yu Gothic', sans-serif;
          margin: 2em auto; max-width: 60em; color: #111; line-height: 1.5; }
-  h1 { font-size: 1.6em; border-bottom: 3px solid #1a4d8f; padding-bottom: .2em; }
-  h2 { font-size: 1.2em; margin-top: 1.6em; border-left: 6px solid #1a4d8f; padding-left: .4em; }
+  h1 { font-size: 1.5em; border-bottom: 3px solid #1a4d8f; padding-bottom: .2em; margin: 0 0 .6em; }
+  h2 { font-size: 1.1em; margin: 1.2em 0 .3em; border-left: 6px solid #1a4d8f; padding-left: .4em; }
   .en { color: #555; font-size: .9em; }
-  table { border-collapse: collapse; width: 100%; margin: .5em 0; font-size: .92em; }
-  th, td { border: 1px solid #999; padding: .3em .5em; text-align: left; vertical-align: top; }
+  table { border-collapse: collapse; width: 100%; margin: .3em 0; font-size: .88em; line-height: 1.35; }
+  th, td { border: 1px solid #999; padding: .25em .45em; text-align: left; vertical-align: top; }
+  table.provisions td:first-child, table.refused td:first-child { width: 24%; }
+  td.clause { white-space: nowrap; }
   th { background: #e8eef7; }
   td.n { text-align: right; white-space: nowrap; }
   td.date { white-space: nowrap; }
@@ -741,7 +743,7 @@ pub fn render_html(d: &Disclosure, lang: Lang) -> String {
             let explicit = page.labels(&c.explicit);
             let _ = writeln!(
                 page.out,
-                "<tr class=\"consent\" data-purpose=\"{}\"><td>{purpose}</td><td>{}</td><td class=\"n\">{}</td><td>{explicit}</td><td class=\"date\">{}</td></tr>",
+                "<tr class=\"consent\" data-purpose=\"{}\"><td>{purpose}</td><td class=\"clause\">{}</td><td class=\"n\">{}</td><td>{explicit}</td><td class=\"date\">{}</td></tr>",
                 escape(&c.purpose.id),
                 escape(c.section.as_deref().unwrap_or("-")),
                 c.policy_version,
@@ -775,57 +777,60 @@ pub fn render_html(d: &Disclosure, lang: Lang) -> String {
         page.out.push_str("</tbody></table>\n");
     }
 
-    // 3. Rights requests.
+    // 3. Rights requests: what is in force, and when each last changed.
     page.heading(2, &T("3. 権利行使の請求", "3. Rights requests"));
-    let yes = page.text(&T("請求中", "In force"));
-    let no = page.text(&T("なし", "No"));
-    page.table_head("rights", &[&T("請求", "Request"), &T("状態", "State")]);
-    for (t, on, id) in [
-        (T("利用停止", "Stop use"), d.rights.stop_use, "stop_use"),
+    let last_of = |actions: &[&str]| {
+        d.history
+            .iter()
+            .rev()
+            .find(|h| actions.contains(&h.action.as_str()))
+            .map(|h| h.at_ms)
+    };
+    let erased = last_of(&["erase"]);
+    page.table_head(
+        "rights",
+        &[
+            &T("請求", "Request"),
+            &T("状態", "State"),
+            &T("最終変更", "Last change"),
+        ],
+    );
+    for (t, on, id, since) in [
+        (
+            T("利用停止", "Stop use"),
+            d.rights.stop_use,
+            "stop_use",
+            last_of(&["stop_use", "lift_stop_use"]),
+        ),
         (
             T("第三者提供の停止", "Stop provision to third parties"),
             d.rights.stop_third_party,
             "stop_third_party",
+            last_of(&["stop_third_party", "lift_stop_third_party"]),
+        ),
+        (
+            T("消去（記録の消去）", "Erasure of the record"),
+            erased.is_some() && !d.record,
+            "erase",
+            erased,
         ),
     ] {
         let name = page.text(&t);
-        let state = if on { &yes } else { &no };
+        let state = match (id, on) {
+            ("erase", true) => page.text(&T("消去済み", "Erased")),
+            ("erase", false) if erased.is_some() => {
+                page.text(&T("消去後に再登録", "Recorded again after erasure"))
+            }
+            (_, true) => page.text(&T("請求中", "In force")),
+            (_, false) => page.text(&T("なし", "No")),
+        };
         let _ = writeln!(
             page.out,
-            "<tr class=\"right\" data-right=\"{id}\" data-on=\"{on}\"><td>{name}</td><td>{state}</td></tr>"
+            "<tr class=\"right\" data-right=\"{id}\" data-on=\"{on}\"><td>{name}</td><td>{state}</td><td class=\"date\">{}</td></tr>",
+            since.map(format_jst).map(|s| escape(&s)).unwrap_or_else(|| "-".into())
         );
     }
     page.out.push_str("</tbody></table>\n");
-    let requests: Vec<&HistoryLine> = d
-        .history
-        .iter()
-        .filter(|h| h.action != "grant" && h.action != "seed")
-        .collect();
-    if !requests.is_empty() {
-        page.table_head(
-            "requests",
-            &[
-                &T("日時", "When"),
-                &T("請求・変更", "Request or change"),
-                &T("利用目的", "Purpose"),
-            ],
-        );
-        for h in requests {
-            let action = page.text(&action_text(&h.action));
-            let purpose = h
-                .purpose
-                .as_ref()
-                .map(|p| page.label(p))
-                .unwrap_or_else(|| "-".into());
-            let _ = writeln!(
-                page.out,
-                "<tr class=\"request\" data-action=\"{}\"><td class=\"date\">{}</td><td>{action}</td><td>{purpose}</td></tr>",
-                escape(&h.action),
-                escape(&format_jst(h.at_ms))
-            );
-        }
-        page.out.push_str("</tbody></table>\n");
-    }
 
     // 4. Provisions.
     page.heading(
@@ -1111,6 +1116,42 @@ mod tests {
         let html = render_html(&d, Lang::En);
         assert!(html.contains("There is no consent record for this ID."));
         assert!(html.contains("This source keeps no provision records."));
+    }
+
+    #[test]
+    fn an_erased_person_still_sees_the_history_and_the_erasure() {
+        let audit = vec![
+            entry(1, T0, "grant", Some("surveys")),
+            entry(2, T0 + 60_000, "erase", None),
+        ];
+        let d = build(
+            &labels(),
+            &Input {
+                user: "u-gone",
+                subject_ref: None,
+                record: None,
+                audit: &audit,
+                ledger: &[],
+                ledger_state: LedgerState {
+                    on: true,
+                    retention_days: 1095,
+                },
+                now_ms: T0 + 120_000,
+            },
+        );
+        assert!(!d.record && d.consents.is_empty());
+        assert_eq!(d.history.len(), 2);
+        let html = render_html(&d, Lang::Ja);
+        assert!(
+            html.contains("data-right=\"erase\" data-on=\"true\""),
+            "{html}"
+        );
+        assert!(html.contains("消去済み"));
+        assert!(html.contains("2026-01-01 09:01"));
+        assert!(
+            !html.contains("このIDの同意の記録はありません"),
+            "the history is shown instead"
+        );
     }
 
     #[test]
