@@ -29,7 +29,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
         run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy \
-        prometheus monitoring-check
+        prometheus monitoring-check chromium
 
 help: ## this list: every target, what it does
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^=]*## / {printf "  make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +90,17 @@ prometheus: ## Prometheus and promtool from Debian, when missing (the e2e tests 
 	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
 	  echo "installing from Debian: prometheus"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	fi
+
+# Debian's Chromium (headless) and Japanese fonts (Noto CJK): the consent source's
+# disclosure page is rendered in a real browser and its screenshot checked
+# (crates/consent-source/tests/disclosure_browser.rs). Installed only when missing.
+chromium: ## Chromium and the Noto CJK fonts from Debian, when missing (the disclosure page's browser test)
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	if ! fc-list :lang=ja family 2>/dev/null | grep -q .; then missing="$$missing fonts-noto-cjk"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 wasm-bindgen-runner: $(WBG_STAMP) ## wasm-bindgen-test-runner (pinned to Cargo.lock) in .tools, for make test-wasm
@@ -211,8 +222,10 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
-test-unit: ## the native unit and integration tests of the core, the tools, the source, consentctl and envoy-yaml
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+# CONSENT_REQUIRE_BROWSER: the disclosure page's browser test fails instead of skipping
+# when Chromium is missing (the chromium prerequisite installs it).
+test-unit: chromium ## the native unit and integration tests of the core, the tools, the source (its disclosure page in Chromium), consentctl and envoy-yaml
+	CONSENT_REQUIRE_BROWSER=1 $(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
 
 test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \

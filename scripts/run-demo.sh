@@ -25,7 +25,10 @@ pids+=($!)
 # --demo-allow-loopback: the demo's curl lines and Envoy's fetcher call it from this machine
 # without a token (it says so loudly at start). Everywhere else the source needs --config
 # with tokens or client identities; see README, "Reference consent source".
+# The demo's ledger key (a demo value, not a secret) turns on the provision ledger and the
+# disclosure report: http://127.0.0.1:8082/users/u-alice/disclosure?format=html
 mkdir -p .run
+CONSENT_LEDGER_SUBJECT_KEY=demo-ledger-key-not-a-secret \
 target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
   --seed envoy-config/demo-consents.json --demo-allow-loopback &
 pids+=($!)

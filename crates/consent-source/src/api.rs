@@ -14,6 +14,9 @@
 //! | `PUT` / `DELETE /users/{id}/stop-use` | writer | ask / stop asking to stop use (§10) |
 //! | `PUT` / `DELETE /users/{id}/stop-third-party` | writer | the same for third-party provision |
 //! | `DELETE /users/{id}` | writer | erase the record (the audit keeps that an erasure happened) |
+//! | `GET /users/{id}/disclosure?lang=&format=` | reader | the disclosure report (開示): JSON, or a printable HTML page with `?format=html` or `Accept: text/html` (`lang`: `ja`, `en`, `both`) |
+//! | `POST /ledger` | fetcher | a batch of provision records (`{"records": [...]}`, at most 1,000 / 1 MiB); answers `{"stored": n, "duplicates": m}` |
+//! | `GET /ledger/purges` | reader | the retention purges so far (`{"retention_days": d, "purges": [...]}`) |
 //!
 //! ¹ Or no credential at all with `public_snapshots = true`.
 //!
@@ -41,8 +44,11 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 use crate::auth::{Access, Credentials, Need};
 use crate::config::Role;
+use crate::disclosure::{self, Lang, LedgerState, PolicyLabels};
+use crate::ledger::{self, PurgeEntry};
 use crate::sign::{delta_comment, snapshot_comment, Signer};
 use crate::store::{valid_subject, Actor, AuditQuery, Change, Store, StoreError};
+use crate::Clock;
 
 /// Default number of audit rows in one answer.
 pub const AUDIT_PAGE: usize = 100;
@@ -57,20 +63,43 @@ pub struct Api {
     store: Mutex<Store>,
     access: Access,
     signer: Option<Signer>,
+    labels: PolicyLabels,
+    retention_days: u32,
+    clock: Clock,
+}
+
+/// What the API needs besides the store, the access rules and the signer.
+pub struct ApiSettings {
+    /// The policy's labels, for the disclosure report.
+    pub labels: PolicyLabels,
+    /// How long ledger records are kept (days).
+    pub retention_days: u32,
+    /// Now, in Unix milliseconds (injected in tests).
+    pub clock: Clock,
 }
 
 impl Api {
     /// The API over `store`, with `access` rules, signing with `signer` when given.
-    pub fn new(store: Store, access: Access, signer: Option<Signer>) -> Api {
+    pub fn new(store: Store, access: Access, signer: Option<Signer>, settings: ApiSettings) -> Api {
         Api {
             store: Mutex::new(store),
             access,
             signer,
+            labels: settings.labels,
+            retention_days: settings.retention_days,
+            clock: settings.clock,
         }
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the ledger's retention purge now (by the injected clock); `None` when nothing
+    /// was past the retention period or the ledger is off.
+    pub fn purge_ledger(&self) -> Result<Option<PurgeEntry>, StoreError> {
+        let now = (self.clock)();
+        self.store().purge_ledger(now, self.retention_days)
     }
 }
 
@@ -149,6 +178,9 @@ enum Resource<'a> {
     Grant(&'a str, &'a str),
     Right(&'a str, Right),
     Audit,
+    Disclosure(&'a str),
+    Ledger,
+    LedgerPurges,
 }
 
 impl Resource<'_> {
@@ -172,7 +204,10 @@ impl Resource<'_> {
             ["users", id, "grants", purpose] => Resource::Grant(id, purpose),
             ["users", id, "stop-use"] => Resource::Right(id, Right::StopUse),
             ["users", id, "stop-third-party"] => Resource::Right(id, Right::StopThirdParty),
+            ["users", id, "disclosure"] => Resource::Disclosure(id),
             ["audit"] => Resource::Audit,
+            ["ledger"] => Resource::Ledger,
+            ["ledger", "purges"] => Resource::LedgerPurges,
             _ => return None,
         })
     }
@@ -195,7 +230,12 @@ impl Resource<'_> {
     /// The methods the resource answers.
     fn allowed(&self) -> &'static [Method] {
         match self {
-            Resource::Health | Resource::Document { .. } | Resource::Audit => &[Method::Get],
+            Resource::Health
+            | Resource::Document { .. }
+            | Resource::Audit
+            | Resource::Disclosure(_)
+            | Resource::LedgerPurges => &[Method::Get],
+            Resource::Ledger => &[Method::Post],
             Resource::User(_) => &[Method::Get, Method::Delete],
             Resource::Grant(..) | Resource::Right(..) => &[Method::Put, Method::Delete],
         }
@@ -206,7 +246,11 @@ impl Resource<'_> {
         match (self, method) {
             (Resource::Health, _) => Need::Nothing,
             (Resource::Document { .. }, _) => Need::Snapshots,
-            (Resource::User(_), Method::Get) | (Resource::Audit, _) => Need::Role(Role::Reader),
+            (Resource::User(_), Method::Get)
+            | (Resource::Audit, _)
+            | (Resource::Disclosure(_), _)
+            | (Resource::LedgerPurges, _) => Need::Role(Role::Reader),
+            (Resource::Ledger, _) => Need::Role(Role::Fetcher),
             _ => Need::Role(Role::Writer),
         }
     }
@@ -221,15 +265,11 @@ impl Resource<'_> {
             Resource::Grant(..) => "grant",
             Resource::Right(..) => "right",
             Resource::Audit => "audit",
+            Resource::Disclosure(_) => "disclosure",
+            Resource::Ledger => "ledger",
+            Resource::LedgerPurges => "ledger_purges",
         }
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 fn header_values<'a>(request: &'a Request, name: &'static str) -> Vec<&'a str> {
@@ -260,7 +300,12 @@ fn purpose_id(segment: &str) -> Result<String, Reply> {
 
 fn store_error(what: &str, e: &StoreError) -> Reply {
     match e {
-        StoreError::Db(_) | StoreError::KeyingChanged | StoreError::NotWal(_) => {
+        StoreError::LedgerOff => Reply::error(503, &e.to_string()),
+        StoreError::Db(_)
+        | StoreError::KeyingChanged
+        | StoreError::NotWal(_)
+        | StoreError::LedgerKeyChanged
+        | StoreError::Retention => {
             eprintln!("consent-source: {what} failed: {e}");
             Reply::error(500, "database error")
         }
@@ -440,6 +485,142 @@ impl Api {
         )
     }
 
+    /// `POST /ledger`: a batch of provision records, in one transaction.
+    fn ledger(&self, body: &[u8], reporter: &str) -> Result<Reply, Reply> {
+        let now = (self.clock)();
+        if self.store().ledger_key().is_none() {
+            return Err(store_error("ledger", &StoreError::LedgerOff));
+        }
+        let records =
+            ledger::parse_batch(body, now).map_err(|e| Reply::error(e.status, &e.message))?;
+        let mut store = self.store();
+        let policy = store.policy();
+        let unknown = records
+            .iter()
+            .filter(|r| {
+                policy.purpose_idx(&r.purpose).is_none()
+                    || (r.recipient != "-" && policy.party_idx(&r.recipient).is_none())
+                    || r.categories
+                        .iter()
+                        .any(|c| policy.category_idx(c).is_none())
+            })
+            .count();
+        let out = store
+            .append_ledger(&records, reporter, now)
+            .map_err(|e| store_error("ledger", &e))?;
+        drop(store);
+        if out.conflicting > 0 {
+            eprintln!(
+                "consent-source: ledger: {} record(s) repeat a stored request_id with other content (the first kept, counted as duplicates)",
+                out.conflicting
+            );
+        }
+        if unknown > 0 {
+            eprintln!(
+                "consent-source: ledger: stored {unknown} record(s) naming a purpose, category or party the loaded policy does not know (another policy version?)"
+            );
+        }
+        Ok(Reply::json(
+            200,
+            &json!({"stored": out.stored, "duplicates": out.duplicates}),
+        ))
+    }
+
+    fn ledger_purges(&self) -> Result<Reply, Reply> {
+        let purges = self
+            .store()
+            .ledger_purges()
+            .map_err(|e| store_error("ledger_purges", &e))?;
+        Ok(Reply::json(
+            200,
+            &json!({"retention_days": self.retention_days, "purges": purges}),
+        )
+        .with("cache-control", "no-store"))
+    }
+
+    /// `GET /users/{id}/disclosure`.
+    fn disclosure(&self, id: &str, query: &str, accept: &[&str]) -> Result<Reply, Reply> {
+        let id = user_id(id)?;
+        let mut lang = Lang::default();
+        let mut html = accept.iter().any(|a| {
+            a.split(',')
+                .any(|m| m.split(';').next().map(str::trim) == Some("text/html"))
+        });
+        for (k, v) in query_pairs(query, &["lang", "format"])? {
+            if k == "lang" {
+                lang = Lang::parse(&v)
+                    .ok_or_else(|| Reply::error(400, "lang must be ja, en or both"))?;
+            } else {
+                html = match v.as_str() {
+                    "html" => true,
+                    "json" => false,
+                    _ => return Err(Reply::error(400, "format must be json or html")),
+                };
+            }
+        }
+        let now = (self.clock)();
+        let store = self.store();
+        let fail = |e: StoreError| store_error("disclosure", &e);
+        let record = store.get(&id).map_err(fail)?;
+        let mut audit = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .audit(&AuditQuery {
+                    subject: Some(id.clone()),
+                    since_ms: None,
+                    after,
+                    limit: AUDIT_PAGE_MAX,
+                })
+                .map_err(fail)?;
+            let full = page.len() == AUDIT_PAGE_MAX;
+            after = page.last().map(|e| e.seq);
+            audit.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let subject_ref = store.ledger_key().map(|k| k.subject_for(&id));
+        let ledger = match &subject_ref {
+            Some(s) => store.ledger_of(s).map_err(fail)?,
+            None => Vec::new(),
+        };
+        drop(store);
+        let report = disclosure::build(
+            &self.labels,
+            &disclosure::Input {
+                user: &id,
+                subject_ref: subject_ref.clone(),
+                record: record.as_ref(),
+                audit: &audit,
+                ledger: &ledger,
+                ledger_state: LedgerState {
+                    on: subject_ref.is_some(),
+                    retention_days: self.retention_days,
+                },
+                now_ms: now,
+            },
+        );
+        let reply = if html {
+            Reply {
+                status: 200,
+                body: disclosure::render_html(&report, lang).into_bytes(),
+                headers: vec![
+                    ("content-type", "text/html; charset=utf-8".into()),
+                    (
+                        "content-security-policy",
+                        "default-src 'none'; style-src 'unsafe-inline'".into(),
+                    ),
+                    ("x-content-type-options", "nosniff".into()),
+                    ("referrer-policy", "no-referrer".into()),
+                ],
+            }
+        } else {
+            Reply::json(200, &serde_json::to_value(&report).unwrap_or_default())
+        };
+        Ok(reply.with("cache-control", "no-store"))
+    }
+
     fn change(
         &self,
         resource: &Resource<'_>,
@@ -455,7 +636,7 @@ impl Api {
                 &change,
                 Actor {
                     who,
-                    at_ms: now_ms(),
+                    at_ms: (self.clock)(),
                 },
             )
             .map_err(|e| store_error(resource.name(), &e))?;
@@ -489,11 +670,19 @@ impl Api {
                     None => reply,
                 }
             })?;
+        let accept: Vec<String> = header_values(request, "accept")
+            .into_iter()
+            .map(String::from)
+            .collect();
         let if_none_match = header_values(request, "if-none-match")
             .first()
             .map(|s| s.to_string());
 
-        let limit = self.access.config().max_body_bytes;
+        let limit = if resource == Resource::Ledger {
+            ledger::MAX_BATCH_BYTES
+        } else {
+            self.access.config().max_body_bytes
+        };
         if request.body_length().is_some_and(|n| n > limit) {
             return Err(Reply::error(413, "request body too large"));
         }
@@ -528,6 +717,12 @@ impl Api {
                 self.document(doc, *signature, query, if_none_match.as_deref())
             }
             (Resource::Audit, _) => self.audit(query),
+            (Resource::Ledger, _) => self.ledger(&body, who),
+            (Resource::LedgerPurges, _) => self.ledger_purges(),
+            (Resource::Disclosure(id), _) => {
+                let accept: Vec<&str> = accept.iter().map(String::as_str).collect();
+                self.disclosure(id, query, &accept)
+            }
             (Resource::User(id), Method::Get) => {
                 let id = user_id(id)?;
                 match self.store().get(&id) {

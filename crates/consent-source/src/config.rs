@@ -9,6 +9,8 @@
 //! # Believe the identity in `x-forwarded-client-cert` (set by an mTLS-terminating proxy in
 //! # front of the source, e.g. its Istio sidecar); false when absent.
 //! trust_forwarded_client_cert = false
+//! # How long provision-ledger records are kept, in days (365 or more); 1095 when absent.
+//! ledger_retention_days = 1095
 //!
 //! [[token]]
 //! name = "consent-admin"        # who, in the audit table
@@ -64,6 +66,8 @@ struct ConfigFile {
     public_snapshots: bool,
     #[serde(default)]
     trust_forwarded_client_cert: bool,
+    #[serde(default)]
+    ledger_retention_days: Option<u32>,
     #[serde(default, rename = "token")]
     tokens: Vec<TokenFile>,
     #[serde(default, rename = "client")]
@@ -124,6 +128,8 @@ pub struct AccessConfig {
     pub public_snapshots: bool,
     /// The identity in `x-forwarded-client-cert` is believed.
     pub trust_forwarded_client_cert: bool,
+    /// How long provision-ledger records are kept (days); `None`: the default.
+    pub ledger_retention_days: Option<u32>,
     /// Accepted bearer tokens.
     pub tokens: Vec<TokenEntry>,
     /// Accepted client certificate identities.
@@ -137,6 +143,7 @@ impl Default for AccessConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             public_snapshots: false,
             trust_forwarded_client_cert: false,
+            ledger_retention_days: None,
             tokens: Vec::new(),
             clients: Vec::new(),
         }
@@ -255,6 +262,14 @@ impl AccessConfig {
                 message: "must be 1 or more",
             });
         }
+        if let Some(days) = file.ledger_retention_days {
+            if crate::ledger::check_retention_days(days).is_err() {
+                return Err(ConfigError::Invalid {
+                    at: "ledger_retention_days".into(),
+                    message: "must be 365 to 36500 days (APPI keeps provision records one to three years; the default is 1095)",
+                });
+            }
+        }
         let mut tokens: Vec<TokenEntry> = Vec::with_capacity(file.tokens.len());
         for (i, t) in file.tokens.into_iter().enumerate() {
             let at = format!("token[{i}]");
@@ -328,6 +343,7 @@ impl AccessConfig {
             max_body_bytes,
             public_snapshots: file.public_snapshots,
             trust_forwarded_client_cert: file.trust_forwarded_client_cert,
+            ledger_retention_days: file.ledger_retention_days,
             tokens,
             clients,
         })
@@ -424,5 +440,22 @@ mod tests {
         let untrusted = "[[client]]\nidentity = \"spiffe://x/y\"\nroles = [\"fetcher\"]";
         assert!(AccessConfig::from_toml(untrusted).is_err());
         assert!(AccessConfig::from_toml("max_body_bytes = 0").is_err());
+    }
+
+    #[test]
+    fn the_ledger_retention_is_a_year_or_more() {
+        assert_eq!(
+            AccessConfig::from_toml("ledger_retention_days = 365")
+                .unwrap()
+                .ledger_retention_days,
+            Some(365)
+        );
+        let e = AccessConfig::from_toml("ledger_retention_days = 30").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("config ledger_retention_days: must be 365 to 36500 days"),
+            "{e}"
+        );
+        assert!(AccessConfig::from_toml("ledger_retention_days = -1").is_err());
     }
 }

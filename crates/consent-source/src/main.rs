@@ -1,16 +1,20 @@
 //! `consent-source`: the reference consent source.
 //!
 //! ```text
-//! consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json]
+//! consent-source [--listen ADDR] [--db FILE] [--seed SNAPSHOT.json] [--policy FILE]
 //!                [--config FILE] [--signing-key FILE] [--subject-key-secret S]
+//!                [--ledger-subject-key S] [--ledger-retention-days N]
 //!                [--part-size N] [--max-body-bytes N] [--demo-allow-loopback]
 //! ```
 //!
-//! Defaults: 127.0.0.1:8082, consent-source.sqlite, no seed, plain subjects, no signing.
+//! Defaults: 127.0.0.1:8082, consent-source.sqlite, no seed, the shipped policy, plain
+//! subjects, no signing, no ledger (it needs a key: the subject key secret, or with plain
+//! subjects the ledger subject key), ledger records kept 1095 days.
 //! It needs `--config` (tokens and client identities with their roles, see README) or,
 //! for a local demo only, `--demo-allow-loopback` (unauthenticated calls from this machine
 //! may do everything); with neither it refuses to start. Environment: `CONSENT_SOURCE_CONFIG`,
-//! `CONSENT_SIGNING_KEY_FILE`, `CONSENT_SUBJECT_KEY_SECRET` stand for the flags.
+//! `CONSENT_SIGNING_KEY_FILE`, `CONSENT_SUBJECT_KEY_SECRET`, `CONSENT_POLICY_FILE`,
+//! `CONSENT_LEDGER_SUBJECT_KEY`, `CONSENT_LEDGER_RETENTION_DAYS` stand for the flags.
 
 use std::path::PathBuf;
 
@@ -35,6 +39,10 @@ struct Args {
     /// Snapshot document loaded into an empty database.
     #[arg(long)]
     seed: Option<PathBuf>,
+    /// The policy (JSON) changes are checked against and the disclosure report's labels
+    /// come from; default: the shipped envoy-config/policy/saitama-minna-app.json.
+    #[arg(long, env = "CONSENT_POLICY_FILE")]
+    policy: Option<PathBuf>,
     /// Access configuration (TOML): tokens (SHA-256) and client identities with roles.
     #[arg(long, env = "CONSENT_SOURCE_CONFIG")]
     config: Option<PathBuf>,
@@ -44,6 +52,15 @@ struct Args {
     /// HMAC key (16+ bytes) for keyed subjects; prefer the environment variable.
     #[arg(long, env = "CONSENT_SUBJECT_KEY_SECRET", hide_env_values = true)]
     subject_key_secret: Option<String>,
+    /// With plain subjects: the HMAC key (16+ bytes) the filters write the provision
+    /// ledger's keyed subjects with (with --subject-key-secret the ledger uses that key).
+    /// Without either key the ledger is off. Prefer the environment variable.
+    #[arg(long, env = "CONSENT_LEDGER_SUBJECT_KEY", hide_env_values = true)]
+    ledger_subject_key: Option<String>,
+    /// Days provision-ledger records are kept (365 or more; default 1095, or the config's
+    /// ledger_retention_days); older ones are purged at start and every hour.
+    #[arg(long, env = "CONSENT_LEDGER_RETENTION_DAYS")]
+    ledger_retention_days: Option<u32>,
     /// Records in one snapshot part.
     #[arg(long, default_value_t = consent_source::store::DEFAULT_PART_SIZE)]
     part_size: usize,
@@ -96,8 +113,32 @@ fn main() {
         None => SubjectKeying::Plain,
     };
     let keyed = matches!(keying, SubjectKeying::Hmac(_));
+    let policy_json = args.policy.as_deref().map(|path| {
+        std::fs::read_to_string(path).unwrap_or_else(|e| {
+            fail(
+                2,
+                &format!("cannot read the policy {}: {e}", path.display()),
+            )
+        })
+    });
+    let ledger_key = match (keyed, args.ledger_subject_key) {
+        (true, Some(_)) => fail(
+            2,
+            "--ledger-subject-key is for plain subjects: with --subject-key-secret the ledger uses that key",
+        ),
+        (false, Some(k)) if k.len() < 16 => fail(2, "the ledger subject key needs at least 16 bytes"),
+        (_, k) => k.map(String::into_bytes),
+    };
+    let ledger_on = keyed || ledger_key.is_some();
+    let retention_days = args
+        .ledger_retention_days
+        .or(access.ledger_retention_days)
+        .unwrap_or(consent_source::ledger::DEFAULT_RETENTION_DAYS);
+    if let Err(e) = consent_source::ledger::check_retention_days(retention_days) {
+        fail(2, &format!("--ledger-retention-days: {e}"));
+    }
     let summary = format!(
-        "{} token(s), {} client identit(ies), snapshots {}, bodies up to {} bytes, subjects {}, {}",
+        "{} token(s), {} client identit(ies), snapshots {}, bodies up to {} bytes, subjects {}, {}, {}",
         access.tokens.len(),
         access.clients.len(),
         if access.public_snapshots {
@@ -107,6 +148,11 @@ fn main() {
         },
         access.max_body_bytes,
         if keyed { "hmac_sha256" } else { "plain" },
+        if ledger_on {
+            format!("provision ledger on (records kept {retention_days} days)")
+        } else {
+            "provision ledger OFF (no key: POST /ledger answers 503; pass --ledger-subject-key or --subject-key-secret)".to_string()
+        },
         match &signer {
             Some(s) => format!(
                 "signing with minisign key {} (public key {})",
@@ -130,6 +176,10 @@ fn main() {
         access,
         demo_allow_loopback: args.demo_allow_loopback,
         signer,
+        policy_json,
+        ledger_key,
+        ledger_retention_days: retention_days,
+        ..Options::default()
     };
     match Source::start(&args.listen, &args.db, seed.as_ref(), options) {
         Ok(source) => {

@@ -43,6 +43,12 @@ pub enum StoreError {
     KeyingChanged,
     /// The database did not switch to WAL mode (the journal mode it reports).
     NotWal(String),
+    /// The database's ledger was written with another ledger key.
+    LedgerKeyChanged,
+    /// The ledger is off: the source has no key to write keyed subjects with.
+    LedgerOff,
+    /// A retention period outside the accepted range.
+    Retention,
 }
 
 impl std::fmt::Display for StoreError {
@@ -67,6 +73,20 @@ impl std::fmt::Display for StoreError {
             StoreError::NotWal(mode) => {
                 write!(f, "the database did not switch to WAL (journal mode {mode})")
             }
+            StoreError::LedgerKeyChanged => write!(
+                f,
+                "the database's ledger was written with another ledger key: keep the key of its first start"
+            ),
+            StoreError::LedgerOff => write!(
+                f,
+                "the ledger is off: start the source with a ledger key (--subject-key-secret or --ledger-subject-key)"
+            ),
+            StoreError::Retention => write!(
+                f,
+                "the ledger retention must be {} to {} days",
+                crate::ledger::MIN_RETENTION_DAYS,
+                crate::ledger::MAX_RETENTION_DAYS
+            ),
         }
     }
 }
@@ -171,10 +191,11 @@ pub struct Actor<'a> {
 /// The store: a SQLite connection, the policy records are checked against, and how
 /// subjects are written in what is served.
 pub struct Store {
-    db: Connection,
+    pub(crate) db: Connection,
     policy: CompiledPolicy,
     keying: SubjectKeying,
     part_size: usize,
+    pub(crate) ledger_key: Option<crate::ledger::LedgerKey>,
 }
 
 /// Default number of records in one part of a served snapshot.
@@ -272,11 +293,13 @@ impl Store {
         }
         db.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")?;
         db.execute_batch(SCHEMA)?;
+        db.execute_batch(crate::ledger::LEDGER_SCHEMA)?;
         let mut store = Store {
             db,
             policy,
             keying,
             part_size: DEFAULT_PART_SIZE,
+            ledger_key: None,
         };
         store.migrate()?;
         Ok(store)
@@ -293,6 +316,10 @@ impl Store {
         if !has_column(&self.db, "state", "keying")? {
             self.db
                 .execute_batch("ALTER TABLE state ADD COLUMN keying TEXT")?;
+        }
+        if !has_column(&self.db, "state", "ledger_keying")? {
+            self.db
+                .execute_batch("ALTER TABLE state ADD COLUMN ledger_keying TEXT")?;
         }
         let mark = keying_mark(&self.keying);
         let tx = self.db.transaction()?;

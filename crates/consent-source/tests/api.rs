@@ -47,6 +47,9 @@ fn every_call_but_healthz_needs_a_credential_by_default() {
         ("PUT", "/users/u-bob/stop-use"),
         ("DELETE", "/users/u-bob/stop-third-party"),
         ("DELETE", "/users/u-bob"),
+        ("GET", "/users/u-bob/disclosure"),
+        ("POST", "/ledger"),
+        ("GET", "/ledger/purges"),
     ] {
         let r = call(port, method, path, &[], b"");
         assert_eq!(r.status, 401, "{method} {path}: {}", r.text());

@@ -34,6 +34,13 @@ records the decision. The exit code still follows the decision.
 Exit codes: 0 allow or redact, 2 block (including a body the filter would refuse),
             1 invalid input or bad arguments";
 
+/// Printed after `disclosure --help`.
+const DISCLOSURE_AFTER_HELP: &str = "\
+The report is the person's own data: it shows the user ID asked for and the keyed
+reference the provision ledger files them under. The token is never printed.
+
+Exit codes: 0 printed, 1 bad arguments, the source unreachable or refusing";
+
 /// Check and explain what the consent filter does, with the filter's own engine
 /// (consent-core), outside Envoy.
 #[derive(Debug, Parser)]
@@ -76,6 +83,16 @@ pub enum Command {
     /// identities; a configuration's caller.identities replace the policy's) and the
     /// third-party provision purpose. Default: the shipped policy; labels in both languages.
     Policy(PolicyArgs),
+    /// Fetch a person's disclosure report (開示) from the consent source.
+    ///
+    /// Asks the consent source for GET /users/{U}/disclosure (the reader role) and prints
+    /// it: the consents in force with the policy version each was given under, withdrawals
+    /// and objections, rights requests, the history, and the provisions of the person's data
+    /// by recipient and purpose (first, last, count, categories), with the policy's labels.
+    /// --html prints the printable page as the source serves it, --json the JSON.
+    /// The source speaks plain HTTP (reach it through its proxy or a port-forward).
+    #[command(after_help = DISCLOSURE_AFTER_HELP)]
+    Disclosure(DisclosureArgs),
     /// gRPC: build the descriptor set the configuration's `grpc.descriptor_set` holds.
     #[command(subcommand)]
     Grpc(Grpc),
@@ -255,6 +272,34 @@ impl PolicyArgs {
             (None, None) => PolicySource::Shipped,
         }
     }
+}
+
+/// Everything `consentctl disclosure` takes.
+#[derive(Debug, Args)]
+pub struct DisclosureArgs {
+    /// The consent source's base URL, e.g. http://127.0.0.1:8082.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The user ID to report on.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+    /// A bearer token with the reader role (prefer the environment variable).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CONSENTCTL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Which labels to show.
+    #[arg(long, value_enum, default_value_t = Lang::Both)]
+    pub lang: Lang,
+    /// Print the printable HTML page as the source serves it.
+    #[arg(long, conflicts_with = "json")]
+    pub html: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which labels the policy tables show.
@@ -460,6 +505,23 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("fr"), "{e}");
+    }
+
+    #[test]
+    fn disclosure_takes_a_source_a_user_and_one_output() {
+        let a = match command("disclosure --source http://h:1 --user u-1 --lang ja --html") {
+            Command::Disclosure(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((a.source.as_str(), a.user.as_str()), ("http://h:1", "u-1"));
+        assert_eq!(a.lang, Lang::Ja);
+        assert!(a.html && !a.json);
+        let e = err("disclosure --source http://h:1 --user u-secret --html --json");
+        assert!(e.contains("cannot be used with"), "{e}");
+        assert!(!e.contains("u-secret"), "{e}");
+        assert!(err("disclosure --user u-1").contains("--source <URL>"));
+        let e = err("disclosure --source http://h:1 --user u-1 --token");
+        assert!(e.contains("'--token <T>'"), "{e}");
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `consentctl`: operators' CLI for the consent filter. It validates plugin
 //! configurations (JSON or inside Envoy YAML), policies and consent snapshots, explains
 //! one request's decision, and prints the policy as tables, all with `consent-core`, the
-//! engine the filter itself runs: nothing here decides or parses on its own.
+//! engine the filter itself runs: nothing here decides or parses on its own. It also
+//! fetches a person's disclosure report from the consent source.
 //!
 //! Exit codes: 0 success (explain: allow or redact), 1 invalid input or bad arguments,
 //! 2 explain: block.
 
 mod args;
 mod config_source;
+mod disclosure;
 mod explain;
 mod explain_render;
 mod grpc;
@@ -43,6 +45,7 @@ fn run(command: &Command) -> Result<Report, Failure> {
             output,
         }) => grpc::descriptors(proto_path, files, *base64, output.as_ref()),
         Command::Policy(args) => policy_table::run(&args.source(), args.lang),
+        Command::Disclosure(args) => disclosure::run(args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "consentctl", &mut script);
