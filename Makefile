@@ -38,9 +38,10 @@ help: ## this list: every target, what it does
 deps: system-deps toolchain rust-targets envoy grpc-tools ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
 
 # Debian packages the tests and the demo call: curl (the e2e client), openssl (test
-# certificates). Installed only when missing.
-SYSTEM_TOOLS := curl openssl
-system-deps: ## curl and openssl from Debian, when missing
+# certificates), minisign (consentctl's signatures checked against minisign's own, both
+# ways). Installed only when missing.
+SYSTEM_TOOLS := curl openssl minisign
+system-deps: ## curl, openssl and minisign from Debian, when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
