@@ -22,9 +22,23 @@ pids+=($!)
 pids+=($!)
 
 # The reference consent source, with its SQLite database under .run/ (seeded on first start).
+# It signs what it serves with the demo's (DEMO ONLY) key, whose public key the demo config
+# trusts (snapshot.public_key, require_signature). A consent-source built without
+# --signing-key cannot: the demo then runs on a copy of the config that does not require
+# signatures, and says so.
 mkdir -p .run
+CONFIG=envoy-config/envoy-demo.yaml
+SIGNING=(--signing-key envoy-config/demo-signing/minisign.key)
+if ! grep -q -- '--signing-key' crates/consent-source/src/*.rs; then
+  SIGNING=()
+  CONFIG=.run/envoy-demo-unsigned.yaml
+  grep -v -e '"public_key": ' -e '"require_signature": ' envoy-config/envoy-demo.yaml \
+    | sed 's/"failure_mode": "block",$/"failure_mode": "block"/' > "$CONFIG"
+  echo "WARNING: this consent-source cannot sign (no --signing-key): the demo runs WITHOUT" >&2
+  echo "         snapshot signature checks ($CONFIG)" >&2
+fi
 target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
-  --seed envoy-config/demo-consents.json &
+  --seed envoy-config/demo-consents.json "${SIGNING[@]}" &
 pids+=($!)
 
 cat <<'MSG'
@@ -39,7 +53,7 @@ Ctrl-C stops everything.
 ---------------------------------------------------------------------------
 MSG
 
-"$ENVOY" -c envoy-config/envoy-demo.yaml --concurrency 2 --disable-hot-restart \
+"$ENVOY" -c "$CONFIG" --concurrency 2 --disable-hot-restart \
   --log-level warning --component-log-level wasm:info &
 pids+=($!)
 wait -n "${pids[@]}"
