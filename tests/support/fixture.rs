@@ -60,9 +60,17 @@ pub fn for_reference_source(yaml: &str) -> String {
     if REFERENCE_SOURCE_SIGNS {
         return yaml.to_string();
     }
-    map_plugin_config(yaml, |json| {
+    let Ok(mut doc) = envoy_yaml::EnvoyYaml::parse(yaml) else {
+        return yaml.to_string();
+    };
+    let edited = doc.map_plugin_config(super::config::CONSENT_FILTER, |json| {
         without_member(&without_member(json, "public_key"), "require_signature")
-    })
+    });
+    match (edited, doc.to_yaml()) {
+        (Ok(_), Ok(out)) => out,
+        // No consent filter in the chain (a control experiment): nothing to edit.
+        _ => yaml.to_string(),
+    }
 }
 
 /// The JSON text without the member `"name": value` (a string without quotes inside, or a
