@@ -70,13 +70,21 @@ fn log_trust(config: &CompiledConfig) {
     if config.snapshot.source != SnapshotSource::Shared {
         return;
     }
+    let next = config
+        .snapshot
+        .trust
+        .as_ref()
+        .and_then(|t| t.next.as_ref())
+        .map_or(String::new(), |k| {
+            format!(" (or, rotating, key id {})", k.id())
+        });
     match &config.snapshot.trust {
         Some(trust) if trust.required => log::info!(
-            "consent filter: snapshot documents must be signed with minisign key id {}",
+            "consent filter: snapshot documents must be signed with minisign key id {}{next}",
             trust.key.id()
         ),
         Some(trust) => log::warn!(
-            "consent filter: snapshot signatures are checked against minisign key id {} but not required (snapshot.require_signature: false)",
+            "consent filter: snapshot signatures are checked against minisign key id {}{next} but not required (snapshot.require_signature: false)",
             trust.key.id()
         ),
         None => log::warn!(

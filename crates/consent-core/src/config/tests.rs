@@ -414,3 +414,29 @@ fn inline_secrets_are_listed_for_a_warning_the_public_key_is_not_a_secret() {
         ]
     );
 }
+
+#[test]
+fn a_next_public_key_needs_a_public_key_and_must_be_a_key() {
+    let err = compile_config(
+        format!(r#"{{"snapshot": {{"next_public_key": "{PUBLIC_KEY}"}}}}"#).as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), "snapshot.next_public_key");
+    let err = compile_config(
+        format!(r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}", "next_public_key": "RWQx"}}}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), "snapshot.next_public_key");
+    let trust = compile_config(
+        format!(
+            r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}", "next_public_key": "{PUBLIC_KEY}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+    .snapshot
+    .trust
+    .unwrap();
+    assert!(trust.next.is_some() && trust.required);
+}

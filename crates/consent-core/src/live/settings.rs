@@ -76,6 +76,9 @@ pub struct SnapshotSettingsDoc {
     /// The minisign public key documents must be signed with (the base64 line of a `.pub`
     /// file, `RW...`), inline or `{"env": "NAME"}`.
     pub public_key: Option<KeyDoc>,
+    /// A second public key also accepted, while the source's signing key is rotated (the
+    /// signature's key id picks the key).
+    pub next_public_key: Option<KeyDoc>,
     /// Refuse documents without a valid signature. Default: true whenever `public_key` is
     /// set; `true` without a key is an error.
     pub require_signature: Option<bool>,
@@ -103,6 +106,7 @@ impl Default for SnapshotSettingsDoc {
             subject_key: SubjectKeyKind::default(),
             subject_key_secret: None,
             public_key: None,
+            next_public_key: None,
             require_signature: None,
             failure_mode: FailureMode::default(),
             fetcher: FetcherMode::default(),
@@ -242,26 +246,36 @@ fn compile_trust(
     doc: &SnapshotSettingsDoc,
     env: EnvLookup<'_>,
 ) -> Result<Option<Trust>, ConfigError> {
-    const FIELD: &str = "snapshot.public_key";
     match (&doc.public_key, doc.require_signature) {
         (None, Some(true)) => Err(ConfigError::invalid(
             "snapshot.require_signature",
             "needs snapshot.public_key (the minisign public key documents are signed with)",
         )),
+        (None, _) if doc.next_public_key.is_some() => Err(ConfigError::invalid(
+            "snapshot.next_public_key",
+            "needs snapshot.public_key (next_public_key is the second key of a rotation)",
+        )),
         (None, _) => Ok(None),
-        (Some(key), required) => {
-            let text = key.resolve(FIELD, env)?;
-            let key = TrustedKey::parse(&text, FIELD).map_err(|e| match key {
-                KeyDoc::Env { env } => ConfigError::invalid(
-                    FIELD,
-                    format!("environment variable `{env}` does not hold a minisign public key (the base64 line of a .pub file, `RW...`)"),
-                ),
-                KeyDoc::Inline(_) => e,
-            })?;
-            Ok(Some(Trust {
-                key,
-                required: required.unwrap_or(true),
-            }))
-        }
+        (Some(key), required) => Ok(Some(Trust {
+            key: trusted_key(key, "snapshot.public_key", env)?,
+            next: doc
+                .next_public_key
+                .as_ref()
+                .map(|k| trusted_key(k, "snapshot.next_public_key", env))
+                .transpose()?,
+            required: required.unwrap_or(true),
+        })),
     }
+}
+
+/// A public key of the configuration; errors name `field` and the variable, not the text.
+fn trusted_key(key: &KeyDoc, field: &str, env: EnvLookup<'_>) -> Result<TrustedKey, ConfigError> {
+    let text = key.resolve(field, env)?;
+    TrustedKey::parse(&text, field).map_err(|e| match key {
+        KeyDoc::Env { env } => ConfigError::invalid(
+            field,
+            format!("environment variable `{env}` does not hold a minisign public key (the base64 line of a .pub file, `RW...`)"),
+        ),
+        KeyDoc::Inline(_) => e,
+    })
 }

@@ -127,14 +127,31 @@ fn key_id(text: &str) -> Option<String> {
     Some(id.iter().rev().map(|b| format!("{b:02X}")).collect())
 }
 
-/// The snapshot's trust settings, compiled from `snapshot.public_key` and
-/// `snapshot.require_signature`.
+/// The snapshot's trust settings, compiled from `snapshot.public_key`,
+/// `snapshot.next_public_key` and `snapshot.require_signature`.
 #[derive(Debug, Clone)]
 pub struct Trust {
     /// The key signatures must verify against.
     pub key: TrustedKey,
+    /// A second key also accepted, while the source's signing key is rotated.
+    pub next: Option<TrustedKey>,
     /// Whether an unsigned document is refused (true unless the configuration says false).
     pub required: bool,
+}
+
+impl Trust {
+    /// Checks `document` against a `.minisig` text, with the key whose id it names.
+    pub fn verify(&self, document: &[u8], minisig: &str) -> Result<(), SignatureError> {
+        match (self.key.verify(document, minisig), &self.next) {
+            (Err(SignatureError::OtherKey), Some(next)) => next.verify(document, minisig),
+            (result, _) => result,
+        }
+    }
+
+    /// Checks `document` against a [`SIGNATURE_HEADER`] value.
+    pub fn verify_header(&self, document: &[u8], header: &str) -> Result<(), SignatureError> {
+        self.verify(document, &header_text(header)?)
+    }
 }
 
 #[cfg(test)]

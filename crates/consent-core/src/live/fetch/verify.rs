@@ -31,7 +31,7 @@ impl FetchMachine {
             return self.take(ask, response.body, response.etag, now_ms);
         };
         match response.signature {
-            Some(header) => match trust.key.verify_header(response.body, header) {
+            Some(header) => match trust.verify_header(response.body, header) {
                 Ok(()) => self.take(ask, response.body, response.etag, now_ms),
                 Err(e) => self.refuse(ask, e),
             },
@@ -55,7 +55,7 @@ impl FetchMachine {
         let checked = match status {
             Some(200) => std::str::from_utf8(minisig)
                 .map_err(|_| SignatureError::Malformed)
-                .and_then(|text| trust.key.verify(&unsigned.body, text)),
+                .and_then(|text| trust.verify(&unsigned.body, text)),
             Some(404) if !trust.required => return self.take_unsigned(unsigned, now_ms),
             Some(404) => Err(SignatureError::Missing),
             Some(status) => {

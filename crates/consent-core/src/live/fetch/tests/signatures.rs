@@ -379,3 +379,33 @@ fn without_a_key_nothing_is_checked() {
     assert!(s.record("alice").is_some());
     assert_eq!(s.host.calls.len(), 1, "no signature file asked for");
 }
+
+#[test]
+fn during_a_key_rotation_documents_signed_with_either_key_are_taken() {
+    let (old, new, mallory) = (TestSigner::new(), TestSigner::new(), TestSigner::new());
+    let config = compile_config(
+        format!(
+            r#"{{"snapshot": {{"source": "shared", "cluster": "consent", "bucket_bits": 4,
+            "refresh_ms": 1000, "max_staleness_ms": 5000, "public_key": "{}",
+            "next_public_key": "{}"}}}}"#,
+            old.public_key(),
+            new.public_key()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut t = Signed {
+        s: Sim::with(config, Host::default()),
+        signer: old,
+    };
+    t.fetch_signed(&snapshot(1, &["alice"]));
+    t.signer = new;
+    t.fetch_signed(&snapshot(2, &["bob"]));
+    assert!(t.s.record("bob").is_some());
+    assert_eq!(t.rejections(), (0, 0));
+    t.s.tick().unwrap();
+    let body = snapshot(3, &["carol"]);
+    t.answer_signed_as(&body, &mallory.sign(body.as_bytes()));
+    assert_eq!(t.rejections(), (1, 1));
+    assert!(t.s.logged("signed with another key"));
+}
