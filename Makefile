@@ -39,8 +39,8 @@ help: ## this list: every target, what it does
 deps: system-deps toolchain rust-targets envoy grpc-tools ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
 
 # Debian packages the tests and the demo call: curl (the e2e client), openssl (test
-# certificates), minisign (the consent source's signatures checked with the real tool).
-# Installed only when missing.
+# certificates), minisign (consentctl's signatures checked against minisign's own, both
+# ways). Installed only when missing.
 SYSTEM_TOOLS := curl openssl minisign
 system-deps: ## curl, openssl and minisign from Debian, when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
@@ -234,9 +234,14 @@ test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm
 test-e2e: envoy grpc-tools prometheus build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service, the consent source and Prometheus
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
+# deploy/envoy/*.yaml read the filter's keys from Envoy's environment (host_env_keys):
+# validation runs the filter's on_configure, so it gets test-only values.
+DEPLOY_TEST_ENV := CONSENT_SUBJECT_KEY_SECRET=validate-only-consent_subject_key_secret-0123456789abcdef \
+                   CONSENT_PSEUDONYMISATION_KEY=validate-only-consent_pseudonymisation_key-0123456789abcdef
+
 validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/
 	@for f in envoy-config/*.yaml deploy/envoy/*.yaml; do \
-	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
+	  env $(DEPLOY_TEST_ENV) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
 	done
 
 ## ---- deploy -------------------------------------------------------------------
@@ -283,7 +288,7 @@ validate-deploy: envoy deploy-tools wasm deploy-certs ## deploy/ manifests again
 	$(VENV)/bin/python scripts/validate_manifests.py --deploy deploy --out target/deploy-validate \
 	  --envoy $(ENVOY) --wasm $(WASM) || status=1; \
 	for f in deploy/envoy/*.yaml; do \
-	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK   $$f: envoy --mode validate" || { echo "BAD  $$f: envoy --mode validate"; status=1; }; \
+	  env $(DEPLOY_TEST_ENV) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK   $$f: envoy --mode validate" || { echo "BAD  $$f: envoy --mode validate"; status=1; }; \
 	done; \
 	CONSENT_DEPLOY_CONFIGS=$(abspath target/deploy-validate/configs) \
 	  $(CARGO) test -p consent-core --test deploy_configs -- --nocapture || status=1; \

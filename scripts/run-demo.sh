@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY="${ENVOY:-.venv/bin/envoy}"
+CONFIG="${ENVOY_CONFIG:-envoy-config/envoy-demo.yaml}"
 
 pids=()
 cleanup() {
@@ -27,10 +28,13 @@ pids+=($!)
 # with tokens or client identities; see README, "Reference consent source".
 # The demo's ledger key (a demo value, not a secret) turns on the provision ledger and the
 # disclosure report: http://127.0.0.1:8082/users/u-alice/disclosure?format=html
+# It signs what it serves with the demo's (DEMO ONLY) key, whose public key the demo config
+# trusts (snapshot.public_key, require_signature).
 mkdir -p .run
 CONSENT_LEDGER_SUBJECT_KEY=demo-ledger-key-not-a-secret \
 target/debug/consent-source --listen 127.0.0.1:8082 --db .run/consent-source.sqlite \
-  --seed envoy-config/demo-consents.json --demo-allow-loopback &
+  --seed envoy-config/demo-consents.json --demo-allow-loopback \
+  --signing-key envoy-config/demo-signing/minisign.key &
 pids+=($!)
 
 cat <<'MSG'
@@ -45,7 +49,7 @@ Ctrl-C stops everything.
 ---------------------------------------------------------------------------
 MSG
 
-"$ENVOY" -c envoy-config/envoy-demo.yaml --concurrency 2 --disable-hot-restart \
+"$ENVOY" -c "$CONFIG" --concurrency 2 --disable-hot-restart \
   --log-level warning --component-log-level wasm:info &
 pids+=($!)
 wait -n "${pids[@]}"

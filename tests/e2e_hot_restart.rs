@@ -53,7 +53,7 @@ fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapsho
     let (_backend, backend_port) = support::start_backend();
     let (port, admin) = (free_port(), free_port());
     let yaml = localise(
-        &shipped_config("envoy-demo.yaml"),
+        &support::for_reference_source(&shipped_config("envoy-demo.yaml")),
         port,
         admin,
         backend_port,

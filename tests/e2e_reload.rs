@@ -64,7 +64,9 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     let (port, admin) = (free_port(), free_port());
     let dir: PathBuf = std::env::temp_dir().join(support::tag("lds"));
     std::fs::create_dir_all(&dir).unwrap();
-    let demo = support::worker_lease(&shipped_config("envoy-demo.yaml"));
+    let demo = support::worker_lease(&support::for_reference_source(&shipped_config(
+        "envoy-demo.yaml",
+    )));
     let (boot, lds) = split_lds(&demo, &dir);
     let boot = localise(&boot, port, admin, backend_port, source_port);
     let lds = localise(&lds, port, admin, backend_port, source_port);

@@ -144,11 +144,24 @@ wait $pid"#;
 impl Envoy {
     /// Writes `yaml` to a temp dir and starts Envoy with it; waits until it is ready.
     pub fn start(yaml: &str, port: u16, admin: u16) -> Result<Envoy, String> {
+        Self::start_with_env(yaml, port, admin, &[])
+    }
+
+    /// [`Envoy::start`] with `env` added to Envoy's environment (what
+    /// `vm_config.environment_variables.host_env_keys` hands the Wasm VM); its stdout (the
+    /// access log) and stderr are kept next to the log ([`Envoy::all_output`]).
+    pub fn start_with_env(
+        yaml: &str,
+        port: u16,
+        admin: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Envoy, String> {
         let dir = std::env::temp_dir().join(tag("consent-e2e"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = dir.join("envoy.log");
+        let out = |name: &str| std::fs::File::create(dir.join(name)).map(Stdio::from);
         let child = leashed(&envoy_bin())
             .arg("-c")
             .arg(&config)
@@ -157,8 +170,9 @@ impl Envoy {
             .args(["--file-flush-interval-msec", "50"])
             .arg("--log-path")
             .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(out("stdout.log").map_err(|e| e.to_string())?)
+            .stderr(out("stderr.log").map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("cannot start envoy: {e}"))?;
         let mut envoy = Envoy {
@@ -189,6 +203,15 @@ impl Envoy {
 
     /// Waits for Envoy to exit by itself (for configs it must reject).
     pub fn wait_exit(yaml: &str, admin: u16) -> (Option<i32>, String) {
+        Self::wait_exit_with_env(yaml, admin, &[])
+    }
+
+    /// [`Envoy::wait_exit`] with `env` added to Envoy's environment.
+    pub fn wait_exit_with_env(
+        yaml: &str,
+        admin: u16,
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, String) {
         let dir = std::env::temp_dir().join(tag("consent-e2e-bad"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
@@ -197,6 +220,7 @@ impl Envoy {
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -228,6 +252,15 @@ impl Envoy {
     /// Envoy's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Everything Envoy wrote so far: its log, stdout (the access log) and stderr.
+    pub fn all_output(&self) -> String {
+        let mut all = self.log_text();
+        for name in ["stdout.log", "stderr.log"] {
+            all.push_str(&std::fs::read_to_string(self.dir.join(name)).unwrap_or_default());
+        }
+        all
     }
 
     /// A URL on the listener.

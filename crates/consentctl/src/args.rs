@@ -18,6 +18,7 @@ Examples:
   consentctl validate envoy envoy-config/envoy-demo.yaml
   consentctl explain --config CFG --purpose P --user U [--body FILE --json-out]
   consentctl policy --lang en
+  consentctl sign --key minisign.key snapshot.json
 
 Exit codes: 0 success (explain: allow or redact), 1 invalid input or bad arguments,
             2 explain: the filter would block the request";
@@ -96,6 +97,54 @@ pub enum Command {
     /// gRPC: build the descriptor set the configuration's `grpc.descriptor_set` holds.
     #[command(subcommand)]
     Grpc(Grpc),
+    /// Make an unencrypted minisign key pair (for signing snapshots; demo and tests).
+    ///
+    /// Writes the secret key (mode 0600, unencrypted: keep it to the signer) and the public
+    /// key in minisign's formats, and prints the `RW...` line `snapshot.public_key` takes.
+    /// `minisign -G -W` makes the same kind of pair.
+    Keygen {
+        /// Where the secret key goes.
+        #[arg(long, value_name = "FILE", default_value = "minisign.key")]
+        secret_key: PathBuf,
+        /// Where the public key goes.
+        #[arg(long, value_name = "FILE", default_value = "minisign.pub")]
+        public_key: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign snapshot or delta files: writes FILE.minisig next to each (minisign format).
+    ///
+    /// The signature is what `minisign -S` writes (Ed25519, BLAKE2b-prehashed), so
+    /// `minisign -V -P KEY -m FILE` verifies it; the trusted comment holds the time, the file
+    /// name and, for a snapshot or delta, `version=N`. With --header, prints the
+    /// `consent-signature` header value (base64 of the .minisig text) instead.
+    Sign {
+        /// An unencrypted minisign secret key (`consentctl keygen`, `minisign -G -W`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print each file's consent-signature header value instead of writing files.
+        #[arg(long)]
+        header: bool,
+        /// The files to sign.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check a file's minisign signature as the fetcher does.
+    ///
+    /// Checks FILE against FILE.minisig (or --signature) with the filter's own code: a
+    /// prehashed or legacy minisign signature made with the key, of these exact bytes.
+    Verify {
+        /// The public key: the `RW...` line of a minisign .pub file, or the file.
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+        /// The signature file (default: FILE.minisig).
+        #[arg(long, value_name = "FILE.minisig")]
+        signature: Option<PathBuf>,
+        /// The signed file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print a shell completion script (e.g. `consentctl completions bash`).
     Completions {
         /// The shell to complete for.

@@ -16,6 +16,7 @@ pub(crate) mod reader;
 pub(crate) mod records;
 pub(crate) mod settings;
 pub(crate) mod shared_keys;
+pub(crate) mod signature;
 pub(crate) mod subject_key;
 
 #[cfg(any(test, feature = "reference"))]
@@ -42,4 +43,8 @@ pub use settings::{
     FailureMode, FetcherMode, SnapshotSettings, SnapshotSettingsDoc, SnapshotSource, MIN_KEY_BYTES,
 };
 pub use shared_keys::SharedKeys;
+pub use signature::{
+    header_text, header_value, SignatureError, Trust, TrustedKey, SIGNATURE_HEADER,
+    SIGNATURE_SUFFIX,
+};
 pub use subject_key::{to_hex, SubjectKey, SubjectKeying};
