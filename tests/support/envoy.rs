@@ -61,11 +61,13 @@ pub fn wasm_only(why: &str) -> bool {
     false
 }
 
-/// Envoy as a command, with `ENVOY_DYNAMIC_MODULES_SEARCH_PATH` set to the built native
-/// module's directory (used by the native build and by `envoy-native.yaml`).
+/// Envoy as a command; under the native build, with `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`
+/// set to the built module's directory.
 pub fn envoy_command() -> Command {
     let mut command = Command::new(envoy_bin());
-    command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_module_dir());
+    if build() == Build::Native {
+        command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_module_dir());
+    }
     command
 }
 
@@ -273,11 +275,7 @@ impl Envoy {
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let mut command = match build() {
-            Build::Native => envoy_command(),
-            Build::Wasm => Command::new(envoy_bin()),
-        };
-        let mut child = command
+        let mut child = envoy_command()
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])

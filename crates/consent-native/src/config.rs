@@ -126,18 +126,25 @@ impl FilterConfig {
                 &["direction"],
             ),
         };
-        let fetcher_metrics = FetcherMetrics {
-            gauges: [Gauge::Version, Gauge::Users, Gauge::AgeMs]
-                .map(|g| define(envoy, MetricKind::Gauge, g.name(), &[])),
-            counters: [Counter::FetchFailures, Counter::Rejected]
-                .map(|c| define(envoy, MetricKind::Counter, c.name(), &[])),
+        // Only a configuration that reads a fetched snapshot has fetcher stats (as with
+        // the wasm filter, whose fetcher alone defines them).
+        let shared = config.snapshot.source == SnapshotSource::Shared;
+        let fetcher_metrics = if shared {
+            FetcherMetrics {
+                gauges: [Gauge::Version, Gauge::Users, Gauge::AgeMs]
+                    .map(|g| define(envoy, MetricKind::Gauge, g.name(), &[])),
+                counters: [Counter::FetchFailures, Counter::Rejected]
+                    .map(|c| define(envoy, MetricKind::Counter, c.name(), &[])),
+            }
+        } else {
+            FetcherMetrics::default()
         };
         Ok(FilterConfig {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             envoy,
             bytes: bytes.to_vec(),
             namespace: config.shared_keys.prefix().to_string(),
-            shared: config.snapshot.source == SnapshotSource::Shared,
+            shared,
             template: Mutex::new(config),
             metrics,
             fetcher_metrics,

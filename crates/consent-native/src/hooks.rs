@@ -420,3 +420,31 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_downstream_below_write_buf
     _module: ModulePtr,
 ) {
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_is_caught_and_answered_by_the_fallback() {
+        assert_eq!(guard(|| "closed", || "open"), "open");
+        let result = guard(|| "closed", || -> &str { panic!("a bug") });
+        assert_eq!(result, "closed");
+    }
+
+    #[test]
+    fn a_hook_on_no_filter_lets_the_stream_pass_untouched() {
+        let verdict = on_filter(std::ptr::null_mut(), std::ptr::null(), |_, _| {
+            unreachable!("no filter to call")
+        });
+        assert_eq!(verdict, Verdict::Continue);
+    }
+
+    #[test]
+    fn the_abi_version_is_a_c_string() {
+        let ptr = envoy_dynamic_module_on_program_init();
+        // SAFETY: the pointer is a static NUL-terminated byte string.
+        let text = unsafe { std::ffi::CStr::from_ptr(ptr) };
+        assert_eq!(text.to_str().unwrap(), "1.40.0");
+    }
+}

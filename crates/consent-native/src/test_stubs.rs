@@ -27,3 +27,23 @@ pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_define_gauge(
 ) -> u32 {
     1
 }
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_send_response(
+    _filter: EnvoyPtr,
+    _status: u32,
+    _headers: *mut crate::abi::ModuleHeader,
+    _headers_len: usize,
+    _body: ModuleBuffer,
+    _details: ModuleBuffer,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
+    _filter: EnvoyPtr,
+    _key: ModuleBuffer,
+    _value: ModuleBuffer,
+) -> bool {
+    false
+}
