@@ -51,16 +51,6 @@ pub fn build() -> Build {
     }
 }
 
-/// Skips a test that only means something for the wasm filter: prints why and returns
-/// true under the native build.
-pub fn wasm_only(why: &str) -> bool {
-    if build() == Build::Native {
-        eprintln!("skipped for CONSENT_FILTER_BUILD=native: {why}");
-        return true;
-    }
-    false
-}
-
 /// Envoy as a command; under the native build, with `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`
 /// set to the built module's directory.
 pub fn envoy_command() -> Command {

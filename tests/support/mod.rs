@@ -33,7 +33,7 @@ pub use self::{
     },
     envoy::{
         build, envoy_bin, envoy_command, free_port, native_module_dir, repo_has, repo_root,
-        shipped_config, tag, wasm_only, wasm_path, Build, Envoy,
+        shipped_config, tag, wasm_path, Build, Envoy,
     },
     fixture::{
         demo_consents, policy_v2_changing, shipped_demo, start_backend, start_demo,
