@@ -213,7 +213,7 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
-test-unit: native ## the native unit and integration tests of the core, the tools, the source, consentctl, envoy-yaml and the native module (its ABI against the Envoy binary)
+test-unit: envoy native ## the native unit and integration tests of the core, the tools, the source, consentctl, envoy-yaml and the native module (its ABI against the Envoy binary)
 	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-native
 
