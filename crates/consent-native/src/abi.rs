@@ -168,7 +168,8 @@ pub mod attribute {
 pub mod headers_status {
     /// Go on.
     pub const CONTINUE: u32 = 0;
-    /// Hold the headers (the body may still be buffered) until `continue_*` is called.
+    /// Hold the headers (the body is still buffered); a body hook that returns `CONTINUE`
+    /// resumes them.
     pub const STOP_ITERATION: u32 = 1;
     /// Hold the headers and buffer everything after them.
     pub const STOP_ALL_ITERATION_AND_BUFFER: u32 = 3;
@@ -297,10 +298,6 @@ extern "C" {
         id: u32,
         out: *mut EnvoyBuffer,
     ) -> bool;
-    /// Resumes a request whose headers were held.
-    pub fn envoy_dynamic_module_callback_http_filter_continue_decoding(filter: EnvoyPtr);
-    /// Resumes a response whose headers were held.
-    pub fn envoy_dynamic_module_callback_http_filter_continue_encoding(filter: EnvoyPtr);
 
     /// Defines a counter with labels; its id goes to `id`.
     pub fn envoy_dynamic_module_callback_http_filter_config_define_counter(
@@ -385,8 +382,6 @@ pub const CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_received_buffered_response_body",
     "envoy_dynamic_module_callback_http_set_filter_state_bytes",
     "envoy_dynamic_module_callback_http_filter_get_attribute_string",
-    "envoy_dynamic_module_callback_http_filter_continue_decoding",
-    "envoy_dynamic_module_callback_http_filter_continue_encoding",
     "envoy_dynamic_module_callback_http_filter_config_define_counter",
     "envoy_dynamic_module_callback_http_filter_config_define_gauge",
     "envoy_dynamic_module_callback_http_filter_increment_counter",

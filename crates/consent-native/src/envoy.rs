@@ -351,21 +351,6 @@ impl Stream {
         Some(String::from_utf8(bytes.to_vec()).unwrap_or_else(|_| String::from("\u{fffd}")))
     }
 
-    /// Resumes one direction whose headers were held.
-    pub fn resume(self, direction: Direction) {
-        // SAFETY: `self.0` is the stream pointer of the current hook.
-        unsafe {
-            match direction {
-                Direction::Request => {
-                    abi::envoy_dynamic_module_callback_http_filter_continue_decoding(self.0)
-                }
-                Direction::Response => {
-                    abi::envoy_dynamic_module_callback_http_filter_continue_encoding(self.0)
-                }
-            }
-        }
-    }
-
     /// Adds `value` to the counter `id` with these label values.
     pub fn count(self, id: usize, labels: &[&str], value: u64) -> bool {
         let mut raw: Vec<ModuleBuffer> = labels
