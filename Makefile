@@ -26,8 +26,8 @@ DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
+.PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm native demo-backend \
+        run run-native test test-unit test-wasm test-e2e test-e2e-native validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy \
         prometheus monitoring-check chromium
 
@@ -113,7 +113,7 @@ $(WBG_STAMP):
 
 ## ---- build --------------------------------------------------------------------
 
-build: wasm demo-backend consent-source ## the filter (.wasm), the demo backend and the consent source
+build: wasm native demo-backend consent-source ## the filter (.wasm and the native module), the demo backend and the consent source
 
 # cargo leaves the .wasm as it is when only files it does not depend on changed (another
 # crate's manifest, say); the touch records that it was checked against its sources now,
@@ -122,6 +122,14 @@ wasm: rust-targets ## the filter, target/wasm32-wasip1/release/consent_filter.wa
 	$(CARGO) build --lib --release --target wasm32-wasip1
 	@touch $(WASM)
 	@ls -l $(WASM)
+
+# The same filter as a native Envoy dynamic module (crates/consent-native); touched like the
+# .wasm, since the end-to-end tests refuse a module older than its sources.
+NATIVE        := target/release/libconsent_native.so
+native: ## the filter as a native Envoy dynamic module, target/release/libconsent_native.so
+	$(CARGO) build --release -p consent-native
+	@touch $(NATIVE)
+	@ls -l $(NATIVE)
 
 demo-backend: ## the demo backend (the end-to-end tests' real upstream)
 	$(CARGO) build -p consent-tools --bin demo-backend
@@ -205,9 +213,13 @@ soak: deps build ## a bounded soak (SOAK_SECONDS, default 600) with consent chan
 run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:10000 (admin :9901), backend :8081, gRPC service :8083, consent source :8082
 	ENVOY=$(ENVOY) ./scripts/run-demo.sh
 
+run-native: deps build ## the same demo with the native module (envoy-config/envoy-native.yaml) instead of the wasm filter
+	ENVOY=$(ENVOY) ENVOY_CONFIG=envoy-config/envoy-native.yaml \
+	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/release) ./scripts/run-demo.sh
+
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy (and Prometheus), deploy/ and monitoring checks
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e test-e2e-native validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy (wasm, then native), deploy/ checks
 
 # The inner loop: formatting, lints and the native unit tests (no Envoy, no wasm runner).
 check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glue), native unit tests
@@ -215,6 +227,7 @@ check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glu
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	$(CARGO) test -p consent-native --lib
 
 lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both wasm targets
 	$(CARGO) fmt --all -- --check
@@ -224,8 +237,9 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 
 # CONSENT_REQUIRE_BROWSER: the disclosure page's browser test fails instead of skipping
 # when Chromium is missing (the chromium prerequisite installs it).
-test-unit: chromium ## the native unit and integration tests of the core, the tools, the source (its disclosure page in Chromium), consentctl and envoy-yaml
+test-unit: chromium envoy native ## the native unit and integration tests of the core, the tools, the source (its disclosure page in Chromium), consentctl, envoy-yaml and the native module (its ABI against the Envoy binary)
 	CONSENT_REQUIRE_BROWSER=1 $(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-native
 
 test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
@@ -234,14 +248,18 @@ test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm
 test-e2e: envoy grpc-tools prometheus build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service, the consent source and Prometheus
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
+# The same suite against the native module (CONSENT_FILTER_BUILD=native, tests/support).
+test-e2e-native: envoy grpc-tools build ## the end-to-end tests again, with the native dynamic module instead of the .wasm
+	CONSENT_FILTER_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
+
 # deploy/envoy/*.yaml read the filter's keys from Envoy's environment (host_env_keys):
 # validation runs the filter's on_configure, so it gets test-only values.
 DEPLOY_TEST_ENV := CONSENT_SUBJECT_KEY_SECRET=validate-only-consent_subject_key_secret-0123456789abcdef \
                    CONSENT_PSEUDONYMISATION_KEY=validate-only-consent_pseudonymisation_key-0123456789abcdef
 
-validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/
+validate: envoy wasm native deploy-certs ## envoy --mode validate on every config in envoy-config/ (envoy-native.yaml with the built module) and deploy/envoy/
 	@for f in envoy-config/*.yaml deploy/envoy/*.yaml; do \
-	  env $(DEPLOY_TEST_ENV) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
+	  env $(DEPLOY_TEST_ENV) ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/release) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
 	done
 
 ## ---- deploy -------------------------------------------------------------------

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Starts the demo backend, the demo gRPC service, the consent source and real Envoy with
-# the consent filter, in the foreground. Ctrl-C stops them all. Used by `make run`.
+# the consent filter, in the foreground. Ctrl-C stops them all. Used by `make run`, and by
+# `make run-native` with ENVOY_CONFIG=envoy-config/envoy-native.yaml (the native module,
+# found on ENVOY_DYNAMIC_MODULES_SEARCH_PATH).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY="${ENVOY:-.venv/bin/envoy}"
-CONFIG="${ENVOY_CONFIG:-envoy-config/envoy-demo.yaml}"
+ENVOY_CONFIG="${ENVOY_CONFIG:-envoy-config/envoy-demo.yaml}"
 
 pids=()
 cleanup() {
@@ -49,7 +51,7 @@ Ctrl-C stops everything.
 ---------------------------------------------------------------------------
 MSG
 
-"$ENVOY" -c "$CONFIG" --concurrency 2 --disable-hot-restart \
-  --log-level warning --component-log-level wasm:info &
+"$ENVOY" -c "$ENVOY_CONFIG" --concurrency 2 --disable-hot-restart \
+  --log-level warning --component-log-level wasm:info,dynamic_modules:info &
 pids+=($!)
 wait -n "${pids[@]}"

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{curl, envoy_bin, free_port, localise, shipped_config, wait_until};
+use support::{curl, envoy_command, free_port, localise, shipped_config, wait_until};
 
 fn spawn(config: &Path, log: &Path, epoch: u32, base_id: Option<&str>, id_file: &Path) -> Child {
-    let mut cmd = Command::new(envoy_bin());
+    let mut cmd = envoy_command();
     cmd.arg("-c")
         .arg(config)
         .args([

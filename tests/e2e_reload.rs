@@ -128,12 +128,23 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
         "the bad configuration was not rejected:\n{}",
         f.envoy.log_text()
     );
-    assert!(f
-        .envoy
-        .log_text()
-        .contains("consent filter configuration rejected: require_usr"));
+    // The stat can move before Envoy flushes the log line (every 50 ms).
+    assert!(
+        wait_until(Duration::from_secs(2), || f
+            .envoy
+            .log_text()
+            .contains("consent filter configuration rejected: require_usr")),
+        "no rejection line:\n{}",
+        f.envoy.log_text()
+    );
     assert_eq!(reason(&f, probe()), (403, "purpose_not_on_route".into()));
     assert!(ok(&f));
+    // Reloads can be quicker than the load's first 20 answers (the native module's are).
+    assert!(
+        wait_until(Duration::from_secs(10), || load.answered() > 20),
+        "the load got only {} answers",
+        load.answered()
+    );
     let before_policy = Instant::now();
 
     // 3. A new policy version: consent to the changed purpose needs renewal.

@@ -1,5 +1,6 @@
-//! End-to-end harness: real Envoy (from the project venv) with the built `.wasm`,
-//! the demo backend in-process as the real upstream, and curl as the client.
+//! End-to-end harness: real Envoy (from the project venv) with the built filter (the `.wasm`,
+//! or with `CONSENT_FILTER_BUILD=native` the dynamic module `libconsent_native.so`), the
+//! demo backend in-process as the real upstream, and curl as the client.
 //!
 //! One job per file: [`envoy`] (paths, the built filter, the Envoy process), [`config`]
 //! (edits of the shipped Envoy config, through envoy-yaml), [`client`] (curl requests and
@@ -31,9 +32,15 @@ pub use self::{
         localise, map_plugin_config, split_lds, with_plugin_config, with_port,
         with_transport_socket, without_filter, worker_lease,
     },
-    envoy::{envoy_bin, free_port, repo_has, repo_root, shipped_config, tag, wasm_path, Envoy},
+    envoy::{
+        build, envoy_bin, envoy_command, free_port, native_module_dir, repo_has, repo_root,
+        shipped_config, tag, wasm_path, Build, Envoy,
+    },
     fixture::{
-        demo_consents, demo_signer, demo_signing_key, for_reference_source, policy_v2_changing, shipped_demo, start_backend, start_demo, start_demo_mtls, start_demo_on_source, start_demo_parts, start_demo_signed, start_demo_with, start_source, start_source_with, wait_until, without_member, Fixture, REFERENCE_SOURCE_SIGNS,
+        demo_consents, demo_signer, demo_signing_key, for_reference_source, policy_v2_changing,
+        shipped_demo, start_backend, start_demo, start_demo_mtls, start_demo_on_source,
+        start_demo_parts, start_demo_signed, start_demo_with, start_source, start_source_with,
+        wait_until, without_member, Fixture, REFERENCE_SOURCE_SIGNS,
     },
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
