@@ -14,6 +14,7 @@ use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
 use super::transform::{
     coarsen, coarsen_value, pseudonymise, pseudonymise_value, CivilDate, CoarsenSpec,
 };
+use super::two_stage::redact_indexed;
 
 /// What to do with a value of a forbidden category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -264,17 +265,35 @@ impl BodyReport {
 
 /// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
 /// multi-subject body get theirs from `verdict`.
+///
+/// The two-stage redactor (a SIMD structural index, then a walk over its tokens) does the
+/// work; a body it does not vouch for (invalid, too deep, not UTF-8) goes to
+/// [`redact_scalar`], so the result, errors included, is always the scalar redactor's.
 pub fn redact<'v>(
     input: &[u8],
     rules: &BodyRules<'_>,
     forbidden: CategorySet,
     elements: Option<(&ElementRules<'_>, &'v mut VerdictFn<'v>)>,
 ) -> Result<(BodyOutcome, BodyReport), JsonError> {
-    redact_scalar(input, rules, forbidden, elements)
+    let (element_rules, mut verdict) = match elements {
+        Some((r, v)) => (Some(r), Some(v)),
+        None => (None, None),
+    };
+    if let Some(done) = redact_indexed(
+        input,
+        rules,
+        forbidden,
+        element_rules,
+        verdict.as_deref_mut(),
+    ) {
+        return Ok(done);
+    }
+    redact_scalar(input, rules, forbidden, element_rules.zip(verdict))
 }
 
-/// The scalar redactor: one pass that scans and validates byte by byte. It is the
-/// reference the two-stage redactor is checked against.
+/// The scalar redactor: one pass that scans and validates byte by byte. It decides every
+/// body the two-stage redactor gives up on, and it is the reference that one is checked
+/// against.
 pub fn redact_scalar<'v>(
     input: &[u8],
     rules: &BodyRules<'_>,
