@@ -26,9 +26,10 @@ DEPLOY_TLS    := target/deploy-tls
 
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm demo-backend \
-        run test test-unit test-wasm test-e2e validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
-        deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy
+.PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm native demo-backend \
+        run run-native test test-unit test-wasm test-e2e test-e2e-native validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
+        deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy \
+        prometheus monitoring-check chromium
 
 help: ## this list: every target, what it does
 	@awk 'BEGIN {FS = ":[^#]*## "} /^[a-zA-Z0-9_-]+:[^=]*## / {printf "  make %-20s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,9 +39,10 @@ help: ## this list: every target, what it does
 deps: system-deps toolchain rust-targets envoy grpc-tools ## everything the other targets need: Debian tools, the pinned toolchain, wasm targets, Envoy
 
 # Debian packages the tests and the demo call: curl (the e2e client), openssl (test
-# certificates). Installed only when missing.
-SYSTEM_TOOLS := curl openssl
-system-deps: ## curl and openssl from Debian, when missing
+# certificates), minisign (consentctl's signatures checked against minisign's own, both
+# ways). Installed only when missing.
+SYSTEM_TOOLS := curl openssl minisign
+system-deps: ## curl, openssl and minisign from Debian, when missing
 	@missing=""; for t in $(SYSTEM_TOOLS); do command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing from Debian:$$missing"; \
@@ -81,6 +83,26 @@ $(GRPC_STAMP): $(GRPC_REQS) | $(ENVOY_STAMP)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $(GRPC_REQS)
 	touch $@
 
+# Prometheus and promtool from Debian (the `prometheus` package): tests/e2e_prometheus.rs
+# runs /usr/bin/prometheus itself (temp config and storage, loopback, a free port), never the
+# Debian service; promtool checks and unit-tests deploy/monitoring/consent-alerts.yaml.
+prometheus: ## Prometheus and promtool from Debian, when missing (the e2e tests and make monitoring-check)
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+	  echo "installing from Debian: prometheus"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	fi
+
+# Debian's Chromium (headless) and Japanese fonts (Noto CJK): the consent source's
+# disclosure page is rendered in a real browser and its screenshot checked
+# (crates/consent-source/tests/disclosure_browser.rs). Installed only when missing.
+chromium: ## Chromium and the Noto CJK fonts from Debian, when missing (the disclosure page's browser test)
+	@missing=""; command -v chromium >/dev/null 2>&1 || missing="chromium"; \
+	if ! fc-list :lang=ja family 2>/dev/null | grep -q .; then missing="$$missing fonts-noto-cjk"; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing from Debian: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
 wasm-bindgen-runner: $(WBG_STAMP) ## wasm-bindgen-test-runner (pinned to Cargo.lock) in .tools, for make test-wasm
 $(WBG_STAMP):
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "wasm-bindgen not found in Cargo.lock"; exit 1; }
@@ -91,7 +113,7 @@ $(WBG_STAMP):
 
 ## ---- build --------------------------------------------------------------------
 
-build: wasm demo-backend consent-source ## the filter (.wasm), the demo backend and the consent source
+build: wasm native demo-backend consent-source ## the filter (.wasm and the native module), the demo backend and the consent source
 
 # cargo leaves the .wasm as it is when only files it does not depend on changed (another
 # crate's manifest, say); the touch records that it was checked against its sources now,
@@ -100,6 +122,14 @@ wasm: rust-targets ## the filter, target/wasm32-wasip1/release/consent_filter.wa
 	$(CARGO) build --lib --release --target wasm32-wasip1
 	@touch $(WASM)
 	@ls -l $(WASM)
+
+# The same filter as a native Envoy dynamic module (crates/consent-native); touched like the
+# .wasm, since the end-to-end tests refuse a module older than its sources.
+NATIVE        := target/release/libconsent_native.so
+native: ## the filter as a native Envoy dynamic module, target/release/libconsent_native.so
+	$(CARGO) build --release -p consent-native
+	@touch $(NATIVE)
+	@ls -l $(NATIVE)
 
 demo-backend: ## the demo backend (the end-to-end tests' real upstream)
 	$(CARGO) build -p consent-tools --bin demo-backend
@@ -183,9 +213,13 @@ soak: deps build ## a bounded soak (SOAK_SECONDS, default 600) with consent chan
 run: deps build ## builds everything and starts the demo: Envoy on 127.0.0.1:10000 (admin :9901), backend :8081, gRPC service :8083, consent source :8082
 	ENVOY=$(ENVOY) ./scripts/run-demo.sh
 
+run-native: deps build ## the same demo with the native module (envoy-config/envoy-native.yaml) instead of the wasm filter
+	ENVOY=$(ENVOY) ENVOY_CONFIG=envoy-config/envoy-native.yaml \
+	  ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/release) ./scripts/run-demo.sh
+
 ## ---- test ---------------------------------------------------------------------
 
-test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e validate-deploy ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy, deploy/ checks
+test: deps wasm-bindgen-runner lint test-unit test-wasm build test-e2e test-e2e-native validate-deploy monitoring-check ## everything: lint, unit tests, the core's tests under wasm (Node), end-to-end tests in real Envoy (wasm, then native), deploy/ checks
 
 # The inner loop: formatting, lints and the native unit tests (no Envoy, no wasm runner).
 check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glue), native unit tests
@@ -193,6 +227,7 @@ check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glu
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	$(CARGO) test -p consent-native --lib
 
 lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both wasm targets
 	$(CARGO) fmt --all -- --check
@@ -200,19 +235,31 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
 	$(CARGO) clippy -p consent-core --lib --tests --target wasm32-unknown-unknown -- -D warnings
 
-test-unit: ## the native unit and integration tests of the core, the tools, the source, consentctl and envoy-yaml
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+# CONSENT_REQUIRE_BROWSER: the disclosure page's browser test fails instead of skipping
+# when Chromium is missing (the chromium prerequisite installs it).
+test-unit: chromium envoy native ## the native unit and integration tests of the core, the tools, the source (its disclosure page in Chromium), consentctl, envoy-yaml and the native module (its ABI against the Envoy binary)
+	CONSENT_REQUIRE_BROWSER=1 $(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-native
 
 test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WBG_RUNNER)) \
 	  $(CARGO) test -p consent-core --target wasm32-unknown-unknown
 
-test-e2e: envoy grpc-tools build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service and the consent source
+test-e2e: envoy grpc-tools prometheus build ## the end-to-end tests: real Envoy, the built .wasm, the demo backend, the gRPC service, the consent source and Prometheus
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
 
-validate: envoy wasm deploy-certs ## envoy --mode validate on every config in envoy-config/ and deploy/envoy/
+# The same suite against the native module (CONSENT_FILTER_BUILD=native, tests/support).
+test-e2e-native: envoy grpc-tools build ## the end-to-end tests again, with the native dynamic module instead of the .wasm
+	CONSENT_FILTER_BUILD=native ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-filter --tests
+
+# deploy/envoy/*.yaml read the filter's keys from Envoy's environment (host_env_keys):
+# validation runs the filter's on_configure, so it gets test-only values.
+DEPLOY_TEST_ENV := CONSENT_SUBJECT_KEY_SECRET=validate-only-consent_subject_key_secret-0123456789abcdef \
+                   CONSENT_PSEUDONYMISATION_KEY=validate-only-consent_pseudonymisation_key-0123456789abcdef
+
+validate: envoy wasm native deploy-certs ## envoy --mode validate on every config in envoy-config/ (envoy-native.yaml with the built module) and deploy/envoy/
 	@for f in envoy-config/*.yaml deploy/envoy/*.yaml; do \
-	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
+	  env $(DEPLOY_TEST_ENV) ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath target/release) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK  $$f" || { echo "BAD $$f"; exit 1; }; \
 	done
 
 ## ---- deploy -------------------------------------------------------------------
@@ -259,11 +306,21 @@ validate-deploy: envoy deploy-tools wasm deploy-certs ## deploy/ manifests again
 	$(VENV)/bin/python scripts/validate_manifests.py --deploy deploy --out target/deploy-validate \
 	  --envoy $(ENVOY) --wasm $(WASM) || status=1; \
 	for f in deploy/envoy/*.yaml; do \
-	  $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK   $$f: envoy --mode validate" || { echo "BAD  $$f: envoy --mode validate"; status=1; }; \
+	  env $(DEPLOY_TEST_ENV) $(ENVOY) --mode validate -c $$f --log-level error >/dev/null && echo "OK   $$f: envoy --mode validate" || { echo "BAD  $$f: envoy --mode validate"; status=1; }; \
 	done; \
 	CONSENT_DEPLOY_CONFIGS=$(abspath target/deploy-validate/configs) \
 	  $(CARGO) test -p consent-core --test deploy_configs -- --nocapture || status=1; \
 	if [ $$status -ne 0 ]; then echo "validate-deploy: FAILED (see BAD lines above)"; fi; exit $$status
+
+# The shipped alert rules and dashboard (deploy/monitoring/): `promtool check rules`, the
+# rules' unit tests (`promtool test rules`: input series, the alerts that must and must not
+# fire), and the dashboard parsed as JSON. Its queries are evaluated against a real Envoy by
+# tests/e2e_prometheus.rs (make test-e2e).
+MONITORING := deploy/monitoring
+monitoring-check: prometheus ## promtool check rules and promtool test rules on deploy/monitoring/, the dashboard parsed
+	promtool check rules $(MONITORING)/consent-alerts.yaml
+	promtool test rules $(MONITORING)/consent-alerts_test.yaml
+	@python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("OK  %s: %d panels" % (sys.argv[1], len(d["panels"])))' $(MONITORING)/consent-dashboard.json
 
 # deploy/envoy/envoy-sidecar.yaml in real Envoy with mTLS callers, and the filter as Istio
 # and Envoy Gateway generate it from the manifests (worker_lease fetcher, no bootstrap).

@@ -124,12 +124,16 @@ def main():
         procs.append(subprocess.Popen(
             [os.path.join(ROOT, "target/debug/demo-backend"), f"127.0.0.1:{ports['backend']}"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        # The demo config requires snapshots signed with the demo key: the source signs with it.
+        signing = ["--signing-key", os.path.join(ROOT, "envoy-config/demo-signing/minisign.key")]
         procs.append(subprocess.Popen(
             [os.path.join(ROOT, "target/debug/consent-source"), "--listen", f"127.0.0.1:{ports['source']}",
-             "--db", ":memory:", "--seed", os.path.join(ROOT, "envoy-config/demo-consents.json")],
+             "--db", ":memory:", "--seed", os.path.join(ROOT, "envoy-config/demo-consents.json"),
+             "--demo-allow-loopback"] + signing,
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         with open(os.path.join(ROOT, "envoy-config/envoy-demo.yaml")) as f:
-            yaml = localise(f.read(), ports, wasm)
+            text = f.read()
+        yaml = localise(text, ports, wasm)
         envoy = start_envoy(args.envoy, yaml, work, "envoy", 2)
         procs.append(envoy)
         wait_ready(ports["admin"], envoy, "envoy", work)

@@ -74,6 +74,14 @@ def request(port: int, cert: str | None, method: str, path: str, headers: dict[s
         conn.close()
 
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import validate_manifests as vm  # noqa: E402 (same directory)
+
+# The manifests key subjects with HMAC under CONSENT_SUBJECT_KEY_SECRET and require signed
+# snapshots. The source gets the same (test-only) subject key and signs with the demo key.
+TEST_ENV = {k: vm.test_value(k) for k in vm.SECRET_VARIABLES}
+
+
 class Run:
     """The demo backend and a seeded consent source on free ports; Envoys started on top."""
 
@@ -84,12 +92,17 @@ class Run:
         self.failures: list[str] = []
         self.passed = 0
         self.spawn(["target/debug/demo-backend", f"127.0.0.1:{self.app}"])
+        signing = ["--signing-key", "envoy-config/demo-signing/minisign.key"]
         self.spawn(["target/debug/consent-source", "--listen", f"127.0.0.1:{self.source}",
-                    "--db", os.path.join(tmp, "cs.sqlite"), "--seed", "envoy-config/demo-consents.json"])
+                    "--db", os.path.join(tmp, "cs.sqlite"), "--seed", "envoy-config/demo-consents.json",
+                    "--subject-key-secret", TEST_ENV["CONSENT_SUBJECT_KEY_SECRET"],
+                    # local test: the Envoys fetch from loopback without a token
+                    "--demo-allow-loopback"] + signing)
 
-    def spawn(self, argv: list[str], log: str | None = None) -> subprocess.Popen:
+    def spawn(self, argv: list[str], log: str | None = None, env: dict | None = None) -> subprocess.Popen:
         out = open(os.path.join(self.tmp, log), "w") if log else subprocess.DEVNULL
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                             env={**os.environ, **env} if env else None)
         self.procs.append(p)
         return p
 
@@ -115,8 +128,9 @@ class Run:
         path = os.path.join(self.tmp, f"{name}.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(cfg, f)
+        # The filter's keys as the proxy container would have them (test-only values).
         return self.spawn([envoy, "-c", path, "--concurrency", "2", "--disable-hot-restart",
-                           "--log-level", "warning"], log=f"{name}.log")
+                           "--log-level", "warning"], log=f"{name}.log", env=TEST_ENV)
 
     def log_tail(self, name: str) -> str:
         with open(os.path.join(self.tmp, f"{name}.log"), encoding="utf-8") as f:
@@ -130,6 +144,14 @@ def sidecar(run: Run, envoy: str, config: str) -> None:
     cfg["admin"]["address"]["socket_address"]["port_value"] = admin
     lis = cfg["static_resources"]["listeners"][0]
     lis["address"]["socket_address"].update(address="127.0.0.1", port_value=listen)
+    for ext in cfg.get("bootstrap_extensions", []):
+        value = ext["typed_config"]["config"]["configuration"]
+        value["value"] = value["value"]
+    for f in [f for fc in lis["filter_chains"] for f in fc["filters"]]:
+        for hf in f.get("typed_config", {}).get("http_filters", []):
+            conf = (hf.get("typed_config") or {}).get("config") or {}
+            if "configuration" in conf:
+                conf["configuration"]["value"] = conf["configuration"]["value"]
     cfg["static_resources"]["clusters"] = [
         static_cluster("local_app", run.app) if c["name"] == "local_app"
         else static_cluster("consent_source", run.source) if c["name"] == "consent_source" else c
@@ -191,18 +213,18 @@ def sidecar(run: Run, envoy: str, config: str) -> None:
 def platform_filters(deploy: str, wasm: str) -> list[tuple[str, dict, str]]:
     """(label, Wasm filter typed_config, snapshot cluster name) as Istio / Envoy Gateway
     generate them from the manifests (see scripts/validate_manifests.py)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import validate_manifests as vm  # noqa: E402 (same directory)
-
     out = []
     with open(os.path.join(deploy, "istio", "wasmplugin.yaml"), encoding="utf-8") as f:
         wp = next(d for d in yaml.safe_load_all(f) if d and d.get("kind") == "WasmPlugin")
     cfg_text = vm.go_protojson_struct(wp["spec"]["pluginConfig"])
+    host_keys = [e["name"] for e in (wp["spec"].get("vmConfig") or {}).get("env", [])
+                 if e.get("valueFrom") == "HOST"]
     out.append(("Istio WasmPlugin (no vm_id; + allow_on_headers_stop_iteration as envoyfilter-ecds.yaml sets)",
                 {"@type": vm.WASM_FILTER_TYPE, "config": {
                     "name": "minna-app.consent-filter", "root_id": wp["spec"]["pluginName"],
                     "vm_config": {"runtime": "envoy.wasm.runtime.v8",
-                                  "code": {"local": {"filename": os.path.abspath(wasm)}}},
+                                  "code": {"local": {"filename": os.path.abspath(wasm)}},
+                                  "environment_variables": {"host_env_keys": host_keys}},
                     "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                       "value": cfg_text},
                     "failure_policy": "FAIL_CLOSED", "allow_on_headers_stop_iteration": True}},
@@ -215,7 +237,9 @@ def platform_filters(deploy: str, wasm: str) -> list[tuple[str, dict, str]]:
                 {"@type": vm.WASM_FILTER_TYPE, "config": {
                     "name": w["name"], "root_id": w["rootID"],
                     "vm_config": {"vm_id": vm_id, "runtime": "envoy.wasm.runtime.v8",
-                                  "code": {"local": {"filename": os.path.abspath(wasm)}}},
+                                  "code": {"local": {"filename": os.path.abspath(wasm)}},
+                                  "environment_variables": {
+                                      "host_env_keys": (w.get("env") or {}).get("hostKeys", [])}},
                     "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                       "value": json.dumps(w["config"])},
                     "fail_open": False, "allow_on_headers_stop_iteration": True}},

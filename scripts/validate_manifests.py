@@ -21,7 +21,14 @@
    it (a WasmPlugin's pluginConfig goes through a protobuf Struct and istiod's
    protomarshal.ToJSON, so its numbers are doubles written like Go's encoding/json does). The Rust test
    crates/consent-core/tests/deploy_configs.rs then compiles each with consent-core.
-3. Deployment rules the schemas cannot express: mesh/gateway configs use a shared snapshot
+   Keys written `{"env": "NAME"}` are resolved with test values (<out>/configs/env.json), and
+   every NAME must be declared for the VM that reads it: a WasmPlugin's `vmConfig.env`
+   (HOST: in the istio-proxy container's env of the selected Deployment, from a Secret), an
+   EnvoyExtensionPolicy's `env.hostKeys` (in the EnvoyProxy's container env, from a Secret,
+   used by the Gateway), a vm_config's `environment_variables` (EnvoyFilter, plain Envoy).
+3. Deployment rules the schemas cannot express: every config keys subjects with
+   hmac_sha256, reads its secrets from the environment (never inline) and requires signed
+   snapshots (`public_key`, `require_signature: true`); mesh/gateway configs use a shared snapshot
    with `fetcher: worker_lease`, no `caller.unidentified_party` / `dev_header`,
    `caller.identities` for every party of the shipped policy, `failure_mode: block`;
    failStrategy FAIL_CLOSE / failOpen false; the WasmPlugin's and the EnvoyFilter's configs
@@ -58,6 +65,8 @@ from importlib_resources import files
 MANIFEST_DIRS = ("consent-source", "istio", "envoy-gateway")
 POLICY_PARTIES = ("tsunagu", "felica-pocket-marketing", "saitama-city", "aeon-financial-service")
 WASM_FILTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# The variables the manifests deliver the filter's secrets in (from Kubernetes Secrets).
+SECRET_VARIABLES = ("CONSENT_SUBJECT_KEY_SECRET", "CONSENT_PSEUDONYMISATION_KEY")
 
 
 class Report:
@@ -262,6 +271,7 @@ class Configs:
             os.remove(old)
         self.entries: list[tuple[str, str]] = []  # (file name, origin)
         self.parsed: dict[str, dict] = {}
+        self.env: dict[str, str] = {}  # variable -> the test value configs resolve it to
 
     def add(self, key: str, origin: str, text: str) -> dict:
         fname = re.sub(r"[^A-Za-z0-9_.-]+", "_", key) + ".json"
@@ -276,6 +286,115 @@ class Configs:
         with open(os.path.join(self.dir, "index.txt"), "w", encoding="utf-8") as f:
             for fname, origin in self.entries:
                 f.write(f"{fname}\t{origin}\n")
+        with open(os.path.join(self.dir, "env.json"), "w", encoding="utf-8") as f:
+            json.dump(self.env, f, indent=1, sort_keys=True)
+
+
+# ---- keys from the environment --------------------------------------------------------------
+
+def test_value(name: str) -> str:
+    """What validation resolves a secret variable to: test-only, long enough for any key."""
+    return f"validate-only-{name.lower()}-0123456789abcdef"
+
+
+def env_refs(node: Any) -> list[str]:
+    """Every variable a configuration reads through `{"env": "NAME"}`."""
+    if isinstance(node, dict):
+        if set(node) == {"env"} and isinstance(node["env"], str):
+            return [node["env"]]
+        return [n for v in node.values() for n in env_refs(v)]
+    if isinstance(node, list):
+        return [n for v in node for n in env_refs(v)]
+    return []
+
+
+def key_rules(cfg: dict, label: str, declared: dict[str, str], configs: Configs, report: Report) -> None:
+    """Subjects keyed by HMAC, secrets from the VM's environment (declared for this VM), and
+    signed snapshots required. `declared`: variable -> its test value (inline VM values as
+    they are)."""
+    snap = cfg.get("snapshot") or {}
+    report.check(snap.get("subject_key") == "hmac_sha256", f"{label}: snapshot.subject_key hmac_sha256",
+                 f"{label}: snapshot.subject_key must be hmac_sha256 (raw user IDs must not reach the sidecars)")
+    for field, value in (("snapshot.subject_key_secret", snap.get("subject_key_secret")),
+                         ("pseudonymisation_key", cfg.get("pseudonymisation_key")),
+                         ("decision_log.subject_key_secret", (cfg.get("decision_log") or {}).get("subject_key_secret"))):
+        if value is None and field != "snapshot.subject_key_secret":
+            continue
+        report.check(isinstance(value, dict) and "env" in value, f"{label}: {field} from the environment",
+                     f"{label}: {field} must be {{\"env\": \"NAME\"}} (a key from a Secret), not inline")
+    report.check(isinstance(snap.get("public_key"), (str, dict)) and snap.get("require_signature") is True,
+                 f"{label}: signed snapshots required (public_key, require_signature: true)",
+                 f"{label}: snapshot.public_key and \"require_signature\": true are required")
+    for name in env_refs(cfg):
+        report.check(name in declared, f"{label}: variable {name} is declared for the VM",
+                     f"{label}: {{\"env\": \"{name}\"}} is not in the VM's environment "
+                     f"(declared: {sorted(declared) or 'none'})")
+        if name in declared:
+            configs.env[name] = declared[name]
+
+
+def secret_env(container: dict | None) -> dict[str, dict]:
+    """A container's env entries that come from a Secret: name -> secretKeyRef."""
+    out = {}
+    for e in (container or {}).get("env", []) or []:
+        ref = ((e.get("valueFrom") or {}).get("secretKeyRef")) or None
+        if ref and ref.get("name") and ref.get("key"):
+            out[e["name"]] = ref
+    return out
+
+
+def vm_env(vm_config: dict) -> dict[str, str]:
+    """A vm_config's environment_variables: host keys get test values, key_values as given."""
+    ev = vm_config.get("environment_variables") or {}
+    out = {k: test_value(k) for k in ev.get("host_env_keys", [])}
+    out.update(ev.get("key_values") or {})
+    return out
+
+
+def wasmplugin_env(spec: dict, docs: list[tuple[str, dict]], label: str, report: Report) -> dict[str, str]:
+    """A WasmPlugin's vmConfig.env; each HOST variable must be in the istio-proxy container env
+    of a Deployment the plugin selects, from a Secret."""
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    proxies = []
+    for _, d in find(docs, "Deployment"):
+        labels = (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+        if selector and all(labels.get(k) == v for k, v in selector.items()):
+            containers = d["spec"]["template"]["spec"].get("containers", [])
+            proxies += [c for c in containers if c.get("name") == "istio-proxy"]
+    from_secret = {k: v for c in proxies for k, v in secret_env(c).items()}
+    out = {}
+    for e in (spec.get("vmConfig") or {}).get("env", []):
+        if e.get("valueFrom", "INLINE") == "HOST":
+            report.check(e["name"] in from_secret,
+                         f"{label}: {e['name']} (HOST) comes from Secret {from_secret.get(e['name'], {}).get('name')} in the istio-proxy container",
+                         f"{label}: {e['name']} (valueFrom HOST) is not set from a Secret on the istio-proxy "
+                         f"container of a Deployment matching {selector}")
+            out[e["name"]] = test_value(e["name"])
+        else:
+            out[e["name"]] = e.get("value", "")
+    return out
+
+
+def eg_env(w: dict, docs: list[tuple[str, dict]], gateways: list[dict], label: str, report: Report) -> dict[str, str]:
+    """An EnvoyExtensionPolicy wasm entry's env.hostKeys; each must be in the container env of
+    the EnvoyProxy a Gateway uses, from a Secret."""
+    proxies = {}
+    for gw in gateways:
+        ref = ((gw.get("spec") or {}).get("infrastructure") or {}).get("parametersRef") or {}
+        if ref.get("kind") == "EnvoyProxy":
+            for _, p in find(docs, "EnvoyProxy", ref.get("name")):
+                if p["metadata"].get("namespace") == gw["metadata"].get("namespace"):
+                    container = (((p["spec"].get("provider") or {}).get("kubernetes") or {})
+                                 .get("envoyDeployment") or {}).get("container")
+                    proxies.update(secret_env(container))
+    out = {}
+    for key in (w.get("env") or {}).get("hostKeys", []):
+        report.check(key in proxies,
+                     f"{label}: {key} (hostKeys) comes from Secret {proxies.get(key, {}).get('name')} in the EnvoyProxy container",
+                     f"{label}: env.hostKeys {key} is not set from a Secret in the container env of the "
+                     f"EnvoyProxy the Gateway's infrastructure.parametersRef names")
+        out[key] = test_value(key)
+    return out
 
 
 def mesh_rules(cfg: dict, label: str, report: Report) -> None:
@@ -331,6 +450,7 @@ def check_istio(docs: list[tuple[str, dict]], configs: Configs, report: Report) 
         report.check(str(spec.get("url", "")).startswith("oci://"), f"{label}: oci:// image",
                      f"{label}: url must be an oci:// image")
         mesh_rules(plugin_cfg, label, report)
+        key_rules(plugin_cfg, label, wasmplugin_env(spec, docs, label, report), configs, report)
         cluster = (plugin_cfg.get("snapshot") or {}).get("cluster")
         report.check(cluster == expected_cluster, f"{label}: snapshot.cluster {cluster}",
                      f"{label}: snapshot.cluster {cluster!r} is not the consent-source Service's "
@@ -357,6 +477,7 @@ def check_istio(docs: list[tuple[str, dict]], configs: Configs, report: Report) 
         report.check(filter_name == value.get("name"), f"{label}: HTTP filter refers to {filter_name}",
                      f"{label}: HTTP_FILTER name {filter_name!r} != extension config {value.get('name')!r}")
         mesh_rules(cfg, label, report)
+        key_rules(cfg, label, vm_env(pc["vm_config"]), configs, report)
         if plugin_cfg is not None:
             # The WasmPlugin cannot hold headers (no allow_on_headers_stop_iteration), the
             # EnvoyFilter variant can: body.hold_headers is the one difference allowed.
@@ -392,6 +513,7 @@ def check_envoy_gateway(docs: list[tuple[str, dict]], configs: Configs, report: 
             report.check(w["code"]["type"] == "Image", f"{label}: code type Image",
                          f"{label}: code.type must be Image")
             mesh_rules(cfg, label, report)
+            key_rules(cfg, label, eg_env(w, docs, list(gateways.values()), label, report), configs, report)
             cluster = (cfg.get("snapshot") or {}).get("cluster")
             report.check(cluster in patch_clusters, f"{label}: snapshot.cluster {cluster} is added by the EnvoyPatchPolicy",
                          f"{label}: snapshot.cluster {cluster!r} is not a cluster the EnvoyPatchPolicy adds")
@@ -431,20 +553,22 @@ def check_plain_envoy(deploy: str, configs: Configs, report: Report) -> None:
         seen = []
         for ext in doc.get("bootstrap_extensions", []):
             c = ext["typed_config"]["config"]
-            seen.append(("bootstrap " + c["root_id"], c["configuration"]["value"]))
+            seen.append(("bootstrap " + c["root_id"], c["configuration"]["value"], vm_env(c["vm_config"])))
         hcms = [f for lis in doc["static_resources"]["listeners"] for fc in lis["filter_chains"]
                 for f in fc["filters"] if f["name"] == "envoy.filters.network.http_connection_manager"]
         for hcm in hcms:
             for hf in hcm["typed_config"]["http_filters"]:
                 tc = hf.get("typed_config") or {}
                 if tc.get("@type") == WASM_FILTER_TYPE:
-                    seen.append(("filter " + tc["config"]["root_id"], tc["config"]["configuration"]["value"]))
+                    seen.append(("filter " + tc["config"]["root_id"], tc["config"]["configuration"]["value"],
+                                 vm_env(tc["config"]["vm_config"])))
                     report.check(tc["config"].get("allow_on_headers_stop_iteration") is True,
                                  f"{label}: filter has allow_on_headers_stop_iteration",
                                  f"{label}: filter needs allow_on_headers_stop_iteration")
-        for i, (what, text) in enumerate(seen):
-            configs.add(f"envoy.{os.path.basename(path)[:-5]}.{i}", f"{label}: {what}", text)
-        texts = {t for _, t in seen}
+        for i, (what, text, env) in enumerate(seen):
+            cfg = configs.add(f"envoy.{os.path.basename(path)[:-5]}.{i}", f"{label}: {what}", text)
+            key_rules(cfg, f"{label}: {what}", env, configs, report)
+        texts = {t for _, t, _ in seen}
         report.check(len(texts) == 1, f"{label}: fetcher and filter share one configuration",
                      f"{label}: fetcher and filter configurations differ")
 
@@ -472,10 +596,15 @@ def envoy_fragments(docs: list[tuple[str, dict]], out_dir: str, envoy: str, wasm
         spec = d["spec"]
         policy = {"FAIL_CLOSE": "FAIL_CLOSED", "FAIL_OPEN": "FAIL_OPEN",
                   "FAIL_RELOAD": "FAIL_RELOAD"}.get(spec.get("failStrategy", ""), "FAIL_CLOSED")
+        # vmConfig.env: HOST -> host_env_keys, INLINE -> key_values (pkg/wasm/convert.go).
+        env = (spec.get("vmConfig") or {}).get("env", [])
+        env_vars = {"host_env_keys": [e["name"] for e in env if e.get("valueFrom") == "HOST"],
+                    "key_values": {e["name"]: e.get("value", "") for e in env if e.get("valueFrom") != "HOST"}}
         tc = {"@type": WASM_FILTER_TYPE, "config": {
             "name": f"{d['metadata']['namespace']}.{d['metadata']['name']}",
             "root_id": spec.get("pluginName", ""),
-            "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm_abs}}},
+            "vm_config": {"runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": wasm_abs}},
+                          "environment_variables": env_vars},
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": go_protojson_struct(spec.get("pluginConfig") or {})},
             "failure_policy": policy}}
@@ -493,7 +622,8 @@ def envoy_fragments(docs: list[tuple[str, dict]], out_dir: str, envoy: str, wasm
             tc = {"@type": WASM_FILTER_TYPE, "config": {
                 "name": w.get("name", "consent"), "root_id": w.get("rootID", ""),
                 "vm_config": {"vm_id": vm_id, "runtime": "envoy.wasm.runtime.v8",
-                              "code": {"local": {"filename": wasm_abs}}},
+                              "code": {"local": {"filename": wasm_abs}},
+                              "environment_variables": {"host_env_keys": (w.get("env") or {}).get("hostKeys", [])}},
                 "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                                   "value": json.dumps(w.get("config") or {})},
                 "fail_open": bool(w.get("failOpen")),
@@ -504,8 +634,10 @@ def envoy_fragments(docs: list[tuple[str, dict]], out_dir: str, envoy: str, wasm
         path = os.path.join(frag_dir, f"fragment-{n}.json")
         with open(path, "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=1)
+        # The secrets as the proxy container would have them (test values).
+        host_env = {**os.environ, **{k: test_value(k) for k in SECRET_VARIABLES}}
         r = subprocess.run([envoy, "--mode", "validate", "-c", path, "--log-level", "error"],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, env=host_env)
         if r.returncode == 0:
             report.ok(f"{label}: envoy --mode validate ({os.path.relpath(path)})")
         else:

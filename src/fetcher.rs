@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use consent_core::live::{
     Counter, FetchHost, FetchMachine, FetchRequest, Gauge, HostFailure, LogLevel, LogLine,
-    Response, Ticks,
+    PublishedMeta, Response, Ticks, SIGNATURE_HEADER,
 };
 use consent_core::CompiledConfig;
 use proxy_wasm::types::Status;
@@ -26,6 +26,7 @@ struct Envoy {
     age_ms: Option<host::Metric>,
     fetch_failures: Option<host::Metric>,
     rejected: Option<host::Metric>,
+    signature_rejected: Option<host::Metric>,
 }
 
 impl Envoy {
@@ -36,6 +37,7 @@ impl Envoy {
             age_ms: host::Metric::gauge(Gauge::AgeMs.name()),
             fetch_failures: host::Metric::counter(Counter::FetchFailures.name()),
             rejected: host::Metric::counter(Counter::Rejected.name()),
+            signature_rejected: host::Metric::counter(Counter::SignatureRejected.name()),
         }
     }
 }
@@ -121,6 +123,7 @@ impl FetchHost for Envoy {
         let metric = match counter {
             Counter::FetchFailures => self.fetch_failures,
             Counter::Rejected => self.rejected,
+            Counter::SignatureRejected => self.signature_rejected,
         };
         if let Some(m) = metric {
             m.inc();
@@ -144,19 +147,38 @@ impl FetchHost for Envoy {
 pub struct Fetcher {
     machine: FetchMachine,
     envoy: Envoy,
+    config: Rc<CompiledConfig>,
+    /// Whether this worker held the lease at the last check.
+    held: bool,
+}
+
+/// The version of the snapshot published in shared data, if any (`Err`: none readable).
+fn published(config: &CompiledConfig) -> Result<Option<u64>, ()> {
+    match host::shared_data(config.shared_keys.meta_key()) {
+        Ok((Some(bytes), _)) => Ok(Some(
+            PublishedMeta::from_json(&bytes).map_or(0, |m| m.version),
+        )),
+        Ok((None, _)) => Ok(None),
+        Err(_) => Err(()),
+    }
 }
 
 impl Fetcher {
     /// A fetcher for `config` (its `snapshot` block says where and how often), numbering
-    /// its publishing epochs from `epoch` (random).
+    /// its publishing epochs from `epoch` (random). A snapshot already published (a
+    /// reload, another worker) sets the oldest version it takes.
     pub fn new(config: Rc<CompiledConfig>, epoch: u64) -> Self {
-        let published_before = matches!(
-            host::shared_data(config.shared_keys.meta_key()),
-            Ok((Some(_), _))
-        );
+        let found = published(&config);
+        let mut machine =
+            FetchMachine::new(Rc::clone(&config), matches!(found, Ok(Some(_))), epoch);
+        if let Ok(Some(version)) = found {
+            machine.published_version(version);
+        }
         Fetcher {
-            machine: FetchMachine::new(config, published_before, epoch),
+            machine,
             envoy: Envoy::define(),
+            config,
+            held: false,
         }
     }
 
@@ -181,6 +203,13 @@ impl Fetcher {
 
     /// Worker-lease mode, before each tick: whether worker `holder` holds the lease now.
     pub fn on_lease(&mut self, holder: u64, holds: bool, ticks: &mut Ticks) {
+        if holds && !self.held {
+            // Another holder may have published newer versions meanwhile.
+            if let Ok(Some(version)) = published(&self.config) {
+                self.machine.published_version(version);
+            }
+        }
+        self.held = holds;
         let effects = self.machine.on_lease(holder, holds);
         self.run(effects, ticks);
     }
@@ -207,6 +236,7 @@ impl Fetcher {
         let response = Response {
             status: header(":status").and_then(|s| s.parse().ok()),
             etag: header("etag"),
+            signature: header(SIGNATURE_HEADER),
             body: &body,
         };
         let effects = self.machine.on_response(token, response, host::unix_ms());

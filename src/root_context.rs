@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use consent_core::live::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
 use consent_core::live::{FetcherMode, SnapshotSource, Ticks, REPLICA_TICK_MS};
-use consent_core::{compile_config, CompiledConfig};
+use consent_core::{compile_config_with_env, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
@@ -82,6 +82,35 @@ fn hold_lease(key: &str, me: u64, ttl_ms: u64) -> bool {
     }
 }
 
+/// How the live snapshot's documents are checked: the key's id (as `minisign` prints it,
+/// never the key) and whether unsigned documents are refused.
+fn log_trust(config: &CompiledConfig) {
+    if config.snapshot.source != SnapshotSource::Shared {
+        return;
+    }
+    let next = config
+        .snapshot
+        .trust
+        .as_ref()
+        .and_then(|t| t.next.as_ref())
+        .map_or(String::new(), |k| {
+            format!(" (or, rotating, key id {})", k.id())
+        });
+    match &config.snapshot.trust {
+        Some(trust) if trust.required => log::info!(
+            "consent filter: snapshot documents must be signed with minisign key id {}{next}",
+            trust.key.id()
+        ),
+        Some(trust) => log::warn!(
+            "consent filter: snapshot signatures are checked against minisign key id {}{next} but not required (snapshot.require_signature: false)",
+            trust.key.id()
+        ),
+        None => log::warn!(
+            "consent filter: snapshot documents are not signature-checked (no snapshot.public_key)"
+        ),
+    }
+}
+
 impl Context for ConsentRoot {
     fn on_http_call_response(
         &mut self,
@@ -105,7 +134,10 @@ impl RootContext for ConsentRoot {
                 return false;
             }
         };
-        match compile_config(&bytes) {
+        // Keys given as {"env": "NAME"} come from the VM's environment
+        // (vm_config.environment_variables).
+        let env = |name: &str| std::env::var(name).ok();
+        match compile_config_with_env(&bytes, &env) {
             Ok(config) => {
                 log::info!(
                     "consent filter configured: policy {} version {}, {} purposes, {} categories, {} consent records",
@@ -115,6 +147,11 @@ impl RootContext for ConsentRoot {
                     config.policy.categories.len(),
                     config.consents.len()
                 );
+                for field in &config.inline_secrets {
+                    log::warn!(
+                        "consent filter: {field} is written in the configuration; prefer {{\"env\": \"NAME\"}} (a variable of the Wasm VM, vm_config.environment_variables)"
+                    );
+                }
                 if config.key.is_none() {
                     if let Some(path) = config.policy.first_pseudonymising_purpose() {
                         log::warn!(
@@ -122,6 +159,7 @@ impl RootContext for ConsentRoot {
                         );
                     }
                 }
+                log_trust(&config);
                 let config = Rc::new(config);
                 self.config = Some(Rc::clone(&config));
                 if host::root_id().as_deref() == Some(FETCHER_ROOT_ID) {

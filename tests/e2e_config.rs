@@ -10,15 +10,17 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{
-    envoy_bin, free_port, localise, repo_root, shipped_config, wasm_path, with_plugin_config, Envoy,
+    envoy_command, free_port, localise, native_module_dir, repo_root, shipped_config, wasm_path,
+    with_plugin_config, Envoy,
 };
 
+/// Every config in envoy-config/, the wasm ones and envoy-native.yaml, whichever build the
+/// suite runs (both must be built).
 #[test]
 fn every_shipped_envoy_config_passes_envoy_validate() {
     wasm_path();
+    native_module_dir();
     let dir = repo_root().join("envoy-config");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -26,7 +28,9 @@ fn every_shipped_envoy_config_passes_envoy_validate() {
         if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
             continue;
         }
-        let out = Command::new(envoy_bin())
+        let out = envoy_command()
+            // envoy-native.yaml loads the module, whichever build the suite runs.
+            .env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_module_dir())
             .args(["--mode", "validate", "-c"])
             .arg(&path)
             .current_dir(repo_root())
@@ -65,6 +69,32 @@ fn a_missing_or_stale_wasm_is_refused_with_what_to_run() {
     let stale = support::envoy::wasm_problem(&wasm).expect("an old build is a problem");
     assert!(
         stale.contains("is older than") && stale.contains("make wasm"),
+        "{stale}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_missing_or_stale_native_module_is_refused_with_what_to_run() {
+    let dir = std::env::temp_dir().join(support::tag("native-check"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let so = dir.join("libconsent_native.so");
+    let missing = support::envoy::native_problem(&so).expect("missing is a problem");
+    assert!(
+        missing.contains("is missing") && missing.contains("make native"),
+        "{missing}"
+    );
+    let file = std::fs::File::create(&so).unwrap();
+    assert_eq!(
+        support::envoy::native_problem(&so),
+        None,
+        "a fresh build is fine"
+    );
+    file.set_modified(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let stale = support::envoy::native_problem(&so).expect("an old build is a problem");
+    assert!(
+        stale.contains("is older than") && stale.contains("make native"),
         "{stale}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -14,9 +14,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{
-    grpc_call, send, start_demo, with_port, Fixture, GrpcServer, Req, SHIPPED_GRPC_PORT,
-};
+use support::{grpc_call, start_demo, with_port, Fixture, GrpcServer, SHIPPED_GRPC_PORT};
 
 /// The demo (Envoy, consent source, JSON backend) with the gRPC route pointed at a real
 /// gRPC server, started once for the whole binary.
@@ -177,53 +175,51 @@ fn a_compressed_message_is_refused_as_invalid_argument() {
     );
 }
 
-/// One gRPC frame holding `message`.
-fn frame(message: &[u8]) -> Vec<u8> {
-    let mut out = vec![0u8];
-    out.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    out.extend_from_slice(message);
-    out
-}
-
 #[test]
 fn a_method_the_descriptors_do_not_describe_is_refused() {
     // Field 7 (`email` in a Profile) as a string: unreadable without a descriptor.
-    let mut message = vec![0x3a, 16];
-    message.extend_from_slice(b"taro@example.jp!");
-    let (resp, seen) = send(
-        &demo().1,
-        Req::get("/saitama.v1.Unknown/Store")
-            .who("u-bob", "service.improvement")
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(frame(&message))
-            .http2(),
+    let message = hex("3a107461726f406578616d706c652e6a7021");
+    let call = grpc_call(
+        envoy_port(),
+        "u-bob",
+        "service.improvement",
+        "raw",
+        &["--method", "/saitama.v1.Unknown/Store", "--hex", &message],
     );
-    assert!(seen.is_none(), "the backend saw the call");
-    assert_eq!(resp.status, 200, "gRPC clients expect 200: {resp:?}");
-    assert_eq!(resp.header("grpc-status"), Some("7"), "{:?}", resp.headers);
-    assert_eq!(resp.header("grpc-message"), Some("grpc_method_unknown"));
-    assert!(resp
-        .header("x-consent-decision")
-        .is_some_and(|d| d.contains("reason=grpc_method_unknown")));
+    assert_eq!(call.code(), "PERMISSION_DENIED", "{}", call.out);
+    assert_eq!(call.details(), "grpc_method_unknown");
+    let decision = call.out["decision"].as_str().unwrap();
+    assert!(
+        decision.contains("reason=grpc_method_unknown"),
+        "{decision}"
+    );
 }
 
 #[test]
 fn malformed_protobuf_never_reaches_the_backend() {
     // A length-delimited field whose length runs past the message.
-    let message = [0x3a, 0x7f, b'x'];
-    let tag = support::tag("malformed");
-    let (resp, _) = send(
-        &demo().1,
-        Req::get("/saitama.v1.ProfileService/UpdateProfile")
-            .who("u-bob", "service.improvement")
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("x-test-tag", &tag)
-            .body(frame(&message))
-            .http2(),
+    let call = grpc_call(
+        envoy_port(),
+        "u-bob",
+        "service.improvement",
+        "raw",
+        &[
+            "--method",
+            "/saitama.v1.ProfileService/UpdateProfile",
+            "--hex",
+            "3a7f78",
+        ],
     );
-    assert!(demo().0.seen(&tag).is_empty(), "reached the gRPC backend");
-    assert_eq!(resp.header("grpc-status"), Some("3"), "{:?}", resp.headers);
-    assert_eq!(resp.header("grpc-message"), Some("body_invalid_protobuf"));
+    assert_eq!(call.code(), "INVALID_ARGUMENT", "{}", call.out);
+    assert_eq!(call.details(), "body_invalid_protobuf");
+    assert!(
+        demo().0.seen(&call.tag).is_empty(),
+        "reached the gRPC backend"
+    );
+}
+
+/// Hex as the client takes it (checked here, so a typo fails loudly).
+fn hex(text: &str) -> String {
+    assert!(text.len() % 2 == 0 && text.bytes().all(|b| b.is_ascii_hexdigit()));
+    text.to_string()
 }

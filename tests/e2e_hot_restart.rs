@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{curl, envoy_bin, free_port, localise, shipped_config, wait_until};
+use support::{curl, envoy_command, free_port, localise, shipped_config, wait_until};
 
 fn spawn(config: &Path, log: &Path, epoch: u32, base_id: Option<&str>, id_file: &Path) -> Child {
-    let mut cmd = Command::new(envoy_bin());
+    let mut cmd = envoy_command();
     cmd.arg("-c")
         .arg(config)
         .args([
@@ -53,7 +53,7 @@ fn a_hot_restart_under_load_fails_no_request_and_decides_none_on_a_stale_snapsho
     let (_backend, backend_port) = support::start_backend();
     let (port, admin) = (free_port(), free_port());
     let yaml = localise(
-        &shipped_config("envoy-demo.yaml"),
+        &support::for_reference_source(&shipped_config("envoy-demo.yaml")),
         port,
         admin,
         backend_port,

@@ -413,3 +413,66 @@ fn route_rules_match_host_and_path_and_add_selectors() {
     let got: serde_json::Value = serde_json::from_slice(&seen.unwrap().body).unwrap();
     assert_eq!(got["pos"], "35.861234,139.645678");
 }
+
+#[test]
+fn a_processor_abroad_gets_personal_data_only_with_consent_to_outsourcing_abroad() {
+    // The shipped policy with one processor outside Japan (§6).
+    let mut policy: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
+    policy["parties"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": "overseas-support", "kind": "processor", "country": "SG",
+            "label": {"ja": "海外サポート", "en": "Overseas support (processor abroad)"},
+            "identities": ["spiffe://minna-app.example/ns/overseas-support/*"]
+        }));
+    let pki = TestPki::new();
+    let operator = pki.client("operator", OPERATOR_ID);
+    let abroad = pki.client(
+        "abroad",
+        "spiffe://minna-app.example/ns/overseas-support/sa/helpdesk",
+    );
+    let f = start_demo_mtls(
+        |y| {
+            y.replacen(
+                "\"user_header\": \"x-user-id\",",
+                &format!("\"policy\": {policy},\n            \"user_header\": \"x-user-id\","),
+                1,
+            )
+        },
+        &pki,
+        operator,
+    );
+    let ask = || {
+        send(
+            &f,
+            Req::get("/echo")
+                .who("u-abroad", "support.inquiries")
+                .with_client(&abroad),
+        )
+    };
+    let (resp, seen) = ask();
+    assert!(seen.is_none(), "the processor abroad got the request");
+    assert_eq!(
+        (resp.status, reason(&resp)),
+        (403, "foreign_outsourcing_consent_missing".into())
+    );
+    // The operator's own services are not concerned.
+    let (resp, _) = send(&f, Req::get("/echo").who("u-abroad", "support.inquiries"));
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // With consent to outsourcing abroad, the purpose decides as for any processor.
+    let status = support::curl(&[
+        "-X",
+        "PUT",
+        &f.source_url("/users/u-abroad/grants/outsourcing.abroad"),
+    ])
+    .status;
+    assert_eq!(status, 200);
+    assert!(wait_until(Duration::from_secs(5), || ask().0.status == 200));
+    let d = decision_of(&ask().1);
+    assert!(
+        d.contains("party=overseas-support; party_kind=processor"),
+        "{d}"
+    );
+}

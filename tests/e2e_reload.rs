@@ -64,7 +64,9 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
     let (port, admin) = (free_port(), free_port());
     let dir: PathBuf = std::env::temp_dir().join(support::tag("lds"));
     std::fs::create_dir_all(&dir).unwrap();
-    let demo = support::worker_lease(&shipped_config("envoy-demo.yaml"));
+    let demo = support::worker_lease(&support::for_reference_source(&shipped_config(
+        "envoy-demo.yaml",
+    )));
     let (boot, lds) = split_lds(&demo, &dir);
     let boot = localise(&boot, port, admin, backend_port, source_port);
     let lds = localise(&lds, port, admin, backend_port, source_port);
@@ -126,12 +128,23 @@ fn a_reloaded_configuration_takes_effect_without_failing_requests_and_a_bad_one_
         "the bad configuration was not rejected:\n{}",
         f.envoy.log_text()
     );
-    assert!(f
-        .envoy
-        .log_text()
-        .contains("consent filter configuration rejected: require_usr"));
+    // The stat can move before Envoy flushes the log line (every 50 ms).
+    assert!(
+        wait_until(Duration::from_secs(2), || f
+            .envoy
+            .log_text()
+            .contains("consent filter configuration rejected: require_usr")),
+        "no rejection line:\n{}",
+        f.envoy.log_text()
+    );
     assert_eq!(reason(&f, probe()), (403, "purpose_not_on_route".into()));
     assert!(ok(&f));
+    // Reloads can be quicker than the load's first 20 answers (the native module's are).
+    assert!(
+        wait_until(Duration::from_secs(10), || load.answered() > 20),
+        "the load got only {} answers",
+        load.answered()
+    );
     let before_policy = Instant::now();
 
     // 3. A new policy version: consent to the changed purpose needs renewal.

@@ -5,6 +5,8 @@
     profile_client.py ... update [--json '{"email": "...", "gps": {"lat": .., "lng": ..}}']
     profile_client.py ... history [--limit N]
     profile_client.py ... get --compress        (gzip-compressed request message)
+    profile_client.py ... raw --method /pkg.Service/Method --hex 3a03...
+                                                 (any method, the request message as hex bytes)
 
 Prints one JSON object: the gRPC status code and details, the decision header of a block
 reply (`decision`), the decision header the backend received (`backend_saw_decision`, which
@@ -46,7 +48,9 @@ def main():
     parser.add_argument("--header", action="append", default=[], help="extra metadata NAME=VALUE")
     parser.add_argument("--compress", action="store_true", help="gzip the request messages")
     parser.add_argument("--timeout", type=float, default=10.0)
-    parser.add_argument("call", choices=["get", "update", "history"])
+    parser.add_argument("call", choices=["get", "update", "history", "raw"])
+    parser.add_argument("--method", help="raw: the method path, /package.Service/Method")
+    parser.add_argument("--hex", default="", help="raw: the request message bytes, in hex")
     parser.add_argument("--json", help="update: the Profile to send, as proto JSON")
     parser.add_argument("--limit", type=int, default=3, help="history: transactions to stream")
     args = parser.parse_args()
@@ -77,6 +81,13 @@ def main():
                 reply, call = stub.UpdateProfile.with_call(
                     profile, metadata=metadata, timeout=args.timeout, compression=compression)
                 out["messages"].append(as_dict(reply))
+            elif args.call == "raw":
+                method = channel.unary_unary(
+                    args.method, request_serializer=None, response_deserializer=None)
+                reply, call = method.with_call(
+                    bytes.fromhex(args.hex), metadata=metadata, timeout=args.timeout,
+                    compression=compression)
+                out["messages"].append({"raw_hex": reply.hex()})
             else:
                 call = stub.ListHistory(
                     protos.HistoryRequest(user_id=args.user or "", limit=args.limit),

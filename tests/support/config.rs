@@ -6,7 +6,7 @@ use std::path::Path;
 
 use envoy_yaml::{EditError, EnvoyYaml};
 
-use super::envoy::wasm_path;
+use super::envoy::{build, native_module_dir, wasm_path, Build};
 
 /// The consent filter's name in the demo's HTTP filter chain.
 pub const CONSENT_FILTER: &str = "consent";
@@ -25,19 +25,40 @@ pub fn edit_yaml(yaml: &str, edit: impl FnOnce(&mut EnvoyYaml) -> Result<(), Edi
         .unwrap_or_else(|e| panic!("Envoy config: {e}"))
 }
 
+/// The native module's name (`libconsent_native.so`).
+pub const NATIVE_MODULE: &str = "consent_native";
+
 /// Points a shipped config at test ports and the built `.wasm` (the consent source at
-/// `source`, which may be the backend's port when it plays the source).
+/// `source`, which may be the backend's port when it plays the source). Under
+/// `CONSENT_FILTER_BUILD=native` the consent filter becomes the native module with the same
+/// plugin configuration, and the wasm fetcher goes (envoy-native.yaml's shape).
 pub fn localise(yaml: &str, listen: u16, admin: u16, backend: u16, source: u16) -> String {
-    let wasm = wasm_path().display().to_string();
+    let build = build();
+    let wasm = match build {
+        Build::Wasm => wasm_path().display().to_string(),
+        Build::Native => {
+            native_module_dir();
+            String::new()
+        }
+    };
     edit_yaml(yaml, |doc| {
         let ports = SHIPPED_PORTS
             .into_iter()
             .zip([listen, admin, backend, source]);
         let changed: usize = ports.map(|(from, to)| doc.replace_port(from, to)).sum();
-        let wasm_files = doc.set_wasm_filename(&wasm);
+        let files = match build {
+            Build::Wasm => doc.set_wasm_filename(&wasm),
+            // A document without the filter (a bootstrap whose listeners are in LDS) has
+            // nothing to turn native.
+            Build::Native => match doc.use_native_module(CONSENT_FILTER, NATIVE_MODULE) {
+                Ok(n) => n,
+                Err(EditError::NotFound(_)) => 0,
+                Err(e) => return Err(e),
+            },
+        };
         assert!(
-            changed + wasm_files > 0,
-            "ports or wasm path not found in the config"
+            changed + files > 0,
+            "ports or the filter not found in the config"
         );
         Ok(())
     })
@@ -75,9 +96,14 @@ pub fn without_filter(yaml: &str) -> String {
 }
 
 /// The demo config without the bootstrap singleton: the filter's workers fetch under a lease.
+/// (The native module fetches once per process whatever `snapshot.fetcher` says; the
+/// setting is added all the same.)
 pub fn worker_lease(yaml: &str) -> String {
     edit_yaml(yaml, |doc| {
-        doc.remove_top_level("bootstrap_extensions")?;
+        match doc.remove_top_level("bootstrap_extensions") {
+            Err(EditError::NotFound(_)) if build() == Build::Native => {}
+            other => other?,
+        }
         doc.map_plugin_config(CONSENT_FILTER, |json| {
             let failure_mode = "\"failure_mode\": \"block\"";
             let out = json.replacen(

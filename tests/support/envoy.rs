@@ -29,6 +29,38 @@ pub fn envoy_bin() -> PathBuf {
     path
 }
 
+/// Which build of the filter the suite runs: `CONSENT_FILTER_BUILD=wasm` (the default: the
+/// proxy-wasm filter) or `native` (the dynamic module of crates/consent-native, with the
+/// demo config turned into envoy-config/envoy-native.yaml's shape by [`localise`]).
+///
+/// [`localise`]: super::config::localise
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// The proxy-wasm filter (`consent_filter.wasm`).
+    Wasm,
+    /// The native dynamic module (`libconsent_native.so`).
+    Native,
+}
+
+/// The build under test, from `CONSENT_FILTER_BUILD`.
+pub fn build() -> Build {
+    match std::env::var("CONSENT_FILTER_BUILD").as_deref() {
+        Err(_) | Ok("") | Ok("wasm") => Build::Wasm,
+        Ok("native") => Build::Native,
+        Ok(other) => panic!("CONSENT_FILTER_BUILD={other}: use wasm or native"),
+    }
+}
+
+/// Envoy as a command; under the native build, with `ENVOY_DYNAMIC_MODULES_SEARCH_PATH`
+/// set to the built module's directory.
+pub fn envoy_command() -> Command {
+    let mut command = Command::new(envoy_bin());
+    if build() == Build::Native {
+        command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_module_dir());
+    }
+    command
+}
+
 /// What the filter's `.wasm` is built from: a change to any of these makes it stale.
 const WASM_SOURCES: [&str; 5] = [
     "src",
@@ -50,26 +82,63 @@ fn newest(path: &Path) -> Option<(SystemTime, PathBuf)> {
         .max()
 }
 
-/// Why the built filter cannot be used, if it cannot: missing, or older than a source.
-pub fn wasm_problem(wasm: &Path) -> Option<String> {
-    let Ok(built) = std::fs::metadata(wasm).and_then(|m| m.modified()) else {
+/// What the native module is built from.
+const NATIVE_SOURCES: [&str; 6] = [
+    "crates/consent-native/src",
+    "crates/consent-native/Cargo.toml",
+    "crates/consent-core/src",
+    "crates/consent-core/Cargo.toml",
+    "Cargo.toml",
+    "Cargo.lock",
+];
+
+/// Why a built artifact cannot be used, if it cannot: missing, or older than one of
+/// `sources`; `make` names the target that builds it.
+fn build_problem(built: &Path, sources: &[&str], make: &str) -> Option<String> {
+    let Ok(time) = std::fs::metadata(built).and_then(|m| m.modified()) else {
         return Some(format!(
-            "{} is missing — run `make wasm` (or `make test`, which builds it first)",
-            wasm.display()
+            "{} is missing — run `make {make}` (or `make test`, which builds it first)",
+            built.display()
         ));
     };
     let root = repo_root();
-    let (changed, source) = WASM_SOURCES
+    let (changed, source) = sources
         .iter()
         .filter_map(|rel| newest(&root.join(rel)))
         .max()?;
-    (changed > built).then(|| {
+    (changed > time).then(|| {
         format!(
-            "{} is older than {}: it would test stale code — run `make wasm`, which rebuilds it",
-            wasm.display(),
+            "{} is older than {}: it would test stale code — run `make {make}`, which rebuilds it",
+            built.display(),
             source.strip_prefix(&root).unwrap_or(&source).display()
         )
     })
+}
+
+/// Why the built filter cannot be used, if it cannot: missing, or older than a source.
+pub fn wasm_problem(wasm: &Path) -> Option<String> {
+    build_problem(wasm, &WASM_SOURCES, "wasm")
+}
+
+/// Why the built native module cannot be used, if it cannot.
+pub fn native_problem(so: &Path) -> Option<String> {
+    build_problem(so, &NATIVE_SOURCES, "native")
+}
+
+/// The directory of the built native module (`target/release`), checked to hold a
+/// `libconsent_native.so` newer than every source it is built from.
+pub fn native_module_dir() -> PathBuf {
+    static CHECKED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let checked = CHECKED.get_or_init(|| {
+        let dir = repo_root().join("target/release");
+        match native_problem(&dir.join("libconsent_native.so")) {
+            Some(problem) => Err(problem),
+            None => Ok(dir),
+        }
+    });
+    checked
+        .clone()
+        .unwrap_or_else(|problem| panic!("{problem}"))
 }
 
 /// The built filter, checked to be newer than every source it is built from.
@@ -138,17 +207,33 @@ kill $pid 2>/dev/null
 wait $pid"#;
     let mut command = Command::new("sh");
     command.args(["-c", leash, "leash"]).arg(program);
+    if build() == Build::Native {
+        command.env("ENVOY_DYNAMIC_MODULES_SEARCH_PATH", native_module_dir());
+    }
     command
 }
 
 impl Envoy {
     /// Writes `yaml` to a temp dir and starts Envoy with it; waits until it is ready.
     pub fn start(yaml: &str, port: u16, admin: u16) -> Result<Envoy, String> {
+        Self::start_with_env(yaml, port, admin, &[])
+    }
+
+    /// [`Envoy::start`] with `env` added to Envoy's environment (what
+    /// `vm_config.environment_variables.host_env_keys` hands the Wasm VM); its stdout (the
+    /// access log) and stderr are kept next to the log ([`Envoy::all_output`]).
+    pub fn start_with_env(
+        yaml: &str,
+        port: u16,
+        admin: u16,
+        env: &[(&str, &str)],
+    ) -> Result<Envoy, String> {
         let dir = std::env::temp_dir().join(tag("consent-e2e"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
         let log = dir.join("envoy.log");
+        let out = |name: &str| std::fs::File::create(dir.join(name)).map(Stdio::from);
         let child = leashed(&envoy_bin())
             .arg("-c")
             .arg(&config)
@@ -157,8 +242,9 @@ impl Envoy {
             .args(["--file-flush-interval-msec", "50"])
             .arg("--log-path")
             .arg(&log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(out("stdout.log").map_err(|e| e.to_string())?)
+            .stderr(out("stderr.log").map_err(|e| e.to_string())?)
             .spawn()
             .map_err(|e| format!("cannot start envoy: {e}"))?;
         let mut envoy = Envoy {
@@ -189,14 +275,24 @@ impl Envoy {
 
     /// Waits for Envoy to exit by itself (for configs it must reject).
     pub fn wait_exit(yaml: &str, admin: u16) -> (Option<i32>, String) {
+        Self::wait_exit_with_env(yaml, admin, &[])
+    }
+
+    /// [`Envoy::wait_exit`] with `env` added to Envoy's environment.
+    pub fn wait_exit_with_env(
+        yaml: &str,
+        admin: u16,
+        env: &[(&str, &str)],
+    ) -> (Option<i32>, String) {
         let dir = std::env::temp_dir().join(tag("consent-e2e-bad"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).unwrap();
-        let mut child = Command::new(envoy_bin())
+        let mut child = envoy_command()
             .arg("-c")
             .arg(&config)
             .args(["--concurrency", "1", "--disable-hot-restart", "-l", "info"])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -228,6 +324,15 @@ impl Envoy {
     /// Envoy's log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Everything Envoy wrote so far: its log, stdout (the access log) and stderr.
+    pub fn all_output(&self) -> String {
+        let mut all = self.log_text();
+        for name in ["stdout.log", "stderr.log"] {
+            all.push_str(&std::fs::read_to_string(self.dir.join(name)).unwrap_or_default());
+        }
+        all
     }
 
     /// A URL on the listener.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use consent_tools::demo_backend::SnapshotState;
+use consent_tools::signing::{Signer, DEMO_SIGNING_KEY};
 
 use super::client::{send, Req};
 use super::config::{localise, map_plugin_config, with_transport_socket};
@@ -37,6 +38,62 @@ pub fn shipped_demo() -> &'static Fixture {
     FIXTURE.get_or_init(|| start_demo(|yaml| yaml.to_string()))
 }
 
+/// Whether the reference consent source (`consent_source::Source`) signs what it serves:
+/// [`start_source`] starts it with [`demo_signing_key`], so the fixtures run the shipped
+/// configuration with its `snapshot.public_key` and `snapshot.require_signature`.
+pub const REFERENCE_SOURCE_SIGNS: bool = true;
+
+/// The demo's (DEMO ONLY) signing key file, whose public key the shipped configs trust.
+pub fn demo_signing_key() -> std::path::PathBuf {
+    repo_root().join(DEMO_SIGNING_KEY)
+}
+
+/// A signer with the demo's key.
+pub fn demo_signer() -> Signer {
+    Signer::from_file(&demo_signing_key()).expect("the demo signing key")
+}
+
+/// `yaml` as the reference consent source can serve it: without the signature settings
+/// while the source does not sign ([`REFERENCE_SOURCE_SIGNS`]).
+pub fn for_reference_source(yaml: &str) -> String {
+    if REFERENCE_SOURCE_SIGNS {
+        return yaml.to_string();
+    }
+    let Ok(mut doc) = envoy_yaml::EnvoyYaml::parse(yaml) else {
+        return yaml.to_string();
+    };
+    let edited = doc.map_plugin_config(super::config::CONSENT_FILTER, |json| {
+        without_member(&without_member(json, "public_key"), "require_signature")
+    });
+    match (edited, doc.to_yaml()) {
+        (Ok(_), Ok(out)) => out,
+        // No consent filter in the chain (a control experiment): nothing to edit.
+        _ => yaml.to_string(),
+    }
+}
+
+/// The JSON text without the member `"name": value` (a string without quotes inside, or a
+/// bare word), and the comma that joined it; the rest is left as written.
+pub fn without_member(json: &str, name: &str) -> String {
+    let key = format!("\"{name}\"");
+    let Some(start) = json.find(&key) else {
+        return json.to_string();
+    };
+    let rest = &json[start + key.len()..];
+    let rest = rest[rest.find(':').expect("a colon after the key") + 1..].trim_start();
+    let value_len = match rest.strip_prefix('"') {
+        Some(text) => text.find('"').expect("a closing quote") + 2,
+        None => rest
+            .find(|c: char| c == ',' || c == '}' || c.is_whitespace())
+            .unwrap_or(rest.len()),
+    };
+    let (before, after) = (&json[..start], &rest[value_len..]);
+    match after.trim_start().strip_prefix(',') {
+        Some(after) => format!("{before}{}", after.trim_start()),
+        None => format!("{}{after}", before.trim_end().trim_end_matches(',')),
+    }
+}
+
 /// The demo consent snapshot the shipped consent source is seeded with.
 pub fn demo_consents() -> String {
     std::fs::read_to_string(repo_root().join("envoy-config/demo-consents.json"))
@@ -50,18 +107,28 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
     start_demo_parts(edit, consent_source::store::DEFAULT_PART_SIZE)
 }
 
-/// The reference consent source in memory, seeded with the demo consents, and its port.
+/// The reference consent source in memory, seeded with the demo consents, and its port,
+/// run as `make run` runs it: unauthenticated calls from loopback may do everything
+/// (`--demo-allow-loopback`), so the fetcher in Envoy and the tests' curl need no token,
+/// and it signs with the demo key (`--signing-key`), which the shipped configs require.
 pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
+    start_source_with(consent_source::Options {
+        part_size,
+        signer: Some(
+            consent_source::sign::Signer::from_file(&demo_signing_key())
+                .expect("the demo signing key"),
+        ),
+        ..consent_source::Options::demo()
+    })
+}
+
+/// The reference consent source in memory, seeded with the demo consents, with `options`.
+pub fn start_source_with(options: consent_source::Options) -> (consent_source::Source, u16) {
     let seed = consent_core::live::FullSnapshotDoc::from_json(demo_consents().as_bytes())
         .expect("demo consents parse");
-    let source = consent_source::Source::start_with_parts(
-        "127.0.0.1:0",
-        Path::new(":memory:"),
-        Some(&seed),
-        consent_core::live::SubjectKeying::Plain,
-        part_size,
-    )
-    .expect("consent source");
+    let source =
+        consent_source::Source::start("127.0.0.1:0", Path::new(":memory:"), Some(&seed), options)
+            .expect("consent source");
     let port = source.port().expect("source port");
     (source, port)
 }
@@ -88,6 +155,24 @@ pub fn start_demo_parts(edit: impl Fn(&str) -> String, part_size: usize) -> Fixt
         Some(source),
         source_port,
         true,
+        None,
+    )
+}
+
+/// [`start_demo`] in front of a consent source the test started (e.g. one that wants
+/// credentials); `wait_for_snapshot` as in [`start_demo_with`].
+pub fn start_demo_on_source(
+    edit: impl Fn(&str) -> String,
+    source: consent_source::Source,
+    source_port: u16,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    launch(
+        edit,
+        SnapshotState::Fail(503),
+        Some(source),
+        source_port,
+        wait_for_snapshot,
         None,
     )
 }
@@ -128,6 +213,17 @@ pub fn start_demo_with(
     launch(without_deltas, state, None, 0, wait_for_snapshot, None)
 }
 
+/// Like [`start_demo_with`], with deltas: the demo backend plays the consent source,
+/// serving `state` at `/snapshot` and what the test sets at `/deltas/{from}`
+/// (`DemoBackend::set_delta`), signed with the demo key (header and `.minisig`).
+pub fn start_demo_signed(
+    edit: impl Fn(&str) -> String,
+    state: SnapshotState,
+    wait_for_snapshot: bool,
+) -> Fixture {
+    launch(edit, state, None, 0, wait_for_snapshot, None)
+}
+
 fn launch(
     edit: impl Fn(&str) -> String,
     state: SnapshotState,
@@ -139,6 +235,8 @@ fn launch(
     let backend =
         consent_tools::demo_backend::DemoBackend::start_with_snapshot("127.0.0.1:0", state)
             .expect("backend");
+    // When it plays the consent source, it signs what it serves with the demo key.
+    backend.sign_with(Some(demo_signer()));
     let backend_port = backend.addr().expect("backend addr").port();
     let source_port = if source.is_some() {
         source_port
@@ -146,13 +244,13 @@ fn launch(
         backend_port
     };
     let (port, admin) = (free_port(), free_port());
-    let yaml = localise(
-        &edit(&shipped_config("envoy-demo.yaml")),
-        port,
-        admin,
-        backend_port,
-        source_port,
-    );
+    let edited = edit(&shipped_config("envoy-demo.yaml"));
+    let edited = if source.is_some() {
+        for_reference_source(&edited)
+    } else {
+        edited
+    };
+    let yaml = localise(&edited, port, admin, backend_port, source_port);
     let envoy = Envoy::start(&yaml, port, admin).unwrap_or_else(|e| panic!("{e}"));
     let fixture = Fixture {
         backend,

@@ -46,6 +46,11 @@ impl Load {
         }
     }
 
+    /// How many answers arrived so far.
+    pub fn answered(&self) -> usize {
+        self.seen.lock().map_or(0, |seen| seen.len())
+    }
+
     /// Stops the loop; every answer with its time.
     pub fn finish(mut self) -> Vec<(Instant, u16, String)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -1,11 +1,12 @@
-//! End-to-end harness: real Envoy (from the project venv) with the built `.wasm`,
-//! the demo backend in-process as the real upstream, and curl as the client.
+//! End-to-end harness: real Envoy (from the project venv) with the built filter (the `.wasm`,
+//! or with `CONSENT_FILTER_BUILD=native` the dynamic module `libconsent_native.so`), the
+//! demo backend in-process as the real upstream, and curl as the client.
 //!
 //! One job per file: [`envoy`] (paths, the built filter, the Envoy process), [`config`]
 //! (edits of the shipped Envoy config, through envoy-yaml), [`client`] (curl requests and
 //! responses), [`fixture`] (the demo backend, consent source and Envoy started together),
-//! [`grpc`] (a real gRPC server and client), [`pki`] (a throwaway CA for mTLS) and
-//! [`load`] (requests in a loop).
+//! [`grpc`] (a real gRPC server and client), [`pki`] (a throwaway CA for mTLS),
+//! [`load`] (requests in a loop) and [`prometheus`] (a real Prometheus scraping Envoy).
 #![allow(
     dead_code,
     clippy::unwrap_used,
@@ -21,6 +22,7 @@ pub mod fixture;
 pub mod grpc;
 pub mod load;
 pub mod pki;
+pub mod prometheus;
 
 // Each test binary uses a part of the harness.
 #[allow(unused_imports)]
@@ -30,14 +32,20 @@ pub use self::{
         localise, map_plugin_config, split_lds, with_plugin_config, with_port,
         with_transport_socket, without_filter, worker_lease,
     },
-    envoy::{envoy_bin, free_port, repo_has, repo_root, shipped_config, tag, wasm_path, Envoy},
+    envoy::{
+        build, envoy_bin, envoy_command, free_port, native_module_dir, repo_has, repo_root,
+        shipped_config, tag, wasm_path, Build, Envoy,
+    },
     fixture::{
-        demo_consents, policy_v2_changing, shipped_demo, start_backend, start_demo,
-        start_demo_mtls, start_demo_parts, start_demo_with, start_source, wait_until, Fixture,
+        demo_consents, demo_signer, demo_signing_key, for_reference_source, policy_v2_changing,
+        shipped_demo, start_backend, start_demo, start_demo_mtls, start_demo_on_source,
+        start_demo_parts, start_demo_signed, start_demo_with, start_source, start_source_with,
+        wait_until, without_member, Fixture, REFERENCE_SOURCE_SIGNS,
     },
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
     pki::{ClientTls, TestPki},
+    prometheus::{consent_metric_names, Prometheus, Sample},
 };
 #[allow(unused_imports)]
 pub use consent_tools::demo_backend::SnapshotState;

@@ -16,6 +16,7 @@ use crate::policy::caller::{CallerDoc, CallerSettings};
 use crate::policy::compiled::{normalise_header_name, CompiledPolicy, PolicyDoc};
 use crate::policy::gpc::{GpcDoc, GpcSettings};
 use crate::policy::routes::{RouteRuleDoc, RouteTable};
+use crate::secret::{no_env, EnvLookup, KeyDoc};
 
 #[cfg(test)]
 mod tests;
@@ -53,9 +54,9 @@ pub struct ConfigDoc {
     pub grpc: GrpcDoc,
     /// How query strings and form bodies are split into parameters.
     pub query: QueryDoc,
-    /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes. Without it, `pseudonymise`
-    /// transforms remove the value instead. Never logged.
-    pub pseudonymisation_key: Option<String>,
+    /// Key for pseudonyms (HMAC-SHA-256), at least 16 bytes, inline or `{"env": "NAME"}`.
+    /// Without it, `pseudonymise` transforms remove the value instead. Never logged.
+    pub pseudonymisation_key: Option<KeyDoc>,
     /// Live snapshot: where records come from and how fresh they must be.
     pub snapshot: SnapshotSettingsDoc,
     /// Who receives the data: where the caller's identity comes from.
@@ -149,6 +150,9 @@ pub struct CompiledConfig {
     pub decision_log: DecisionLogSettings,
     /// Access-log exposure of the decision.
     pub observe: ObserveSettings,
+    /// The secret keys written inline in the configuration (field paths, for a warning:
+    /// `{"env": "NAME"}` keeps them out of it).
+    pub inline_secrets: Vec<&'static str>,
 }
 
 /// Parses one JSON document; errors name the field (under `root`), never a value, and
@@ -167,16 +171,35 @@ pub fn parse_json_doc<T: serde::de::DeserializeOwned>(
     Ok(doc)
 }
 
-/// Parses and checks a plugin configuration. Empty input means every default.
+/// Parses and checks a plugin configuration. Empty input means every default. Keys given as
+/// `{"env": "NAME"}` are not found: hosts with an environment use
+/// [`compile_config_with_env`].
 pub fn compile_config(bytes: &[u8]) -> Result<CompiledConfig, ConfigError> {
+    compile_config_with_env(bytes, &no_env)
+}
+
+/// [`compile_config`], reading keys given as `{"env": "NAME"}` through `env` (the filter
+/// passes the Wasm VM's environment, `std::env::var`).
+pub fn compile_config_with_env(
+    bytes: &[u8],
+    env: EnvLookup<'_>,
+) -> Result<CompiledConfig, ConfigError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ConfigError::invalid("(document)", "the configuration is not UTF-8"))?;
     let text = if text.trim().is_empty() { "{}" } else { text };
-    compile_doc(&parse_json_doc(text.as_bytes(), "")?)
+    compile_doc_with_env(&parse_json_doc(text.as_bytes(), "")?, env)
 }
 
-/// Checks a parsed configuration document.
+/// Checks a parsed configuration document (keys from the environment are not found).
 pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
+    compile_doc_with_env(doc, &no_env)
+}
+
+/// Checks a parsed configuration document, reading `{"env": ...}` keys through `env`.
+pub fn compile_doc_with_env(
+    doc: &ConfigDoc,
+    env: EnvLookup<'_>,
+) -> Result<CompiledConfig, ConfigError> {
     let policy = match &doc.policy {
         Some(p) => CompiledPolicy::compile(p, "policy")?,
         None => CompiledPolicy::default_policy()?,
@@ -185,17 +208,12 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
     let consents = ConsentIndex::compile(&doc.consents, &policy, "consents")?;
     let body = BodySettings::compile(&doc.body)?;
     let grpc = GrpcSettings::compile(&doc.grpc, &policy)?;
-    let snapshot = SnapshotSettings::compile(&doc.snapshot)?;
-    let key = match &doc.pseudonymisation_key {
-        Some(k) if k.len() < MIN_KEY_BYTES => {
-            return Err(ConfigError::invalid(
-                "pseudonymisation_key",
-                format!("must be at least {MIN_KEY_BYTES} bytes"),
-            ))
-        }
-        Some(k) => Some(k.as_bytes().to_vec()),
-        None => None,
-    };
+    let snapshot = SnapshotSettings::compile_with_env(&doc.snapshot, env)?;
+    let key = doc
+        .pseudonymisation_key
+        .as_ref()
+        .map(|k| k.resolve_min("pseudonymisation_key", MIN_KEY_BYTES, env))
+        .transpose()?;
     let policy_fingerprint = crate::live::buckets::fingerprint(&policy);
     let shared_keys = SharedKeys::new(policy_fingerprint, &snapshot.keying, snapshot.bucket_bits);
     let caller = CallerSettings::compile(
@@ -215,13 +233,17 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         doc.require_user,
         doc.dry_run,
     )?;
-    let log_key = doc
-        .snapshot
-        .subject_key_secret
-        .as_ref()
-        .or(doc.pseudonymisation_key.as_ref())
-        .map(String::as_bytes);
-    let decision_log = DecisionLogSettings::compile(&doc.decision_log, log_key)?;
+    let snapshot_secret = match &snapshot.keying {
+        crate::live::subject_key::SubjectKeying::Hmac(secret) => Some(secret.clone()),
+        crate::live::subject_key::SubjectKeying::Plain => doc
+            .snapshot
+            .subject_key_secret
+            .as_ref()
+            .map(|k| k.resolve_min("snapshot.subject_key_secret", MIN_KEY_BYTES, env))
+            .transpose()?,
+    };
+    let log_key = snapshot_secret.as_deref().or(key.as_deref());
+    let decision_log = DecisionLogSettings::compile_with_env(&doc.decision_log, log_key, env)?;
     Ok(CompiledConfig {
         settings,
         policy,
@@ -238,7 +260,27 @@ pub fn compile_doc(doc: &ConfigDoc) -> Result<CompiledConfig, ConfigError> {
         routes,
         decision_log,
         observe: ObserveSettings::compile(&doc.observe),
+        inline_secrets: inline_secrets(doc),
     })
+}
+
+/// The secret keys `doc` writes inline (the snapshot's public key is not a secret).
+fn inline_secrets(doc: &ConfigDoc) -> Vec<&'static str> {
+    [
+        (
+            "snapshot.subject_key_secret",
+            &doc.snapshot.subject_key_secret,
+        ),
+        ("pseudonymisation_key", &doc.pseudonymisation_key),
+        (
+            "decision_log.subject_key_secret",
+            &doc.decision_log.subject_key_secret,
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, key)| key.as_ref().is_some_and(KeyDoc::is_inline))
+    .map(|(field, _)| field)
+    .collect()
 }
 
 /// The header names and reply status: three different headers, none of them a data

@@ -28,10 +28,11 @@ pub mod live;
 pub mod observe;
 mod pieces;
 pub mod policy;
+pub mod secret;
 pub mod stream;
 mod urlencoded;
 
-pub use config::{compile_config, CompiledConfig, ConfigDoc, Settings};
+pub use config::{compile_config, compile_config_with_env, CompiledConfig, ConfigDoc, Settings};
 pub use decide::{
     decide, ConsentLookup, Decision, Enforcement, Facts, Found, HeaderValue, Outcome, Reason,
     Redaction, RequestContext, RequestDecision, RequestView,

@@ -694,3 +694,91 @@ fn without_a_snapshot_the_strip_mode_still_honours_gpc_and_provision_rules() {
     let d = decide_stale_stripping(&c, &view);
     assert_eq!((d.outcome, d.reason), (Redact, Reason::SnapshotStale));
 }
+
+const ABROAD: &str = "spiffe://minna-app.example/ns/overseas-support/sa/helpdesk";
+
+/// The shipped policy with a processor abroad (the operator is in JP).
+fn policy_with_a_processor_abroad() -> serde_json::Value {
+    let mut doc: serde_json::Value =
+        serde_json::from_str(consent_core::DEFAULT_POLICY_JSON).unwrap();
+    doc["parties"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "id": "overseas-support", "kind": "processor", "country": "SG",
+            "label": {"ja": "海外サポート", "en": "Overseas support (processor abroad)"},
+            "identities": ["spiffe://minna-app.example/ns/overseas-support/*"]
+        }));
+    doc
+}
+
+#[test]
+fn s6_a_processor_abroad_gets_personal_data_only_with_consent_to_outsourcing_abroad() {
+    let mut consents = records();
+    consents["records"].as_array_mut().unwrap().push(
+        serde_json::json!({"subject": "abroad-ok", "grants": {
+            "outsourcing.abroad": {"policy_version": 1}
+        }}),
+    );
+    consents["records"].as_array_mut().unwrap().push(
+        serde_json::json!({"subject": "abroad-withdrawn", "withdrawn": ["outsourcing.abroad"],
+            "grants": {"outsourcing.abroad": {"policy_version": 1}}}),
+    );
+    let c = config_with(Some(policy_with_a_processor_abroad()), consents);
+    let asking = |caller, user, purpose| {
+        ask(
+            &c,
+            &Ask {
+                caller,
+                user,
+                purpose,
+                gpc: false,
+                path: "/",
+            },
+        )
+    };
+    let outcome = |d: Decision| (d.outcome, d.reason);
+    // Without consent to outsourcing abroad: blocked, whatever the purpose's basis.
+    for user in ["granted", "nobody", "abroad-withdrawn"] {
+        assert_eq!(
+            outcome(asking(ABROAD, user, "support.inquiries")),
+            (Outcome::Block, Reason::ForeignOutsourcingConsentMissing),
+            "{user}"
+        );
+    }
+    // With it, the purpose decides as for any processor.
+    assert_eq!(
+        outcome(asking(ABROAD, "abroad-ok", "support.inquiries")).1,
+        Reason::NoticeBasis
+    );
+    // The processor at home needs no such consent; legally required use continues.
+    assert_eq!(
+        outcome(asking(PROCESSOR, "nobody", "support.inquiries")).1,
+        Reason::NoticeBasis
+    );
+    assert_eq!(
+        outcome(asking(ABROAD, "nobody", "government.benefits")).1,
+        Reason::LegalBasis
+    );
+    // Without a snapshot the consent cannot be known: blocked even in the strip mode.
+    let facts = CallerFacts {
+        uri_san: Some(ABROAD),
+        ..CallerFacts::default()
+    };
+    let view = RequestView {
+        user: HeaderValue::One("abroad-ok"),
+        purpose: HeaderValue::One("support.inquiries"),
+        context: c.context(&facts, &RouteFacts::default(), []),
+    };
+    let d = consent_core::decide::decide_without_snapshot(
+        &view,
+        &c.policy,
+        &c.enforcement(&view),
+        Reason::SnapshotStale,
+        consent_core::live::FailureMode::Strip,
+    );
+    assert_eq!(
+        outcome(d),
+        (Outcome::Block, Reason::ForeignOutsourcingConsentMissing)
+    );
+}

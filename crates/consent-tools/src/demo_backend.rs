@@ -8,13 +8,23 @@
 //! - `GET /history?n=N`: a profile with N transactions (large bodies);
 //! - `GET /broken-json`: a truncated JSON body labelled `application/json`;
 //! - `GET /gzip-profile`: the profile of u-alice, gzip-compressed (`content-encoding: gzip`);
+//! - `GET /snapshot` (and `PUT /snapshot`), `GET /deltas/{from}`: the demo consent source,
+//!   in the state the tests set ([`SnapshotState`]), signed with the key it is given
+//!   ([`DemoBackend::sign_with`]): the `consent-signature` header, and `{path}.minisig`;
 //! - anything else: `{"method", "path", "query", "headers", "body"}` of the request as seen.
 //!
-//! Every request is also recorded, so tests can assert what the backend saw.
+//! Every request (but the consent source's) is also recorded, so tests can assert what the
+//! backend saw.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+
+use consent_core::live::{header_value, SIGNATURE_HEADER, SIGNATURE_SUFFIX};
+
+use crate::signing::Signer;
 
 use serde_json::{json, Map, Value};
 use tiny_http::{Header, Request, Response, Server};
@@ -52,8 +62,23 @@ impl SeenRequest {
 pub struct DemoBackend {
     server: Arc<Server>,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
-    snapshot: Arc<Mutex<SnapshotState>>,
+    source: Arc<SourceState>,
     workers: Vec<JoinHandle<()>>,
+}
+
+/// The demo consent source: what it serves and how it signs it.
+struct SourceState {
+    snapshot: Arc<Mutex<SnapshotState>>,
+    /// `GET /deltas/{from}`: by `from` (absent: 404).
+    deltas: Mutex<BTreeMap<u64, SnapshotState>>,
+    signer: Mutex<Option<Arc<Signer>>>,
+    /// Whether signatures also go in the `consent-signature` header (else only in
+    /// `{path}.minisig`).
+    signature_header: AtomicBool,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What `GET /snapshot` serves: a consent snapshot (the demo's consent source), or a fault.
@@ -67,6 +92,13 @@ pub enum SnapshotState {
     Garbage,
     /// Accept the request and answer only a minute later (a hanging source).
     Hang,
+    /// Serve `body` with the signature of `signed` (a document changed after signing).
+    Forged {
+        /// What is served.
+        body: String,
+        /// What the signature is of.
+        signed: String,
+    },
 }
 
 /// Changes what the backend serves as the consent source, from any thread.
@@ -104,15 +136,20 @@ impl DemoBackend {
         let server = Server::http(addr).map_err(|e| StartError(e.to_string()))?;
         let server = Arc::new(server);
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let snapshot = Arc::new(Mutex::new(snapshot));
+        let source = Arc::new(SourceState {
+            snapshot: Arc::new(Mutex::new(snapshot)),
+            deltas: Mutex::new(BTreeMap::new()),
+            signer: Mutex::new(None),
+            signature_header: AtomicBool::new(true),
+        });
         let workers = (0..4)
             .map(|_| {
                 let server = Arc::clone(&server);
                 let seen = Arc::clone(&seen);
-                let snapshot = Arc::clone(&snapshot);
+                let source = Arc::clone(&source);
                 std::thread::spawn(move || {
                     for request in server.incoming_requests() {
-                        handle(request, &seen, &snapshot);
+                        handle(request, &seen, &source);
                     }
                 })
             })
@@ -120,19 +157,40 @@ impl DemoBackend {
         Ok(DemoBackend {
             server,
             seen,
-            snapshot,
+            source,
             workers,
         })
     }
 
     /// Changes what `GET /snapshot` serves.
     pub fn set_snapshot(&self, state: SnapshotState) {
-        *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) = state;
+        *locked(&self.source.snapshot) = state;
+    }
+
+    /// Serves `state` at `GET /deltas/{from}` (`None`: 404, nothing newer).
+    pub fn set_delta(&self, from: u64, state: Option<SnapshotState>) {
+        let mut deltas = locked(&self.source.deltas);
+        match state {
+            Some(state) => deltas.insert(from, state),
+            None => deltas.remove(&from),
+        };
+    }
+
+    /// Signs what the consent source serves with `signer` from now on (`None`: unsigned,
+    /// no header and `.minisig` answers 404).
+    pub fn sign_with(&self, signer: Option<Signer>) {
+        *locked(&self.source.signer) = signer.map(Arc::new);
+    }
+
+    /// Whether signatures go in the `consent-signature` header too (default) or only in
+    /// `{path}.minisig` files (as static files signed with `minisign -S` would be).
+    pub fn signature_header(&self, on: bool) {
+        self.source.signature_header.store(on, Ordering::Relaxed);
     }
 
     /// A handle that changes the snapshot state from another thread.
     pub fn snapshot_handle(&self) -> SnapshotHandle {
-        SnapshotHandle(Arc::clone(&self.snapshot))
+        SnapshotHandle(Arc::clone(&self.source.snapshot))
     }
 
     /// The address it listens on.
@@ -175,14 +233,19 @@ fn lock(seen: &Mutex<Vec<SeenRequest>>) -> MutexGuard<'_, Vec<SeenRequest>> {
     seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex<SnapshotState>) {
+fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, source: &SourceState) {
     let mut body = Vec::new();
     if request.as_reader().read_to_end(&mut body).is_err() {
         let _ = request.respond(Response::from_string("cannot read body").with_status_code(400));
         return;
     }
-    if request.url().split('?').next() == Some("/snapshot") {
-        serve_snapshot(request, body, snapshot);
+    let path = request.url().split('?').next().unwrap_or("").to_string();
+    if path == "/snapshot" {
+        serve_snapshot(request, body, source);
+        return;
+    }
+    if path.starts_with("/deltas/") || path == format!("/snapshot{SIGNATURE_SUFFIX}") {
+        serve_document(request, &path, source);
         return;
     }
     let record = SeenRequest {
@@ -237,8 +300,8 @@ fn handle(mut request: Request, seen: &Mutex<Vec<SeenRequest>>, snapshot: &Mutex
 
 /// The demo consent source: `GET /snapshot` (ETag, If-None-Match, 304) and
 /// `PUT /snapshot` with a new document, so a consent change can be shown with curl.
-fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotState>) {
-    let mut state = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+fn serve_snapshot(request: Request, body: Vec<u8>, source: &SourceState) {
+    let mut state = locked(&source.snapshot);
     if request.method().as_str() == "PUT" {
         match serde_json::from_slice::<Value>(&body) {
             Ok(_) => {
@@ -266,8 +329,8 @@ fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotStat
         });
         return;
     }
-    let response = match current {
-        SnapshotState::Serve(doc) => {
+    let response = match &current {
+        SnapshotState::Serve(doc) | SnapshotState::Forged { body: doc, .. } => {
             let etag = format!("\"{:016x}\"", fnv1a(doc.as_bytes()));
             let matches = request
                 .headers()
@@ -276,20 +339,84 @@ fn serve_snapshot(request: Request, body: Vec<u8>, snapshot: &Mutex<SnapshotStat
             let response = if matches {
                 Response::from_string("").with_status_code(304)
             } else {
-                Response::from_string(doc).with_status_code(200)
+                signed(doc, &current, source)
             };
             match Header::from_bytes(&b"etag"[..], etag.as_bytes()) {
                 Ok(h) => response.with_header(h),
                 Err(()) => response,
             }
         }
-        SnapshotState::Fail(status) => Response::from_string("").with_status_code(status),
+        SnapshotState::Fail(status) => Response::from_string("").with_status_code(*status),
         SnapshotState::Hang => Response::from_string("").with_status_code(503),
         SnapshotState::Garbage => {
             Response::from_string("<html>not a snapshot</html>").with_status_code(200)
         }
     };
     let _ = request.respond(response);
+}
+
+/// `GET /deltas/{from}`, and the `.minisig` files of the snapshot and the deltas.
+fn serve_document(request: Request, path: &str, source: &SourceState) {
+    let (path, minisig) = match path.strip_suffix(SIGNATURE_SUFFIX) {
+        Some(document) => (document, true),
+        None => (path, false),
+    };
+    let state = if path == "/snapshot" {
+        Some(locked(&source.snapshot).clone())
+    } else {
+        path.strip_prefix("/deltas/")
+            .and_then(|from| from.parse::<u64>().ok())
+            .and_then(|from| locked(&source.deltas).get(&from).cloned())
+    };
+    let response = match (&state, minisig) {
+        (Some(SnapshotState::Serve(doc) | SnapshotState::Forged { body: doc, .. }), false) => {
+            signed(
+                doc,
+                state.as_ref().unwrap_or(&SnapshotState::Garbage),
+                source,
+            )
+        }
+        (Some(state), true) => match signature_of(state, source) {
+            Some(signature) => Response::from_string(signature).with_status_code(200),
+            None => Response::from_string("").with_status_code(404),
+        },
+        (Some(SnapshotState::Fail(status)), false) => {
+            Response::from_string("").with_status_code(*status)
+        }
+        (Some(SnapshotState::Garbage), false) => {
+            Response::from_string("<html>not a delta</html>").with_status_code(200)
+        }
+        (Some(SnapshotState::Hang) | None, _) => Response::from_string("").with_status_code(404),
+    };
+    let _ = request.respond(response);
+}
+
+/// The `.minisig` text the source serves for `state`, if it signs.
+fn signature_of(state: &SnapshotState, source: &SourceState) -> Option<String> {
+    let signer = locked(&source.signer).clone()?;
+    match state {
+        SnapshotState::Serve(doc) => Some(signer.sign(doc.as_bytes())),
+        SnapshotState::Forged { signed, .. } => Some(signer.sign(signed.as_bytes())),
+        _ => None,
+    }
+}
+
+/// A 200 with `doc`, and its signature in the header when the source signs there.
+fn signed(
+    doc: &str,
+    state: &SnapshotState,
+    source: &SourceState,
+) -> Response<std::io::Cursor<Vec<u8>>> {
+    let response = Response::from_string(doc).with_status_code(200);
+    if !source.signature_header.load(Ordering::Relaxed) {
+        return response;
+    }
+    match signature_of(state, source)
+        .and_then(|sig| Header::from_bytes(SIGNATURE_HEADER.as_bytes(), header_value(&sig)).ok())
+    {
+        Some(header) => response.with_header(header),
+        None => response,
+    }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

@@ -18,6 +18,7 @@ Examples:
   consentctl validate envoy envoy-config/envoy-demo.yaml
   consentctl explain --config CFG --purpose P --user U [--body FILE --json-out]
   consentctl policy --lang en
+  consentctl sign --key minisign.key snapshot.json
 
 Exit codes: 0 success (explain: allow or redact), 1 invalid input or bad arguments,
             2 explain: the filter would block the request";
@@ -33,6 +34,13 @@ records the decision. The exit code still follows the decision.
 
 Exit codes: 0 allow or redact, 2 block (including a body the filter would refuse),
             1 invalid input or bad arguments";
+
+/// Printed after `disclosure --help`.
+const DISCLOSURE_AFTER_HELP: &str = "\
+The report is the person's own data: it shows the user ID asked for and the keyed
+reference the provision ledger files them under. The token is never printed.
+
+Exit codes: 0 printed, 1 bad arguments, the source unreachable or refusing";
 
 /// Check and explain what the consent filter does, with the filter's own engine
 /// (consent-core), outside Envoy.
@@ -76,9 +84,67 @@ pub enum Command {
     /// identities; a configuration's caller.identities replace the policy's) and the
     /// third-party provision purpose. Default: the shipped policy; labels in both languages.
     Policy(PolicyArgs),
+    /// Fetch a person's disclosure report (開示) from the consent source.
+    ///
+    /// Asks the consent source for GET /users/{U}/disclosure (the reader role) and prints
+    /// it: the consents in force with the policy version each was given under, withdrawals
+    /// and objections, rights requests, the history, and the provisions of the person's data
+    /// by recipient and purpose (first, last, count, categories), with the policy's labels.
+    /// --html prints the printable page as the source serves it, --json the JSON.
+    /// The source speaks plain HTTP (reach it through its proxy or a port-forward).
+    #[command(after_help = DISCLOSURE_AFTER_HELP)]
+    Disclosure(DisclosureArgs),
     /// gRPC: build the descriptor set the configuration's `grpc.descriptor_set` holds.
     #[command(subcommand)]
     Grpc(Grpc),
+    /// Make an unencrypted minisign key pair (for signing snapshots; demo and tests).
+    ///
+    /// Writes the secret key (mode 0600, unencrypted: keep it to the signer) and the public
+    /// key in minisign's formats, and prints the `RW...` line `snapshot.public_key` takes.
+    /// `minisign -G -W` makes the same kind of pair.
+    Keygen {
+        /// Where the secret key goes.
+        #[arg(long, value_name = "FILE", default_value = "minisign.key")]
+        secret_key: PathBuf,
+        /// Where the public key goes.
+        #[arg(long, value_name = "FILE", default_value = "minisign.pub")]
+        public_key: PathBuf,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign snapshot or delta files: writes FILE.minisig next to each (minisign format).
+    ///
+    /// The signature is what `minisign -S` writes (Ed25519, BLAKE2b-prehashed), so
+    /// `minisign -V -P KEY -m FILE` verifies it; the trusted comment holds the time, the file
+    /// name and, for a snapshot or delta, `version=N`. With --header, prints the
+    /// `consent-signature` header value (base64 of the .minisig text) instead.
+    Sign {
+        /// An unencrypted minisign secret key (`consentctl keygen`, `minisign -G -W`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Print each file's consent-signature header value instead of writing files.
+        #[arg(long)]
+        header: bool,
+        /// The files to sign.
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Check a file's minisign signature as the fetcher does.
+    ///
+    /// Checks FILE against FILE.minisig (or --signature) with the filter's own code: a
+    /// prehashed or legacy minisign signature made with the key, of these exact bytes.
+    Verify {
+        /// The public key: the `RW...` line of a minisign .pub file, or the file.
+        #[arg(long, value_name = "KEY")]
+        public_key: String,
+        /// The signature file (default: FILE.minisig).
+        #[arg(long, value_name = "FILE.minisig")]
+        signature: Option<PathBuf>,
+        /// The signed file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Print a shell completion script (e.g. `consentctl completions bash`).
     Completions {
         /// The shell to complete for.
@@ -180,10 +246,19 @@ pub struct ExplainArgs {
     /// Send Sec-GPC: 1.
     #[arg(long)]
     pub gpc: bool,
-    /// A JSON body: redact it for this decision and list the field paths acted on
-    /// (multi-subject elements decided for their own person).
+    /// A request body: enforce it for this decision, as the filter would, and list the
+    /// field paths acted on (multi-subject elements decided for their own person).
     #[arg(long, value_name = "FILE")]
     pub body: Option<Input>,
+    /// The body's content type (JSON, form, multipart with its boundary, or any other:
+    /// read as JSON when it parses, else unread).
+    #[arg(
+        long,
+        value_name = "TYPE",
+        requires = "body",
+        default_value = "application/json"
+    )]
+    pub content_type: String,
     /// Also print the redacted body.
     #[arg(long, requires = "body")]
     pub json_out: bool,
@@ -246,6 +321,34 @@ impl PolicyArgs {
             (None, None) => PolicySource::Shipped,
         }
     }
+}
+
+/// Everything `consentctl disclosure` takes.
+#[derive(Debug, Args)]
+pub struct DisclosureArgs {
+    /// The consent source's base URL, e.g. http://127.0.0.1:8082.
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+    /// The user ID to report on.
+    #[arg(long, value_name = "U")]
+    pub user: String,
+    /// A bearer token with the reader role (prefer the environment variable).
+    #[arg(
+        long,
+        value_name = "T",
+        env = "CONSENTCTL_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Which labels to show.
+    #[arg(long, value_enum, default_value_t = Lang::Both)]
+    pub lang: Lang,
+    /// Print the printable HTML page as the source serves it.
+    #[arg(long, conflicts_with = "json")]
+    pub html: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which labels the policy tables show.
@@ -451,6 +554,23 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains("fr"), "{e}");
+    }
+
+    #[test]
+    fn disclosure_takes_a_source_a_user_and_one_output() {
+        let a = match command("disclosure --source http://h:1 --user u-1 --lang ja --html") {
+            Command::Disclosure(a) => a,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((a.source.as_str(), a.user.as_str()), ("http://h:1", "u-1"));
+        assert_eq!(a.lang, Lang::Ja);
+        assert!(a.html && !a.json);
+        let e = err("disclosure --source http://h:1 --user u-secret --html --json");
+        assert!(e.contains("cannot be used with"), "{e}");
+        assert!(!e.contains("u-secret"), "{e}");
+        assert!(err("disclosure --user u-1").contains("--source <URL>"));
+        let e = err("disclosure --source http://h:1 --user u-1 --token");
+        assert!(e.contains("'--token <T>'"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Loads a plugin configuration for the commands that need one: a JSON file (or stdin),
 //! or an Envoy YAML file holding exactly one plugin configuration (aliases of it allowed).
-//! Compiled with `consent_core::compile_config`, exactly as the filter's `on_configure`.
+//! Compiled with `consent_core::compile_config_with_env`, exactly as the filter's
+//! `on_configure` (keys written `{"env": "NAME"}` are read from this process's environment).
 
-use consent_core::{compile_config, CompiledConfig};
+use consent_core::{compile_config_with_env, CompiledConfig};
 use envoy_yaml::{plugin_configurations, FoundKind, TextLines};
 
 use crate::input::Input;
@@ -58,7 +59,7 @@ pub fn load(input: &Input) -> Result<LoadedConfig, Failure> {
     } else {
         (text, input.name(), None)
     };
-    let config = compile_config(json.as_bytes()).map_err(|e| {
+    let config = compile_config_with_env(json.as_bytes(), &env).map_err(|e| {
         let message = e.to_string();
         let message = match text_lines {
             Some(lines) => lines.error_position(&message),
@@ -80,7 +81,7 @@ pub fn load_or_default(input: Option<&Input>) -> Result<LoadedConfig, Failure> {
     match input {
         Some(input) => load(input),
         None => {
-            let config = compile_config(b"")
+            let config = compile_config_with_env(b"", &env)
                 .map_err(|e| Failure::new(format!("the shipped policy does not compile: {e}")))?;
             Ok(LoadedConfig {
                 json: String::new(),
@@ -89,4 +90,10 @@ pub fn load_or_default(input: Option<&Input>) -> Result<LoadedConfig, Failure> {
             })
         }
     }
+}
+
+/// The environment keys written `{"env": "NAME"}` are read from (as the filter reads its
+/// VM's).
+pub fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }

@@ -5,7 +5,7 @@
 //! the same lookup.
 
 use consent_core::body::CivilDate;
-use consent_core::body::JsonError;
+use consent_core::body::{BodyError, BodyHeaders, JsonError};
 use consent_core::body::{BodyOutcome, BodyReport};
 use consent_core::live::SnapshotSource;
 use consent_core::policy::RouteFacts;
@@ -34,6 +34,13 @@ pub enum BodyResult {
     },
     /// Not valid JSON: refused with `body_invalid_json`.
     InvalidJson(String),
+    /// Refused for another reason (multipart, unreadable, two formats).
+    Refused {
+        /// The reason code.
+        reason: consent_core::Reason,
+        /// What is wrong, without any value.
+        why: String,
+    },
     /// Read and redacted.
     Redacted {
         /// The outcome (unchanged, rewritten, or blocked by a category's `block` action).
@@ -50,6 +57,7 @@ impl BodyResult {
             self,
             BodyResult::TooLarge { .. }
                 | BodyResult::InvalidJson(_)
+                | BodyResult::Refused { .. }
                 | BodyResult::Redacted {
                     outcome: BodyOutcome::Blocked(_),
                     ..
@@ -172,9 +180,15 @@ pub fn run(args: &ExplainArgs) -> Result<Report, Failure> {
                     max: config.body.max_bytes,
                 }
             } else {
-                match config.redact_body(&decision, &bytes, today(), true, lookup) {
+                let headers =
+                    BodyHeaders::from_headers([("content-type", args.content_type.as_bytes())]);
+                match config.enforce_body(&decision, &headers, &bytes, today(), true, lookup) {
                     Ok((outcome, report)) => BodyResult::Redacted { outcome, report },
-                    Err(e) => BodyResult::InvalidJson(json_error(&e)),
+                    Err(BodyError::InvalidJson(e)) => BodyResult::InvalidJson(json_error(&e)),
+                    Err(e) => BodyResult::Refused {
+                        reason: e.reason(),
+                        why: e.to_string(),
+                    },
                 }
             };
             (Some((input.name(), result)), bytes)

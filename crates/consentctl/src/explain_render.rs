@@ -214,8 +214,14 @@ fn body_text(e: &Explained<'_>, name: &str, body: &BodyResult, json_out: bool) -
         BodyResult::InvalidJson(why) => {
             format!("body ({name}): refused with body_invalid_json: {why}\n")
         }
+        BodyResult::Refused { reason, why } => {
+            format!("body ({name}): refused with {}: {why}\n", reason.as_str())
+        }
         BodyResult::Redacted { outcome, report } => {
             let verdict = match outcome {
+                BodyOutcome::Unchanged if report.unread => {
+                    "passed unread (not a format the filter reads; body.unparsed: pass, the decision header says body=unread)".to_string()
+                }
                 BodyOutcome::Unchanged => "unchanged".to_string(),
                 BodyOutcome::Rewritten(_) => "rewritten".to_string(),
                 BodyOutcome::Blocked(c) => format!(
@@ -274,6 +280,9 @@ fn body_json(e: &Explained<'_>, name: &str, body: &BodyResult, json_out: bool) -
         }),
         BodyResult::InvalidJson(why) => json!({
             "file": name, "result": "refused", "reason": Reason::BodyInvalidJson.as_str(), "why": why
+        }),
+        BodyResult::Refused { reason, why } => json!({
+            "file": name, "result": "refused", "reason": reason.as_str(), "why": why
         }),
         BodyResult::Redacted { outcome, report } => {
             let fields: Vec<Value> = report

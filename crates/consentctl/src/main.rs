@@ -1,19 +1,23 @@
 //! `consentctl`: operators' CLI for the consent filter. It validates plugin
 //! configurations (JSON or inside Envoy YAML), policies and consent snapshots, explains
-//! one request's decision, and prints the policy as tables, all with `consent-core`, the
-//! engine the filter itself runs: nothing here decides or parses on its own.
+//! one request's decision, prints the policy as tables, and makes and checks the minisign
+//! signatures of snapshot files, all with `consent-core`, the engine the filter itself
+//! runs: nothing here decides, parses or verifies on its own. It also fetches a person's
+//! disclosure report from the consent source.
 //!
 //! Exit codes: 0 success (explain: allow or redact), 1 invalid input or bad arguments,
 //! 2 explain: block.
 
 mod args;
 mod config_source;
+mod disclosure;
 mod explain;
 mod explain_render;
 mod grpc;
 mod input;
 mod policy_table;
 mod report;
+mod signing;
 mod snapshot_check;
 mod text;
 mod usage_error;
@@ -43,6 +47,18 @@ fn run(command: &Command) -> Result<Report, Failure> {
             output,
         }) => grpc::descriptors(proto_path, files, *base64, output.as_ref()),
         Command::Policy(args) => policy_table::run(&args.source(), args.lang),
+        Command::Disclosure(args) => disclosure::run(args),
+        Command::Keygen {
+            secret_key,
+            public_key,
+            force,
+        } => signing::keygen(secret_key, public_key, *force),
+        Command::Sign { key, header, files } => signing::sign(key, files, *header),
+        Command::Verify {
+            public_key,
+            signature,
+            file,
+        } => signing::verify(public_key, file, signature.as_deref()),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "consentctl", &mut script);

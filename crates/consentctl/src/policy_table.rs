@@ -181,7 +181,11 @@ fn parties_table(doc: &PolicyDoc, config: &ConfigDoc, lang: Lang) -> String {
         .parties
         .iter()
         .map(|p| {
-            let mut row = vec![p.id.clone(), p.kind.as_str().to_string()];
+            let mut row = vec![
+                p.id.clone(),
+                p.kind.as_str().to_string(),
+                p.country.clone().unwrap_or_else(|| "-".to_string()),
+            ];
             row.extend(labels(lang, &p.label));
             let identities = match config.caller.identities.get(&p.id) {
                 Some(replaced) => format!("{} (caller.identities)", list_or_dash(replaced)),
@@ -192,7 +196,11 @@ fn parties_table(doc: &PolicyDoc, config: &ConfigDoc, lang: Lang) -> String {
         })
         .collect();
     table(
-        Some(&with_headers(&["id", "kind"], lang, &["identities"])),
+        Some(&with_headers(
+            &["id", "kind", "country"],
+            lang,
+            &["identities"],
+        )),
         &rows,
     )
 }

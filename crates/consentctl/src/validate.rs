@@ -5,7 +5,7 @@
 use consent_core::live::SnapshotSource;
 use consent_core::live::SubjectKeying;
 use consent_core::policy::{Basis, PartyKind};
-use consent_core::{compile_config, CompiledConfig, CompiledPolicy};
+use consent_core::{compile_config_with_env, CompiledConfig, CompiledPolicy};
 use envoy_yaml::{plugin_configurations, FoundKind};
 
 use crate::input::read_text;
@@ -142,7 +142,7 @@ pub fn config(input: &Input) -> Result<Report, Failure> {
         )));
     }
     let text = read_text(input)?;
-    let config = compile_config(text.as_bytes())
+    let config = compile_config_with_env(text.as_bytes(), &crate::config_source::env)
         .map_err(|e| Failure::new(format!("invalid plugin configuration: {e}")))?;
     Ok(Report::ok(format!(
         "valid plugin configuration ({})\n{}",
@@ -172,7 +172,7 @@ pub fn envoy(input: &Input) -> Result<Report, Failure> {
                     .as_deref()
                     .map(|a| format!(" &{a}"))
                     .unwrap_or_default();
-                let verdict = match compile_config(text.as_bytes()) {
+                let verdict = match compile_config_with_env(text.as_bytes(), &crate::config_source::env) {
                     Ok(config) => format!("valid: {}", config_one_line(&config)),
                     Err(e) => {
                         invalid += 1;
@@ -290,13 +290,14 @@ pub fn policy_summary(p: &CompiledPolicy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use consent_core::compile_config;
 
     #[test]
     fn the_one_line_summary_counts_what_the_policy_holds() {
         let c = compile_config(br#"{"routes": [{"match": {"route_name": "r"}}]}"#).unwrap();
         assert_eq!(
             config_one_line(&c),
-            "policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot inline"
+            "policy saitama-minna-app version 1, 18 purposes, 21 categories, 4 parties, 1 route rule, snapshot inline"
         );
     }
 

@@ -170,7 +170,7 @@ fn the_shipped_envoy_yaml_is_valid_and_its_alias_is_reported_once() {
             anchor + 3
         ),
     );
-    assert_stdout_has(&r, "valid: policy saitama-minna-app version 1, 17 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared");
+    assert_stdout_has(&r, "valid: policy saitama-minna-app version 1, 18 purposes, 21 categories, 4 parties, 1 route rule, snapshot shared");
     assert_stdout_has(
         &r,
         &format!(
@@ -243,7 +243,7 @@ fn a_valid_configuration_prints_a_summary() {
     let r = run(&["validate", "config", &path]);
     assert_exit(&r, 0);
     assert_line(&r, "policy       saitama-minna-app version 1");
-    assert_line(&r, "purposes     17");
+    assert_line(&r, "purposes     18");
     assert_line(&r, "route rules  1 besides the default rule");
     assert_line(&r, "snapshot     inline (3 records, version 1)");
     assert!(
@@ -408,6 +408,44 @@ fn explain_a_body_shows_the_gps_path_and_why_gps_was_coarsened() {
 }
 
 #[test]
+fn explain_reads_a_form_body_and_says_when_a_body_passes_unread() {
+    let config = demo_inline_config("form.json");
+    let body = temp_file("form.txt", "email=b%40example.jp&lat=35.8617&note=hi");
+    let form = [
+        "--body",
+        body.as_str(),
+        "--content-type",
+        "application/x-www-form-urlencoded",
+    ];
+    let r = explain(&config, "u-bob", "service.improvement", &form);
+    assert_exit(&r, 0);
+    assert_line(&r, "form:email  email         removed");
+    assert_line(&r, "form:lat    location.gps  coarsened");
+    assert!(
+        !r.stdout.contains("b@example.jp"),
+        "no body value without --json-out"
+    );
+    let text = temp_file("text.txt", "just text");
+    let plain = ["--body", text.as_str(), "--content-type", "text/plain"];
+    let r = explain(&config, "u-bob", "service.improvement", &plain);
+    assert_exit(&r, 0);
+    assert!(r.stdout.contains("passed unread"), "{}", r.stdout);
+    let two = [
+        "--body",
+        text.as_str(),
+        "--content-type",
+        "application/json, application/x-www-form-urlencoded",
+    ];
+    let r = explain(&config, "u-bob", "service.improvement", &two);
+    assert_exit(&r, 2);
+    assert!(
+        r.stdout.contains("refused with body_type_ambiguous"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn explain_with_a_snapshot_looks_the_user_up_like_the_filter() {
     let yaml = repo_file("envoy-config/envoy-demo.yaml");
     let snapshot = repo_file("envoy-config/demo-consents.json");
@@ -511,7 +549,7 @@ fn policy_prints_japanese_and_english_labels_in_aligned_tables() {
         .lines()
         .find(|l| l.starts_with("saitama-city "))
         .expect("a saitama-city row");
-    assert!(city.contains("joint_user  さいたま市"), "{city}");
+    assert!(city.contains("joint_user  JP       さいたま市"), "{city}");
     assert!(city.contains("cluster:saitama-city"), "{city}");
     // The label column starts at the same display column in the header and in every row.
     let header = r

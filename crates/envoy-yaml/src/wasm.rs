@@ -7,6 +7,7 @@ use saphyr::{MappingOwned, YamlOwned};
 use crate::document::{at, at_mut, descendants, is_str, string, visit_mut, EnvoyYaml};
 use crate::error::EditError;
 use crate::http_filters::each_http_filter_mut;
+use crate::native::FILTER_CONFIG;
 use crate::plugin_configs::STRING_VALUE_TYPE;
 
 /// Where a wasm filter or service keeps its plugin configuration: `typed_config.config`.
@@ -20,8 +21,17 @@ fn configuration(json: &str) -> YamlOwned {
     YamlOwned::Mapping(mapping)
 }
 
-/// Puts `json` as the plugin configuration of a wasm filter or service node.
+/// Puts `json` as the plugin configuration of a wasm filter or service node, or of a
+/// native dynamic-module filter (`typed_config.filter_config`).
 fn set_configuration(node: &mut YamlOwned, json: &str) -> bool {
+    if at(node, &FILTER_CONFIG).is_some() {
+        if let Some(typed_config) =
+            at_mut(node, &["typed_config"]).and_then(YamlOwned::as_mapping_mut)
+        {
+            typed_config.insert(string("filter_config"), configuration(json));
+            return true;
+        }
+    }
     match at_mut(node, &CONFIG).and_then(YamlOwned::as_mapping_mut) {
         Some(config) => {
             config.insert(string("configuration"), configuration(json));
@@ -54,7 +64,8 @@ impl EnvoyYaml {
         changed
     }
 
-    /// The plugin configuration text of the wasm HTTP filter named `filter`.
+    /// The plugin configuration text of the HTTP filter named `filter` (wasm, or native:
+    /// `typed_config.filter_config`).
     pub fn plugin_config(&self, filter: &str) -> Result<String, EditError> {
         descendants(&self.root)
             .into_iter()
@@ -62,7 +73,10 @@ impl EnvoyYaml {
             .filter_map(YamlOwned::as_sequence)
             .flatten()
             .filter(|f| is_str(f.as_mapping_get("name"), filter))
-            .find_map(|f| at(f, &["typed_config", "config", "configuration", "value"]))
+            .find_map(|f| {
+                at(f, &["typed_config", "config", "configuration", "value"])
+                    .or_else(|| at(f, &["typed_config", "filter_config", "value"]))
+            })
             .and_then(YamlOwned::as_str)
             .map(str::to_string)
             .ok_or(EditError::NotFound(

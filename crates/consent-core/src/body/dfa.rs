@@ -45,6 +45,9 @@ struct SetInfo {
     transitions: Vec<(KeyClass, u32, CategorySet)>,
     /// Exact short keys seen from this set: bodies repeat their keys, so most steps end here.
     memo: [Memo; MEMO_SLOTS],
+    /// The step to any array element, once taken, when no `[n]` step waits here (every
+    /// index is then alike).
+    any_index: Option<(u32, CategorySet)>,
 }
 
 #[inline]
@@ -82,25 +85,65 @@ impl Dfa {
             states: states.clone(),
             transitions: Vec::new(),
             memo: [Memo::default(); MEMO_SLOTS],
+            any_index: None,
         });
         self.ids.insert(states, id);
         id
     }
 
-    /// One step from set `from` on `key`.
+    /// The remembered step from set `from` on the short key (at most eight bytes) whose
+    /// head word is `head` and length `len`, if this set has seen it.
+    #[inline(always)]
+    pub fn memo(&self, from: u32, head: u64, len: usize) -> Option<(u32, CategorySet)> {
+        let m = self.sets.get(from as usize)?.memo.get(memo_slot(head))?;
+        (usize::from(m.len) == len + 1 && m.head == head).then_some((m.next, m.categories))
+    }
+
+    /// One step from set `from` on `key`. A short key seen before from this set is one
+    /// memo compare, inlined into the caller; anything else goes out of line.
+    #[inline]
     pub fn step(&mut self, matcher: &Matcher, from: u32, key: ChildKey<'_>) -> (u32, CategorySet) {
+        if let ChildKey::Index(_) = key {
+            if let Some(known) = self.sets.get(from as usize).and_then(|set| set.any_index) {
+                return known;
+            }
+        }
+        if let ChildKey::KeyWithHead(k, head) = key {
+            if k.len() <= 8 {
+                let len = k.len() as u8 + 1;
+                let memo = self
+                    .sets
+                    .get(from as usize)
+                    .and_then(|set| set.memo.get(memo_slot(head)));
+                if let Some(m) = memo {
+                    if m.len == len && m.head == head {
+                        return (m.next, m.categories);
+                    }
+                }
+            }
+        }
+        self.step_memo_miss(matcher, from, key)
+    }
+
+    /// [`Dfa::step`] past the memo: the transition table (or the NFA), then the memo is
+    /// filled.
+    #[inline(never)]
+    fn step_memo_miss(
+        &mut self,
+        matcher: &Matcher,
+        from: u32,
+        key: ChildKey<'_>,
+    ) -> (u32, CategorySet) {
         let short = match key {
             ChildKey::KeyWithHead(k, head) if k.len() <= 8 => Some((head, k.len() as u8 + 1)),
             _ => None,
         };
-        if let (Some((head, len)), Some(set)) = (short, self.sets.get(from as usize)) {
-            if let Some(m) = set.memo.get(memo_slot(head)) {
-                if m.len == len && m.head == head {
-                    return (m.next, m.categories);
-                }
+        let (next, categories) = self.step_slow(matcher, from, key);
+        if let (ChildKey::Index(_), Some(set)) = (key, self.sets.get_mut(from as usize)) {
+            if set.index_constants.is_empty() {
+                set.any_index = Some((next, categories));
             }
         }
-        let (next, categories) = self.step_slow(matcher, from, key);
         if let (Some((head, len)), Some(set)) = (short, self.sets.get_mut(from as usize)) {
             if let Some(m) = set.memo.get_mut(memo_slot(head)) {
                 *m = Memo {

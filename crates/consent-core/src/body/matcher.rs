@@ -262,6 +262,23 @@ impl Matcher {
         self.dfa.borrow_mut().step(self, from, key)
     }
 
+    /// The lazily built DFA, borrowed for a whole pass that calls nothing else that
+    /// could step this matcher (`None` if it is borrowed already).
+    pub(crate) fn hold_dfa(&self) -> Option<std::cell::RefMut<'_, Dfa>> {
+        self.dfa.try_borrow_mut().ok()
+    }
+
+    /// [`Matcher::step_id`] for an unescaped key of at most eight bytes (`head`: its bytes
+    /// as a little-endian word, zero-padded), when the DFA remembers that step; `None`
+    /// sends the caller to `step_id`.
+    #[inline(always)]
+    pub fn step_remembered(&self, from: u32, head: u64, len: usize) -> Option<(u32, CategorySet)> {
+        if len > 8 {
+            return None;
+        }
+        self.dfa.try_borrow().ok()?.memo(from, head, len)
+    }
+
     /// Whether any selector exists.
     pub fn is_empty(&self) -> bool {
         self.categories.is_empty()

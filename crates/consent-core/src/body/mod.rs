@@ -27,19 +27,38 @@ pub mod reference;
 pub(crate) mod scan;
 pub(crate) mod selector;
 pub(crate) mod settings;
+pub(crate) mod structural;
 #[cfg(test)]
 mod test_support;
 pub(crate) mod transform;
+pub(crate) mod two_stage;
 
 use std::fmt;
 
 pub use matcher::Matcher;
 pub use multipart::{Boundary, MultipartError, MAX_BOUNDARY_BYTES, MAX_PART_HEADER_BYTES};
 pub use redactor::{
-    redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict, FieldAction,
-    FieldHit, HitAction, VerdictFn, MAX_FIELD_HITS,
+    redact, redact_scalar, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict,
+    FieldAction, FieldHit, HitAction, VerdictFn, MAX_FIELD_HITS,
 };
 pub use scan::{JsonError, MAX_DEPTH};
+
+/// The two-stage redactor alone (what [`redact`] runs first), for tests and benches:
+/// `None` where it gives up and [`redact`] hands the body to [`redact_scalar`] (a body
+/// that is not valid JSON, is nested too deep, or is not UTF-8).
+#[cfg(feature = "reference")]
+pub fn redact_two_stage<'v>(
+    input: &[u8],
+    rules: &BodyRules<'_>,
+    forbidden: crate::policy::categories::CategorySet,
+    elements: Option<(&ElementRules<'_>, &'v mut VerdictFn<'v>)>,
+) -> Option<(BodyOutcome, BodyReport)> {
+    let (element_rules, verdict) = match elements {
+        Some((r, v)) => (Some(r), Some(v)),
+        None => (None, None),
+    };
+    two_stage::redact_indexed(input, rules, forbidden, element_rules, verdict)
+}
 pub use selector::{parse_selector, Segment, Selector};
 pub use settings::{BodyDoc, BodySettings, SubjectsDoc, DEFAULT_MAX_BODY_BYTES};
 pub use transform::{coarsen_number, coarsen_text, pseudonym, CivilDate, CoarsenSpec};

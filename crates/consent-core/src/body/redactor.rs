@@ -14,6 +14,7 @@ use super::scan::{decode_string, JsonError, Scanner, MAX_DEPTH};
 use super::transform::{
     coarsen, coarsen_value, pseudonymise, pseudonymise_value, CivilDate, CoarsenSpec,
 };
+use super::two_stage::redact_indexed;
 
 /// What to do with a value of a forbidden category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -157,7 +158,7 @@ impl BodyReport {
 
 /// One step of the path to the current value, while paths are recorded.
 #[derive(Debug, Clone)]
-enum PathSeg<'a> {
+pub(crate) enum PathSeg<'a> {
     Key(Cow<'a, [u8]>),
     Unknown,
     Index(usize),
@@ -264,7 +265,36 @@ impl BodyReport {
 
 /// Redacts one JSON document. `forbidden` is the request's forbidden set; elements of a
 /// multi-subject body get theirs from `verdict`.
+///
+/// The two-stage redactor (a SIMD structural index, then a walk over its tokens) does the
+/// work; a body it does not vouch for (invalid, too deep, not UTF-8) goes to
+/// [`redact_scalar`], so the result, errors included, is always the scalar redactor's.
 pub fn redact<'v>(
+    input: &[u8],
+    rules: &BodyRules<'_>,
+    forbidden: CategorySet,
+    elements: Option<(&ElementRules<'_>, &'v mut VerdictFn<'v>)>,
+) -> Result<(BodyOutcome, BodyReport), JsonError> {
+    let (element_rules, mut verdict) = match elements {
+        Some((r, v)) => (Some(r), Some(v)),
+        None => (None, None),
+    };
+    if let Some(done) = redact_indexed(
+        input,
+        rules,
+        forbidden,
+        element_rules,
+        verdict.as_deref_mut(),
+    ) {
+        return Ok(done);
+    }
+    redact_scalar(input, rules, forbidden, element_rules.zip(verdict))
+}
+
+/// The scalar redactor: one pass that scans and validates byte by byte. It decides every
+/// body the two-stage redactor gives up on, and it is the reference that one is checked
+/// against.
+pub fn redact_scalar<'v>(
     input: &[u8],
     rules: &BodyRules<'_>,
     forbidden: CategorySet,
@@ -282,11 +312,7 @@ pub fn redact<'v>(
         rules,
         element_rules,
         verdict,
-        out: Vec::new(),
-        copied: 0,
-        changed: false,
-        report: BodyReport::default(),
-        path: Vec::new(),
+        edits: Edits::new(input, rules.record_paths),
     };
     let root = rules.matcher.root_id();
     let element_root = r.element_rules.map(|er| er.elements.root_id());
@@ -295,18 +321,184 @@ pub fn redact<'v>(
     match result {
         Ok(()) => {}
         Err(Stop::Json(e)) => return Err(e),
-        Err(Stop::Block(c)) => return Ok((BodyOutcome::Blocked(c), r.report)),
+        Err(Stop::Block(c)) => return Ok(r.edits.blocked(c)),
     }
     r.sc.skip_ws();
     if r.sc.pos != input.len() {
         return Err(r.sc.err());
     }
-    if !r.changed {
-        return Ok((BodyOutcome::Unchanged, r.report));
+    Ok(r.edits.finish())
+}
+
+/// The output side of a redaction pass, shared by both redactors: the bytes kept so far,
+/// the report, and the path to the current value while paths are recorded.
+pub(crate) struct Edits<'a> {
+    input: &'a [u8],
+    record_paths: bool,
+    out: Vec<u8>,
+    copied: usize,
+    changed: bool,
+    /// What the pass did so far.
+    pub(crate) report: BodyReport,
+    path: Vec<PathSeg<'a>>,
+}
+
+impl<'a> Edits<'a> {
+    /// Nothing cut yet from `input`.
+    pub(crate) fn new(input: &'a [u8], record_paths: bool) -> Self {
+        Edits {
+            input,
+            record_paths,
+            out: Vec::new(),
+            copied: 0,
+            changed: false,
+            report: BodyReport::default(),
+            path: Vec::new(),
+        }
     }
-    let rest = input.get(r.copied..).unwrap_or_default();
-    r.out.extend_from_slice(rest);
-    Ok((BodyOutcome::Rewritten(r.out), r.report))
+
+    /// The outcome of a pass that reached the end of the document.
+    pub(crate) fn finish(mut self) -> (BodyOutcome, BodyReport) {
+        if !self.changed {
+            return (BodyOutcome::Unchanged, self.report);
+        }
+        let rest = self.input.get(self.copied..).unwrap_or_default();
+        self.out.extend_from_slice(rest);
+        (BodyOutcome::Rewritten(self.out), self.report)
+    }
+
+    /// The outcome of a pass stopped by a `block` category.
+    pub(crate) fn blocked(self, category: CategoryIdx) -> (BodyOutcome, BodyReport) {
+        (BodyOutcome::Blocked(category), self.report)
+    }
+
+    /// Enters a child (its path segment is pushed while paths are recorded).
+    pub(crate) fn enter(&mut self, seg: PathSeg<'a>) {
+        if self.record_paths {
+            self.path.push(seg);
+        }
+    }
+
+    /// Leaves the child entered last.
+    pub(crate) fn leave(&mut self) {
+        if self.record_paths {
+            self.path.pop();
+        }
+    }
+
+    /// Records a field acted on at `seg` below the current path.
+    pub(crate) fn record(
+        &mut self,
+        seg: PathSeg<'a>,
+        category: Option<CategoryIdx>,
+        action: HitAction,
+    ) {
+        if !self.record_paths {
+            return;
+        }
+        let segments = &self.path;
+        self.report.push_field(
+            || {
+                let mut path = String::from("$");
+                for s in segments.iter().chain(std::iter::once(&seg)) {
+                    match s {
+                        PathSeg::Key(k) => {
+                            path.push('.');
+                            path.push_str(std::str::from_utf8(k).unwrap_or("*"));
+                        }
+                        PathSeg::Unknown => path.push_str(".*"),
+                        PathSeg::Index(i) => push_index(&mut path, *i),
+                    }
+                }
+                path
+            },
+            category,
+            action,
+        );
+    }
+
+    /// Drops the input bytes `from..to` from the output.
+    pub(crate) fn cut(&mut self, from: usize, to: usize) {
+        if !self.changed {
+            self.out.reserve(self.input.len());
+            self.changed = true;
+        }
+        let kept = self.input.get(self.copied..from).unwrap_or_default();
+        self.out.extend_from_slice(kept);
+        self.copied = to;
+    }
+
+    /// Puts `bytes` in place of the input bytes `from..to`.
+    pub(crate) fn replace(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        self.cut(from, to);
+        self.out.extend_from_slice(bytes);
+    }
+}
+
+/// The path segment of a child for field paths: a key some selector knows, `*` for any
+/// other key, or the index (always `Unknown` when paths are not recorded).
+pub(crate) fn child_segment<'a>(
+    rules: &BodyRules<'_>,
+    element_matcher: Option<&Matcher>,
+    key_bytes: &Cow<'a, [u8]>,
+    index: Option<usize>,
+) -> PathSeg<'a> {
+    if !rules.record_paths {
+        return PathSeg::Unknown;
+    }
+    match index {
+        Some(i) => PathSeg::Index(i),
+        None => {
+            let known = rules.matcher.knows_name(key_bytes)
+                || element_matcher.is_some_and(|m| m.knows_name(key_bytes));
+            if known {
+                PathSeg::Key(key_bytes.clone())
+            } else {
+                PathSeg::Unknown
+            }
+        }
+    }
+}
+
+/// The transformed raw value (coarsened or pseudonymised), `None` when it cannot be
+/// transformed (remove it instead).
+pub(crate) fn transform_raw(
+    rules: &BodyRules<'_>,
+    category: CategoryIdx,
+    action: &FieldAction,
+    raw: &[u8],
+) -> Option<Vec<u8>> {
+    match action {
+        FieldAction::Coarsen => {
+            let spec = rules.coarsen.get(category.position())?.as_ref()?;
+            coarsen(spec, raw, rules.today)
+        }
+        FieldAction::Pseudonymise => pseudonymise(rules.key?, raw),
+        FieldAction::Remove | FieldAction::Block => None,
+    }
+}
+
+/// Decides the multi-subject element starting at `start` (matched by element selector
+/// `spec`) from its subject id; an ambiguous subject, or no verdict function, drops it.
+pub(crate) fn element_verdict(
+    element_rules: Option<&ElementRules<'_>>,
+    verdict: Option<&mut VerdictFn<'_>>,
+    input: &[u8],
+    start: usize,
+    spec: CategoryIdx,
+) -> ElementVerdict {
+    let subject = element_rules
+        .and_then(|er| er.subject_paths.get(spec.position()))
+        .map_or(Subject::Absent, |path| find_subject(input, start, path));
+    let subject = match subject {
+        Subject::Ambiguous => return ElementVerdict::Drop,
+        Subject::One(id) => Some(id),
+        Subject::Absent => None,
+    };
+    match verdict {
+        Some(verdict) => verdict(subject.as_deref()),
+        None => ElementVerdict::Drop,
+    }
 }
 
 struct Redactor<'a, 'r, 'v> {
@@ -314,11 +506,7 @@ struct Redactor<'a, 'r, 'v> {
     rules: &'r BodyRules<'r>,
     element_rules: Option<&'r ElementRules<'r>>,
     verdict: Option<&'v mut VerdictFn<'v>>,
-    out: Vec<u8>,
-    copied: usize,
-    changed: bool,
-    report: BodyReport,
-    path: Vec<PathSeg<'a>>,
+    edits: Edits<'a>,
 }
 
 impl<'a> Redactor<'a, '_, '_> {
@@ -399,84 +587,83 @@ impl<'a> Redactor<'a, '_, '_> {
             }
             let hit = matched.intersection(forbidden);
             let mut removed = false;
-            let seg = if !self.rules.record_paths {
-                PathSeg::Unknown
-            } else if is_object {
-                let known = self.rules.matcher.knows_name(&key_bytes)
-                    || element_matcher.is_some_and(|m| m.knows_name(&key_bytes));
-                if known {
-                    PathSeg::Key(key_bytes.clone())
-                } else {
-                    PathSeg::Unknown
-                }
-            } else {
-                PathSeg::Index(index)
-            };
+            let seg = child_segment(
+                self.rules,
+                element_matcher,
+                &key_bytes,
+                (!is_object).then_some(index),
+            );
             if !hit.is_empty() {
                 let first = hit.iter().next();
                 match resolve(self.rules.actions, hit) {
                     Resolved::Block(c) => {
-                        self.record(seg, Some(c), HitAction::Blocked);
+                        self.edits.record(seg, Some(c), HitAction::Blocked);
                         return Err(Stop::Block(c));
                     }
                     Resolved::Remove => {
                         self.sc.skip_value(depth + 1)?;
-                        self.report.removed += 1;
-                        self.report.categories = self.report.categories.union(hit);
-                        self.record(seg, first, HitAction::Removed);
+                        self.edits.report.removed += 1;
+                        self.edits.report.categories = self.edits.report.categories.union(hit);
+                        self.edits.record(seg, first, HitAction::Removed);
                         removed = true;
                     }
                     Resolved::Transform(category, action) => {
                         self.sc.skip_value(depth + 1)?;
                         let raw = input.get(value_start..self.sc.pos).unwrap_or_default();
-                        self.report.categories = self.report.categories.union(hit);
-                        match self.transform(category, &action, raw) {
+                        self.edits.report.categories = self.edits.report.categories.union(hit);
+                        match transform_raw(self.rules, category, &action, raw) {
                             Some(bytes) => {
-                                self.replace(value_start, self.sc.pos, &bytes);
-                                self.report.transformed += 1;
+                                self.edits.replace(value_start, self.sc.pos, &bytes);
+                                self.edits.report.transformed += 1;
                                 let done = if action == FieldAction::Pseudonymise {
                                     HitAction::Pseudonymised
                                 } else {
                                     HitAction::Coarsened
                                 };
-                                self.record(seg, Some(category), done);
+                                self.edits.record(seg, Some(category), done);
                             }
                             None => {
-                                self.report.removed += 1;
-                                self.record(seg, Some(category), HitAction::Removed);
+                                self.edits.report.removed += 1;
+                                self.edits.record(seg, Some(category), HitAction::Removed);
                                 removed = true;
                             }
                         }
                     }
                 }
             } else if let Some(spec) = element_spec {
-                match self.element_verdict(value_start, spec) {
+                match element_verdict(
+                    self.element_rules,
+                    self.verdict.as_deref_mut(),
+                    input,
+                    value_start,
+                    spec,
+                ) {
                     ElementVerdict::Drop => {
                         self.sc.skip_value(depth + 1)?;
-                        self.report.dropped_elements += 1;
-                        self.record(seg, None, HitAction::ElementDropped);
+                        self.edits.report.dropped_elements += 1;
+                        self.edits.record(seg, None, HitAction::ElementDropped);
                         removed = true;
                     }
                     ElementVerdict::Forbid(element_forbidden) => {
-                        self.enter(seg);
+                        self.edits.enter(seg);
                         self.value(child_state, None, element_forbidden, depth + 1)?;
-                        self.leave();
+                        self.edits.leave();
                     }
                 }
             } else if !matches!(input.get(self.sc.pos), Some(b'{' | b'[')) {
                 // A scalar nothing matched: there is nothing below it to look at.
                 self.sc.skip_value(depth + 1)?;
             } else {
-                self.enter(seg);
+                self.edits.enter(seg);
                 self.value(child_state, child_element_state, forbidden, depth + 1)?;
-                self.leave();
+                self.edits.leave();
             }
             let value_end = self.sc.pos;
             if removed {
                 if kept_any {
-                    self.cut(comma_at, value_end);
+                    self.edits.cut(comma_at, value_end);
                 } else {
-                    self.cut(member_start, value_end);
+                    self.edits.cut(member_start, value_end);
                     drop_next_comma = true;
                 }
             } else {
@@ -488,7 +675,7 @@ impl<'a> Redactor<'a, '_, '_> {
                 Some(b',') => {
                     comma_at = self.sc.pos;
                     if drop_next_comma {
-                        self.cut(comma_at, comma_at + 1);
+                        self.edits.cut(comma_at, comma_at + 1);
                         drop_next_comma = false;
                     }
                     self.sc.pos += 1;
@@ -501,93 +688,6 @@ impl<'a> Redactor<'a, '_, '_> {
                 _ => return Err(Stop::Json(self.sc.err())),
             }
         }
-    }
-
-    fn transform(
-        &self,
-        category: CategoryIdx,
-        action: &FieldAction,
-        raw: &[u8],
-    ) -> Option<Vec<u8>> {
-        match action {
-            FieldAction::Coarsen => {
-                let spec = self.rules.coarsen.get(category.position())?.as_ref()?;
-                coarsen(spec, raw, self.rules.today)
-            }
-            FieldAction::Pseudonymise => pseudonymise(self.rules.key?, raw),
-            FieldAction::Remove | FieldAction::Block => None,
-        }
-    }
-
-    fn element_verdict(&mut self, start: usize, spec: CategoryIdx) -> ElementVerdict {
-        let subject = self
-            .element_rules
-            .and_then(|er| er.subject_paths.get(spec.position()))
-            .map_or(Subject::Absent, |path| {
-                find_subject(self.sc.input, start, path)
-            });
-        let subject = match subject {
-            Subject::Ambiguous => return ElementVerdict::Drop,
-            Subject::One(id) => Some(id),
-            Subject::Absent => None,
-        };
-        match self.verdict.as_mut() {
-            Some(verdict) => verdict(subject.as_deref()),
-            None => ElementVerdict::Drop,
-        }
-    }
-
-    fn enter(&mut self, seg: PathSeg<'a>) {
-        if self.rules.record_paths {
-            self.path.push(seg);
-        }
-    }
-
-    fn leave(&mut self) {
-        if self.rules.record_paths {
-            self.path.pop();
-        }
-    }
-
-    /// Records a field acted on at `seg` below the current path.
-    fn record(&mut self, seg: PathSeg<'a>, category: Option<CategoryIdx>, action: HitAction) {
-        if !self.rules.record_paths {
-            return;
-        }
-        let segments = &self.path;
-        self.report.push_field(
-            || {
-                let mut path = String::from("$");
-                for s in segments.iter().chain(std::iter::once(&seg)) {
-                    match s {
-                        PathSeg::Key(k) => {
-                            path.push('.');
-                            path.push_str(std::str::from_utf8(k).unwrap_or("*"));
-                        }
-                        PathSeg::Unknown => path.push_str(".*"),
-                        PathSeg::Index(i) => push_index(&mut path, *i),
-                    }
-                }
-                path
-            },
-            category,
-            action,
-        );
-    }
-
-    fn cut(&mut self, from: usize, to: usize) {
-        if !self.changed {
-            self.out.reserve(self.sc.input.len());
-            self.changed = true;
-        }
-        let kept = self.sc.input.get(self.copied..from).unwrap_or_default();
-        self.out.extend_from_slice(kept);
-        self.copied = to;
-    }
-
-    fn replace(&mut self, from: usize, to: usize, bytes: &[u8]) {
-        self.cut(from, to);
-        self.out.extend_from_slice(bytes);
     }
 }
 

@@ -244,3 +244,211 @@ fn the_decision_reaches_filter_state_only_when_observe_asks_for_it() {
     let err = compile_config(br#"{"observe": {"access_log_decision": "yes"}}"#).unwrap_err();
     assert_eq!(err.path(), "observe.access_log_decision");
 }
+
+/// A minisign public key (Debian's `minisign -G`), for the trust settings.
+const PUBLIC_KEY: &str = "RWR/cSnQ9zOXyX6rAflH1aGIXaERh6oEXzT85B5qU5CM93/WEj/fpGQY";
+
+fn test_env(name: &str) -> Option<String> {
+    match name {
+        "SUBJECT_KEY" => Some("subject-key-0123456789".to_string()),
+        "PSEUDONYM_KEY" => Some("pseudonym-key-0123456789".to_string()),
+        "LOG_KEY" => Some("decision-log-key-0123456789".to_string()),
+        "SIGNING_PUB" => Some(PUBLIC_KEY.to_string()),
+        "SHORT_KEY" => Some("0123456789".to_string()),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_public_key_requires_signatures_unless_told_otherwise() {
+    let with_key = |extra: &str| {
+        compile_config(
+            format!(r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}"{extra}}}}}"#).as_bytes(),
+        )
+    };
+    let trust = with_key("").unwrap().snapshot.trust.unwrap();
+    assert!(trust.required);
+    assert_eq!(trust.key.id(), "C99733F7D029717F");
+    assert!(
+        with_key(r#", "require_signature": true"#)
+            .unwrap()
+            .snapshot
+            .trust
+            .unwrap()
+            .required
+    );
+    assert!(
+        !with_key(r#", "require_signature": false"#)
+            .unwrap()
+            .snapshot
+            .trust
+            .unwrap()
+            .required
+    );
+    assert!(compile_config(b"{}").unwrap().snapshot.trust.is_none());
+    assert!(
+        compile_config(br#"{"snapshot": {"require_signature": false}}"#)
+            .unwrap()
+            .snapshot
+            .trust
+            .is_none()
+    );
+}
+
+#[test]
+fn requiring_signatures_without_a_key_is_an_error_naming_the_field() {
+    let err = compile_config(br#"{"snapshot": {"require_signature": true}}"#).unwrap_err();
+    assert_eq!(err.path(), "snapshot.require_signature");
+    assert!(
+        err.to_string().contains("needs snapshot.public_key"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_typo_in_the_trust_settings_is_rejected_not_ignored() {
+    for typo in [
+        format!(r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}", "require_signatures": false}}}}"#),
+        r#"{"snapshot": {"publickey": "RWQ"}}"#.to_string(),
+    ] {
+        let err = compile_config(typo.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+    let err = compile_config(br#"{"snapshot": {"public_key": "RWQnot-a-key"}}"#).unwrap_err();
+    assert_eq!(err.path(), "snapshot.public_key");
+    assert!(!err.to_string().contains("RWQnot-a-key"), "{err}");
+}
+
+#[test]
+fn keys_can_come_from_the_environment() {
+    let config = br#"{
+        "pseudonymisation_key": {"env": "PSEUDONYM_KEY"},
+        "decision_log": {"enabled": true, "subject_key_secret": {"env": "LOG_KEY"}},
+        "snapshot": {"subject_key": "hmac_sha256", "subject_key_secret": {"env": "SUBJECT_KEY"},
+                     "public_key": {"env": "SIGNING_PUB"}}
+    }"#;
+    let c = compile_config_with_env(config, &test_env).unwrap();
+    assert_eq!(c.key.as_deref(), Some(&b"pseudonym-key-0123456789"[..]));
+    assert_eq!(
+        c.snapshot.keying,
+        SubjectKeying::Hmac(b"subject-key-0123456789".to_vec())
+    );
+    assert_eq!(
+        c.decision_log.subject_key.as_deref(),
+        Some(&b"decision-log-key-0123456789"[..])
+    );
+    assert!(c.snapshot.trust.unwrap().required);
+    assert!(c.inline_secrets.is_empty());
+    // Without an environment, the first variable is missing.
+    let err = compile_config(config).unwrap_err();
+    assert_eq!(err.path(), "snapshot.subject_key_secret");
+    assert!(
+        err.to_string().contains("`SUBJECT_KEY` is not set"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_decision_log_falls_back_on_the_snapshot_key_from_the_environment() {
+    let c = compile_config_with_env(
+        br#"{"decision_log": {"enabled": true}, "snapshot": {"subject_key": "hmac_sha256",
+             "subject_key_secret": {"env": "SUBJECT_KEY"}}}"#,
+        &test_env,
+    )
+    .unwrap();
+    assert_eq!(
+        c.decision_log.subject_key.as_deref(),
+        Some(&b"subject-key-0123456789"[..])
+    );
+}
+
+#[test]
+fn a_missing_or_short_variable_names_the_field_and_the_variable_never_a_value() {
+    for (config, field, var) in [
+        (
+            r#"{"pseudonymisation_key": {"env": "SHORT_KEY"}}"#,
+            "pseudonymisation_key",
+            "SHORT_KEY",
+        ),
+        (
+            r#"{"snapshot": {"subject_key": "hmac_sha256", "subject_key_secret": {"env": "SHORT_KEY"}}}"#,
+            "snapshot.subject_key_secret",
+            "SHORT_KEY",
+        ),
+        (
+            r#"{"decision_log": {"subject_key_secret": {"env": "NOT_SET"}}}"#,
+            "decision_log.subject_key_secret",
+            "NOT_SET",
+        ),
+        (
+            r#"{"snapshot": {"public_key": {"env": "SHORT_KEY"}}}"#,
+            "snapshot.public_key",
+            "SHORT_KEY",
+        ),
+        (
+            r#"{"snapshot": {"public_key": {"env": "NOT_SET"}}}"#,
+            "snapshot.public_key",
+            "NOT_SET",
+        ),
+    ] {
+        let err = compile_config_with_env(config.as_bytes(), &test_env).unwrap_err();
+        let text = err.to_string();
+        assert_eq!(err.path(), field, "{text}");
+        assert!(text.contains(&format!("`{var}`")), "{text}");
+        assert!(!text.contains("0123456789"), "{text}");
+    }
+    let err = compile_config_with_env(
+        br#"{"pseudonymisation_key": {"env": "SHORT_KEY", "default": "x"}}"#,
+        &test_env,
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), "pseudonymisation_key");
+}
+
+#[test]
+fn inline_secrets_are_listed_for_a_warning_the_public_key_is_not_a_secret() {
+    let c = compile_config(
+        format!(
+            r#"{{"pseudonymisation_key": "pseudonym-key-0123456789",
+                "decision_log": {{"subject_key_secret": "decision-log-key-0123456789"}},
+                "snapshot": {{"subject_key": "hmac_sha256", "subject_key_secret": "subject-key-0123456789",
+                              "public_key": "{PUBLIC_KEY}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(
+        c.inline_secrets,
+        [
+            "snapshot.subject_key_secret",
+            "pseudonymisation_key",
+            "decision_log.subject_key_secret"
+        ]
+    );
+}
+
+#[test]
+fn a_next_public_key_needs_a_public_key_and_must_be_a_key() {
+    let err = compile_config(
+        format!(r#"{{"snapshot": {{"next_public_key": "{PUBLIC_KEY}"}}}}"#).as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), "snapshot.next_public_key");
+    let err = compile_config(
+        format!(r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}", "next_public_key": "RWQx"}}}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err();
+    assert_eq!(err.path(), "snapshot.next_public_key");
+    let trust = compile_config(
+        format!(
+            r#"{{"snapshot": {{"public_key": "{PUBLIC_KEY}", "next_public_key": "{PUBLIC_KEY}"}}}}"#
+        )
+        .as_bytes(),
+    )
+    .unwrap()
+    .snapshot
+    .trust
+    .unwrap();
+    assert!(trust.next.is_some() && trust.required);
+}

@@ -228,6 +228,10 @@ fn record_free_block(
     if gpc_signal && gpc.objects_to(idx) {
         return Some(Reason::GpcObjection);
     }
+    if purpose.basis != Basis::Legal && processor_abroad(policy, facts) {
+        // Consent to outsourcing abroad cannot be known without a record.
+        return Some(Reason::ForeignOutsourcingConsentMissing);
+    }
     if facts.caller.is_third_party() && purpose.basis != Basis::Legal {
         if gpc_signal && gpc.third_party_provision {
             return Some(Reason::GpcObjection);
@@ -237,6 +241,16 @@ fn record_free_block(
         }
     }
     None
+}
+
+/// Whether the caller is a processor in another country than the operator's (§6).
+fn processor_abroad(policy: &CompiledPolicy, facts: &Facts) -> bool {
+    facts.caller.kind == PartyKind::Processor
+        && facts
+            .caller
+            .party
+            .and_then(|p| policy.party(p))
+            .is_some_and(|p| p.abroad)
 }
 
 /// Checks what needs no consent record: the purpose (use beyond purpose, §4), the route,
@@ -334,6 +348,28 @@ fn decide_for_purpose(
     let gpc_signal = facts.gpc && gpc.enabled;
     if gpc_signal && gpc.objects_to(idx) {
         return block(Reason::GpcObjection, facts);
+    }
+    // A processor abroad (§6): only with consent to entrusting the data abroad, unless the
+    // law requires the use.
+    if !legal && processor_abroad(policy, &facts) {
+        let Some((abroad_idx, abroad)) = policy.foreign_outsourcing() else {
+            return block(Reason::ForeignOutsourcingConsentMissing, facts);
+        };
+        let abroad_grant = record.and_then(|r| r.grant(abroad_idx));
+        let withdrawn = record.is_some_and(|r| r.has_withdrawn(abroad_idx));
+        let refused = match grant_status(policy, abroad.changed_in, abroad_grant) {
+            Ok(()) if !withdrawn => None,
+            Err(reason @ (Reason::ReconsentRequired | Reason::ConsentVersionUnknown)) => {
+                Some(reason)
+            }
+            _ => Some(Reason::ForeignOutsourcingConsentMissing),
+        };
+        if let Some(reason) = refused {
+            return match abroad.without_consent {
+                WithoutConsent::Block => block(reason, facts),
+                WithoutConsent::Strip => Decision::strip_all(policy, reason, idx).with_facts(facts),
+            };
+        }
     }
     // Provision to third parties (§7): only with consent, unless the law allows it.
     let mut not_for_third_parties = CategorySet::EMPTY;

@@ -75,6 +75,9 @@ pub enum Reason {
     ThirdPartyConsentMissing,
     /// Blocked: the caller is a third party and the person asked to stop provision (§10).
     ThirdPartyStopped,
+    /// Blocked or stripped: the caller is a processor abroad and the person has not
+    /// consented to entrusting their data to one (§6).
+    ForeignOutsourcingConsentMissing,
     /// Blocked: the request carries Global Privacy Control, which objects to this use.
     GpcObjection,
     /// Blocked: a joint user asked for a purpose outside joint use (§8).
@@ -128,6 +131,7 @@ impl Reason {
             Reason::ConsentVersionUnknown => "consent_version_unknown",
             Reason::ThirdPartyConsentMissing => "third_party_consent_missing",
             Reason::ThirdPartyStopped => "third_party_stopped",
+            Reason::ForeignOutsourcingConsentMissing => "foreign_outsourcing_consent_missing",
             Reason::GpcObjection => "gpc_objection",
             Reason::JointUseOnly => "joint_use_only",
             Reason::PartyNotJointUser => "party_not_joint_user",
@@ -187,6 +191,9 @@ impl Reason {
             Reason::ThirdPartyStopped => {
                 "the person asked to stop provision of their data to third parties"
             }
+            Reason::ForeignOutsourcingConsentMissing => {
+                "the person has not consented to the handling of their data by a processor abroad"
+            }
             Reason::GpcObjection => {
                 "the request carries a Global Privacy Control objection to this use"
             }
@@ -229,7 +236,7 @@ impl Reason {
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 39] = [
+    pub const ALL: [Reason; 40] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -261,6 +268,7 @@ impl Reason {
         Reason::ConsentVersionUnknown,
         Reason::ThirdPartyConsentMissing,
         Reason::ThirdPartyStopped,
+        Reason::ForeignOutsourcingConsentMissing,
         Reason::GpcObjection,
         Reason::JointUseOnly,
         Reason::PartyNotJointUser,

@@ -20,6 +20,7 @@ pub(crate) mod records;
 pub(crate) mod replica;
 pub(crate) mod settings;
 pub(crate) mod shared_keys;
+pub(crate) mod signature;
 pub(crate) mod subject_key;
 pub(crate) mod ticks;
 
@@ -49,5 +50,9 @@ pub use settings::{
     FailureMode, FetcherMode, SnapshotSettings, SnapshotSettingsDoc, SnapshotSource, MIN_KEY_BYTES,
 };
 pub use shared_keys::{SharedKeys, INLINE_KEY_BYTES};
+pub use signature::{
+    header_text, header_value, SignatureError, Trust, TrustedKey, SIGNATURE_HEADER,
+    SIGNATURE_SUFFIX,
+};
 pub use subject_key::{to_hex, SubjectKey, SubjectKeying};
 pub use ticks::{Due, Ticks};

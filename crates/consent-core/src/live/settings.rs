@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
 use crate::live::documents::SubjectKeyKind;
+use crate::live::signature::{Trust, TrustedKey};
 use crate::live::subject_key::SubjectKeying;
+use crate::secret::{no_env, EnvLookup, KeyDoc};
 
 /// Shortest accepted HMAC key (subject keying, pseudonyms, log hashes), in bytes.
 pub const MIN_KEY_BYTES: usize = 16;
@@ -68,8 +70,18 @@ pub struct SnapshotSettingsDoc {
     pub bucket_bits: u8,
     /// How snapshot subjects are written: `plain` or `hmac_sha256`.
     pub subject_key: SubjectKeyKind,
-    /// The HMAC key shared with the source (16+ bytes). Never logged.
-    pub subject_key_secret: Option<String>,
+    /// The HMAC key shared with the source (16+ bytes), inline or `{"env": "NAME"}`.
+    /// Never logged.
+    pub subject_key_secret: Option<KeyDoc>,
+    /// The minisign public key documents must be signed with (the base64 line of a `.pub`
+    /// file, `RW...`), inline or `{"env": "NAME"}`.
+    pub public_key: Option<KeyDoc>,
+    /// A second public key also accepted, while the source's signing key is rotated (the
+    /// signature's key id picks the key).
+    pub next_public_key: Option<KeyDoc>,
+    /// Refuse documents without a valid signature. Default: true whenever `public_key` is
+    /// set; `true` without a key is an error.
+    pub require_signature: Option<bool>,
     /// `block` (default) or `strip`, when the snapshot is missing or stale.
     pub failure_mode: FailureMode,
     /// Who fetches: `singleton` (an `envoy.bootstrap.wasm` service with root id
@@ -93,6 +105,9 @@ impl Default for SnapshotSettingsDoc {
             bucket_bits: 16,
             subject_key: SubjectKeyKind::default(),
             subject_key_secret: None,
+            public_key: None,
+            next_public_key: None,
+            require_signature: None,
             failure_mode: FailureMode::default(),
             fetcher: FetcherMode::default(),
         }
@@ -122,6 +137,9 @@ pub struct SnapshotSettings {
     pub bucket_bits: u8,
     /// Subject keying.
     pub keying: SubjectKeying,
+    /// The key documents are checked against, and whether a signature is required; `None`
+    /// without `public_key` (documents are not checked).
+    pub trust: Option<Trust>,
     /// Failure mode.
     pub failure_mode: FailureMode,
     /// Who fetches.
@@ -129,8 +147,17 @@ pub struct SnapshotSettings {
 }
 
 impl SnapshotSettings {
-    /// Checks the `snapshot` block; errors name the field under `snapshot.`.
+    /// Checks the `snapshot` block; errors name the field under `snapshot.`. Keys given as
+    /// `{"env": ...}` are not found (see [`SnapshotSettings::compile_with_env`]).
     pub fn compile(doc: &SnapshotSettingsDoc) -> Result<Self, ConfigError> {
+        Self::compile_with_env(doc, &no_env)
+    }
+
+    /// [`SnapshotSettings::compile`], reading `{"env": ...}` keys through `env`.
+    pub fn compile_with_env(
+        doc: &SnapshotSettingsDoc,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
         let cluster = doc.cluster.clone().unwrap_or_default();
         if doc.source == SnapshotSource::Shared && cluster.trim().is_empty() {
             return Err(ConfigError::invalid(
@@ -169,18 +196,8 @@ impl SnapshotSettings {
                 "must be 1 to 20",
             ));
         }
-        let keying = match (doc.subject_key, &doc.subject_key_secret) {
-            (SubjectKeyKind::Plain, _) => SubjectKeying::Plain,
-            (SubjectKeyKind::HmacSha256, Some(secret)) if secret.len() >= MIN_KEY_BYTES => {
-                SubjectKeying::Hmac(secret.as_bytes().to_vec())
-            }
-            (SubjectKeyKind::HmacSha256, _) => {
-                return Err(ConfigError::invalid(
-                    "snapshot.subject_key_secret",
-                    format!("required for hmac_sha256, at least {MIN_KEY_BYTES} bytes"),
-                ))
-            }
-        };
+        let keying = compile_keying(doc, env)?;
+        let trust = compile_trust(doc, env)?;
         Ok(SnapshotSettings {
             source: doc.source,
             authority: doc.authority.clone().unwrap_or_else(|| cluster.clone()),
@@ -195,8 +212,70 @@ impl SnapshotSettings {
             max_staleness_ms: doc.max_staleness_ms,
             bucket_bits: doc.bucket_bits,
             keying,
+            trust,
             failure_mode: doc.failure_mode,
             fetcher: doc.fetcher,
         })
     }
+}
+
+/// `subject_key` and its secret.
+fn compile_keying(
+    doc: &SnapshotSettingsDoc,
+    env: EnvLookup<'_>,
+) -> Result<SubjectKeying, ConfigError> {
+    const FIELD: &str = "snapshot.subject_key_secret";
+    match (doc.subject_key, &doc.subject_key_secret) {
+        (SubjectKeyKind::Plain, _) => Ok(SubjectKeying::Plain),
+        (SubjectKeyKind::HmacSha256, Some(secret)) => Ok(SubjectKeying::Hmac(secret.resolve_min(
+            FIELD,
+            MIN_KEY_BYTES,
+            env,
+        )?)),
+        (SubjectKeyKind::HmacSha256, None) => Err(ConfigError::invalid(
+            FIELD,
+            format!("required for hmac_sha256, at least {MIN_KEY_BYTES} bytes"),
+        )),
+    }
+}
+
+/// `public_key` and `require_signature`: a key makes signatures required unless the
+/// configuration says otherwise; requiring them without a key is an error (never a
+/// silently unchecked snapshot).
+fn compile_trust(
+    doc: &SnapshotSettingsDoc,
+    env: EnvLookup<'_>,
+) -> Result<Option<Trust>, ConfigError> {
+    match (&doc.public_key, doc.require_signature) {
+        (None, Some(true)) => Err(ConfigError::invalid(
+            "snapshot.require_signature",
+            "needs snapshot.public_key (the minisign public key documents are signed with)",
+        )),
+        (None, _) if doc.next_public_key.is_some() => Err(ConfigError::invalid(
+            "snapshot.next_public_key",
+            "needs snapshot.public_key (next_public_key is the second key of a rotation)",
+        )),
+        (None, _) => Ok(None),
+        (Some(key), required) => Ok(Some(Trust {
+            key: trusted_key(key, "snapshot.public_key", env)?,
+            next: doc
+                .next_public_key
+                .as_ref()
+                .map(|k| trusted_key(k, "snapshot.next_public_key", env))
+                .transpose()?,
+            required: required.unwrap_or(true),
+        })),
+    }
+}
+
+/// A public key of the configuration; errors name `field` and the variable, not the text.
+fn trusted_key(key: &KeyDoc, field: &str, env: EnvLookup<'_>) -> Result<TrustedKey, ConfigError> {
+    let text = key.resolve(field, env)?;
+    TrustedKey::parse(&text, field).map_err(|e| match key {
+        KeyDoc::Env { env } => ConfigError::invalid(
+            field,
+            format!("environment variable `{env}` does not hold a minisign public key (the base64 line of a .pub file, `RW...`)"),
+        ),
+        KeyDoc::Inline(_) => e,
+    })
 }

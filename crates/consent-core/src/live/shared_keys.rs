@@ -84,6 +84,12 @@ impl SharedKeys {
     pub fn prefix(&self) -> &str {
         &self.prefix
     }
+
+    /// The prefix of the namespace's bucket keys (`c/<id>`): a host that forgets a
+    /// namespace removes the keys under both prefixes.
+    pub fn bucket_prefix(&self) -> &str {
+        &self.short
+    }
 }
 
 #[cfg(test)]

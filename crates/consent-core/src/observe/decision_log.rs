@@ -40,10 +40,11 @@ pub struct DecisionLogDoc {
     /// Record the path of each body field removed or coarsened (reads cost a little more).
     #[serde(default = "yes")]
     pub field_paths: bool,
-    /// Key (16+ bytes) for the subject hash; defaults to `snapshot.subject_key_secret`, then
-    /// `pseudonymisation_key`. Without any, lines carry no subject. Never logged.
+    /// Key (16+ bytes) for the subject hash, inline or `{"env": "NAME"}`; defaults to
+    /// `snapshot.subject_key_secret`, then `pseudonymisation_key`. Without any, lines carry
+    /// no subject. Never logged.
     #[serde(default)]
-    pub subject_key_secret: Option<String>,
+    pub subject_key_secret: Option<crate::secret::KeyDoc>,
 }
 
 impl Default for DecisionLogDoc {
@@ -74,8 +75,18 @@ pub struct DecisionLogSettings {
 }
 
 impl DecisionLogSettings {
-    /// Checks `doc`; `fallback_key` is the key used when the block names none.
+    /// Checks `doc`; `fallback_key` is the key used when the block names none. A key given
+    /// as `{"env": ...}` is not found (see [`DecisionLogSettings::compile_with_env`]).
     pub fn compile(doc: &DecisionLogDoc, fallback_key: Option<&[u8]>) -> Result<Self, ConfigError> {
+        Self::compile_with_env(doc, fallback_key, &crate::secret::no_env)
+    }
+
+    /// [`DecisionLogSettings::compile`], reading an `{"env": ...}` key through `env`.
+    pub fn compile_with_env(
+        doc: &DecisionLogDoc,
+        fallback_key: Option<&[u8]>,
+        env: crate::secret::EnvLookup<'_>,
+    ) -> Result<Self, ConfigError> {
         if !(0.0..=1.0).contains(&doc.sample_rate) {
             return Err(ConfigError::invalid(
                 "decision_log.sample_rate",
@@ -83,13 +94,11 @@ impl DecisionLogSettings {
             ));
         }
         let subject_key = match &doc.subject_key_secret {
-            Some(k) if k.len() < 16 => {
-                return Err(ConfigError::invalid(
-                    "decision_log.subject_key_secret",
-                    "must be at least 16 bytes",
-                ))
-            }
-            Some(k) => Some(k.as_bytes().to_vec()),
+            Some(k) => Some(k.resolve_min(
+                "decision_log.subject_key_secret",
+                crate::live::MIN_KEY_BYTES,
+                env,
+            )?),
             None => fallback_key.map(<[u8]>::to_vec),
         };
         Ok(DecisionLogSettings {

@@ -99,6 +99,7 @@ pub struct CompiledPolicy {
     /// Parties with their identities (§6-§8).
     pub parties: Vec<Party>,
     third_party_provision: Option<PurposeIdx>,
+    foreign_outsourcing: Option<PurposeIdx>,
     purpose_ids: NameMap<PurposeIdx>,
     party_ids: NameMap<PartyIdx>,
     category_ids: NameMap<CategoryIdx>,
@@ -322,31 +323,44 @@ impl CompiledPolicy {
                 }
                 identities.push(pattern);
             }
+            let country = match &party.country {
+                None => None,
+                Some(c) if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) => {
+                    Some(c.clone())
+                }
+                Some(_) => {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.country"),
+                        "must be an ISO 3166-1 alpha-2 code in capitals, e.g. `JP`",
+                    ))
+                }
+            };
             parties.push(Party {
                 id: party.id.clone(),
                 kind: party.kind,
                 identities,
+                country,
+                abroad: false,
             });
         }
+        mark_processors_abroad(&mut parties, path)?;
         let third_party_provision = match &doc.third_party_provision {
             None => None,
-            Some(id) => {
-                let at = format!("{path}.third_party_provision");
-                let idx = purpose_ids
-                    .get(id)
-                    .copied()
-                    .ok_or_else(|| ConfigError::invalid(&at, format!("unknown purpose `{id}`")))?;
-                let ok = purposes
-                    .get(usize::from(idx.0))
-                    .is_some_and(|p: &Purpose| p.basis == Basis::Consent && !p.joint_use);
-                if !ok {
-                    return Err(ConfigError::invalid(
-                        at,
-                        "must name a purpose with basis `consent` outside joint use",
-                    ));
-                }
-                Some(idx)
-            }
+            Some(id) => Some(consent_purpose(
+                &purpose_ids,
+                &purposes,
+                id,
+                &format!("{path}.third_party_provision"),
+            )?),
+        };
+        let foreign_outsourcing = match &doc.foreign_outsourcing {
+            None => None,
+            Some(id) => Some(consent_purpose(
+                &purpose_ids,
+                &purposes,
+                id,
+                &format!("{path}.foreign_outsourcing"),
+            )?),
         };
         Ok(CompiledPolicy {
             id: doc.id.clone(),
@@ -362,6 +376,7 @@ impl CompiledPolicy {
             coarsen,
             parties,
             third_party_provision,
+            foreign_outsourcing,
             purpose_ids,
             party_ids,
             category_ids,
@@ -385,6 +400,13 @@ impl CompiledPolicy {
     /// Finds a purpose by id; `None` means use beyond purpose (§4).
     pub fn purpose_idx(&self, id: &str) -> Option<PurposeIdx> {
         self.purpose_ids.get(id).copied()
+    }
+
+    /// The purpose whose grant is consent to entrusting data to a processor abroad (§6),
+    /// if the policy has one.
+    pub fn foreign_outsourcing(&self) -> Option<(PurposeIdx, &Purpose)> {
+        let idx = self.foreign_outsourcing?;
+        self.purpose(idx).map(|p| (idx, p))
     }
 
     /// The purpose whose grant is consent to third-party provision, if the policy has one.
@@ -471,6 +493,55 @@ impl CompiledPolicy {
     pub fn has_cookie_mappings(&self) -> bool {
         !self.cookie_categories.is_empty()
     }
+}
+
+/// The purpose `id` names, which must have basis `consent` outside joint use (a purpose
+/// whose grant is a consent the policy asks for: provision, outsourcing abroad).
+fn consent_purpose(
+    purpose_ids: &NameMap<PurposeIdx>,
+    purposes: &[Purpose],
+    id: &str,
+    at: &str,
+) -> Result<PurposeIdx, ConfigError> {
+    let idx = purpose_ids
+        .get(id)
+        .copied()
+        .ok_or_else(|| ConfigError::invalid(at, format!("unknown purpose `{id}`")))?;
+    let ok = purposes
+        .get(usize::from(idx.0))
+        .is_some_and(|p| p.basis == Basis::Consent && !p.joint_use);
+    if !ok {
+        return Err(ConfigError::invalid(
+            at,
+            "must name a purpose with basis `consent` outside joint use",
+        ));
+    }
+    Ok(idx)
+}
+
+/// Marks the processors in another country than the operator's (§6). A policy that gives
+/// a processor a country must give the operator one.
+fn mark_processors_abroad(parties: &mut [Party], path: &str) -> Result<(), ConfigError> {
+    let home = parties
+        .iter()
+        .find(|p| p.kind == PartyKind::Operator)
+        .and_then(|p| p.country.clone());
+    for (i, party) in parties.iter_mut().enumerate() {
+        if party.kind != PartyKind::Processor {
+            continue;
+        }
+        match (&home, &party.country) {
+            (_, None) => {}
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(
+                    format!("{path}.parties[{i}].country"),
+                    "a processor's country needs the operator's country to compare with",
+                ))
+            }
+            (Some(home), Some(country)) => party.abroad = country != home,
+        }
+    }
+    Ok(())
 }
 
 fn check_id(id: &str, path: &str) -> Result<(), ConfigError> {

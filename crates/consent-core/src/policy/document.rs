@@ -172,6 +172,10 @@ pub struct PartyDoc {
     /// trailing `*` matches any suffix. See [`crate::party`].
     #[serde(default)]
     pub identities: Vec<String>,
+    /// Where the party handles the data: an ISO 3166-1 alpha-2 code (`JP`). A processor
+    /// in another country than the operator's is a processor abroad (§6).
+    #[serde(default)]
+    pub country: Option<String>,
 }
 
 /// A policy document as an operator writes it.
@@ -203,4 +207,9 @@ pub struct PolicyDoc {
     /// receive data only for purposes with a legal basis.
     #[serde(default)]
     pub third_party_provision: Option<String>,
+    /// The consent-basis purpose whose grant is consent to entrusting the person's data to
+    /// a processor abroad (§6: 外国にある第三者への委託). Without it, processors abroad get
+    /// personal data only for purposes with a legal basis.
+    #[serde(default)]
+    pub foreign_outsourcing: Option<String>,
 }

@@ -130,6 +130,10 @@ pub struct Party {
     pub kind: PartyKind,
     /// Identities that name it.
     pub identities: Vec<IdentityPattern>,
+    /// Its country (ISO 3166-1 alpha-2), when the policy says.
+    pub country: Option<String>,
+    /// A processor in another country than the operator's (§6).
+    pub abroad: bool,
 }
 
 /// How the caller was identified.
@@ -311,6 +315,8 @@ mod tests {
                     pattern("spiffe://app.example/ns/app/*"),
                     pattern("dns:api.app.example"),
                 ],
+                country: None,
+                abroad: false,
             },
             Party {
                 id: "city".into(),
@@ -320,6 +326,8 @@ mod tests {
                     pattern("cluster:city-api"),
                     pattern("header:city"),
                 ],
+                country: None,
+                abroad: false,
             },
         ]
     }

@@ -58,8 +58,12 @@ pub enum Counter {
     /// `consent_snapshot_fetch_failures`: the source could not be asked or did not answer
     /// as expected.
     FetchFailures,
-    /// `consent_snapshot_rejected`: a snapshot, part or delta did not check.
+    /// `consent_snapshot_rejected`: a snapshot, part or delta did not check (a bad
+    /// signature included).
     Rejected,
+    /// `consent_snapshot_signature_rejected`: of those, the ones whose signature was
+    /// missing, malformed, made with another key or did not match.
+    SignatureRejected,
 }
 
 impl Counter {
@@ -68,6 +72,7 @@ impl Counter {
         match self {
             Counter::FetchFailures => "consent_snapshot_fetch_failures",
             Counter::Rejected => "consent_snapshot_rejected",
+            Counter::SignatureRejected => "consent_snapshot_signature_rejected",
         }
     }
 }

@@ -60,6 +60,9 @@ impl FetchMachine {
             Ok(read) => read,
             Err(e) => return self.reject("snapshot", &e),
         };
+        if let Some(why) = self.older_than_published(read.head.version) {
+            return self.reject("snapshot", &why);
+        }
         self.loading = Some(Loading {
             version: read.head.version,
             parts: read.head.parts.unwrap_or(1).max(1),
@@ -68,6 +71,18 @@ impl FetchMachine {
             builder,
         });
         self.add(read, 1, "snapshot", now_ms)
+    }
+
+    /// Why a full snapshot of `version` is refused as a replay, if it is: it is older than
+    /// a version already published. The same version is taken (the source signs one state
+    /// per version; publishing it again rewrites what a failed write may have left).
+    fn older_than_published(&self, version: u64) -> Option<String> {
+        (version < self.newest_version).then(|| {
+            format!(
+                "version {version} is older than version {} already published (a replayed or rolled-back snapshot)",
+                self.newest_version
+            )
+        })
     }
 
     /// Part `part` (> 0) arrived.

@@ -11,6 +11,11 @@
 //! publish empties the buckets it no longer writes, or every bucket it does not write when
 //! what is published is not known (metadata existed when the fetcher started, a lease
 //! handover, a failed shared-data write or read).
+//!
+//! With `snapshot.public_key`, every 200 is checked against its minisign signature (the
+//! `consent-signature` header, else a second call for the same path plus `.minisig`)
+//! before any byte of it is parsed (`verify.rs`); a full snapshot older than the newest
+//! version published is refused (a replay).
 
 mod delta;
 mod driver;
@@ -18,6 +23,7 @@ mod effects;
 mod full;
 #[cfg(test)]
 mod tests;
+mod verify;
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -45,6 +51,8 @@ enum Ask {
     Part(u32),
     /// The changes after the published version.
     Delta,
+    /// The `.minisig` file of an answer that came without a signature header.
+    Signature,
 }
 
 /// The call that is out, and its token once the host reported it.
@@ -61,6 +69,8 @@ pub struct Response<'a> {
     pub status: Option<u16>,
     /// The `etag` header.
     pub etag: Option<&'a str>,
+    /// The `consent-signature` header (base64 of the body's `.minisig` file).
+    pub signature: Option<&'a str>,
     /// The body.
     pub body: &'a [u8],
 }
@@ -94,6 +104,11 @@ pub struct FetchMachine {
     lease_held: Option<bool>,
     /// What the publishes of this epoch changed (published with each).
     changes: ChangeLog,
+    /// An answer waiting for its `.minisig` file.
+    unsigned: Option<verify::Unsigned>,
+    /// The newest version published (by this fetcher, or found in shared data): older full
+    /// snapshots are refused. Kept when the fetcher forgets what it published.
+    newest_version: u64,
 }
 
 impl FetchMachine {
@@ -116,7 +131,15 @@ impl FetchMachine {
             meta: None,
             meta_before: None,
             lease_held: None,
+            unsigned: None,
+            newest_version: 0,
         }
+    }
+
+    /// A snapshot of `version` is published in shared data (the host read its metadata, at
+    /// start or on taking the lease): older full snapshots are refused from now on.
+    pub fn published_version(&mut self, version: u64) {
+        self.newest_version = self.newest_version.max(version);
     }
 
     /// Starts ticking, fast until the first snapshot is published.
@@ -201,6 +224,7 @@ impl FetchMachine {
     fn request(&self, ask: Ask) -> FetchRequest {
         let s = &self.config.snapshot;
         let path = match (ask, &s.deltas_path, &self.meta) {
+            (Ask::Signature, _, _) => self.signature_path(),
             (Ask::Delta, Some(deltas), Some(meta)) => format!("{deltas}/{}", meta.version),
             (Ask::Part(i), _, _) => format!("{}/parts/{i}", s.path),
             _ => s.path.clone(),
@@ -245,9 +269,8 @@ impl FetchMachine {
         };
         match (ask, response.status) {
             (Ask::Full, Some(304)) | (Ask::Delta, Some(404)) => self.confirm(now_ms),
-            (Ask::Full, Some(200)) => self.first_part(response.body, response.etag, now_ms),
-            (Ask::Part(i), Some(200)) => self.next_part(i, response.body, now_ms),
-            (Ask::Delta, Some(200)) => self.delta_arrived(response.body),
+            (Ask::Signature, status) => self.signature_arrived(status, response.body, now_ms),
+            (_, Some(200)) => self.answered(ask, &response, now_ms),
             (_, status) => {
                 let message = match status {
                     Some(status) => format!(
@@ -312,6 +335,7 @@ impl FetchMachine {
         self.published_unknown = true;
         self.meta = None;
         self.meta_before = None;
+        self.unsigned = None;
     }
 
     /// A new input: the effects of the last one all went through (the host reports a
@@ -323,6 +347,7 @@ impl FetchMachine {
     fn fetch_failed(&mut self, message: String) -> Effects {
         self.in_flight = None;
         self.loading = None;
+        self.unsigned = None;
         let mut effects = Effects::from(Effect::Count(Counter::FetchFailures));
         effects.log(LogLevel::Warn, message);
         effects
@@ -392,6 +417,7 @@ impl FetchMachine {
         effects.push(Effect::SetGauge(Gauge::Version, meta.version));
         effects.push(Effect::SetGauge(Gauge::Users, meta.users));
         effects.push(Effect::SetGauge(Gauge::AgeMs, 0));
+        self.published_version(meta.version);
         self.meta_before = Some(self.meta.replace(meta));
         effects
     }

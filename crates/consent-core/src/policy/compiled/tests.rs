@@ -40,12 +40,58 @@ fn shipped_policy_compiles_with_every_purpose_of_sections_3_and_8() {
         "joint.ebpm",
         "joint.troubleshooting",
         "third_party.provision",
+        "outsourcing.abroad",
     ] {
         assert!(p.purpose_idx(id).is_some(), "missing purpose {id}");
     }
-    assert_eq!(p.purposes.len(), 17);
+    assert_eq!(p.purposes.len(), 18);
     let (_, provision) = p.third_party_provision().unwrap();
     assert_eq!(provision.id, "third_party.provision");
+    let (_, abroad) = p.foreign_outsourcing().unwrap();
+    assert_eq!(abroad.id, "outsourcing.abroad");
+    assert!(p
+        .parties
+        .iter()
+        .all(|party| party.country.as_deref() == Some("JP")));
+    assert!(
+        p.parties.iter().all(|party| !party.abroad),
+        "every shipped party is in Japan"
+    );
+}
+
+#[test]
+fn a_processor_in_another_country_is_abroad_and_countries_are_checked() {
+    let mut doc = minimal();
+    doc["parties"] = serde_json::json!([
+        {"id": "op", "label": {"ja": "a", "en": "a"}, "kind": "operator", "country": "JP"},
+        {"id": "near", "label": {"ja": "b", "en": "b"}, "kind": "processor", "country": "JP"},
+        {"id": "far", "label": {"ja": "c", "en": "c"}, "kind": "processor", "country": "SG"},
+        {"id": "city", "label": {"ja": "d", "en": "d"}, "kind": "joint_user", "country": "US"}
+    ]);
+    let p = compile(doc.clone()).unwrap();
+    let abroad: Vec<bool> = p.parties.iter().map(|party| party.abroad).collect();
+    assert_eq!(
+        abroad,
+        [false, false, true, false],
+        "only processors count (§6)"
+    );
+    doc["parties"][2]["country"] = serde_json::json!("sg");
+    assert_eq!(
+        compile(doc.clone()).unwrap_err().path(),
+        "policy.parties[2].country"
+    );
+    doc["parties"][2]["country"] = serde_json::json!("SG");
+    doc["parties"][0].as_object_mut().unwrap().remove("country");
+    assert_eq!(
+        compile(doc.clone()).unwrap_err().path(),
+        "policy.parties[1].country"
+    );
+    doc["parties"][0]["country"] = serde_json::json!("JP");
+    doc["foreign_outsourcing"] = serde_json::json!("nope");
+    assert_eq!(
+        compile(doc).unwrap_err().path(),
+        "policy.foreign_outsourcing"
+    );
 }
 
 #[test]

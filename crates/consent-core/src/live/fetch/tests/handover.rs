@@ -28,6 +28,7 @@ fn other_worker_publishes(s: &mut Sim, names: &[&str]) {
     let response = Response {
         status: Some(200),
         etag: None,
+        signature: None,
         body: body.as_bytes(),
     };
     let effects = other.on_response(token, response, s.host.now);

@@ -6,6 +6,7 @@ mod failures;
 mod full;
 mod handover;
 mod replica;
+mod signatures;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -201,13 +202,18 @@ impl Sim {
         etag: Option<&str>,
         body: &str,
     ) -> Option<FetchRequest> {
-        let calls = self.host.calls.len();
-        let (token, _) = self.host.calls.last().cloned().unwrap();
-        let response = Response {
+        self.respond(Response {
             status,
             etag,
+            signature: None,
             body: body.as_bytes(),
-        };
+        })
+    }
+
+    /// The source answers the last call with `response`; the call that followed, if any.
+    fn respond(&mut self, response: Response<'_>) -> Option<FetchRequest> {
+        let calls = self.host.calls.len();
+        let (token, _) = self.host.calls.last().cloned().unwrap();
         let effects = self.machine.on_response(token, response, self.host.now);
         self.machine.run(effects, &mut self.host);
         self.host.calls.get(calls).map(|(_, r)| r.clone())

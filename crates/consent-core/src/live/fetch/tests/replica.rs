@@ -278,6 +278,7 @@ fn another_fetcher_or_a_gap_makes_the_copy_start_again() {
     let response = Response {
         status: Some(200),
         etag: None,
+        signature: None,
         body: body.as_bytes(),
     };
     let effects = other.on_response(token, response, s.host.now);
