@@ -154,7 +154,7 @@ BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/nul
 # The criterion benchmarks of the core are their own command: `make bench-core`.
 bench: bench-compare ## the filter against plain Envoy, the empty filter, Lua, ext_authz and RBAC (bench/results.md)
 
-bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent ## what make bench runs
+bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent native ## what make bench runs
 	$(VENV)/bin/python bench/compare.py --envoy $(ENVOY)
 
 # matplotlib (pinned) in the project venv, for bench/results.png.
