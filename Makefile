@@ -190,7 +190,7 @@ bench-tools: ## wrk from Debian, for the benchmarks
 
 # Instructions per request and per host call, counted by callgrind inside Envoy (repeatable
 # on a noisy machine): how much of the filter's cost is the host's (bench/results-hostcalls.md).
-bench-hostcalls: deps bench-tools wasm empty-filter ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
+bench-hostcalls: deps bench-tools wasm empty-filter native ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
 	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(VENV)/bin/python bench/host_call_costs.py --envoy $(ENVOY)
 
