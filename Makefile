@@ -154,7 +154,7 @@ BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/nul
 # The criterion benchmarks of the core are their own command: `make bench-core`.
 bench: bench-compare ## the filter against plain Envoy, the empty filter, Lua, ext_authz and RBAC (bench/results.md)
 
-bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent ## what make bench runs
+bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent native ## what make bench runs
 	$(VENV)/bin/python bench/compare.py --envoy $(ENVOY)
 
 # matplotlib (pinned) in the project venv, for bench/results.png.
@@ -190,7 +190,7 @@ bench-tools: ## wrk from Debian, for the benchmarks
 
 # Instructions per request and per host call, counted by callgrind inside Envoy (repeatable
 # on a noisy machine): how much of the filter's cost is the host's (bench/results-hostcalls.md).
-bench-hostcalls: deps bench-tools wasm empty-filter ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
+bench-hostcalls: deps bench-tools wasm empty-filter native ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
 	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(VENV)/bin/python bench/host_call_costs.py --envoy $(ENVOY)
 

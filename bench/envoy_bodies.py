@@ -46,10 +46,11 @@ PLUGIN_CONFIG = {
 }
 
 
-def origin_yaml(port, admin, files):
+def origin_yaml(port, admin, files, extra_routes=""):
     """Each body is served as JSON at /NAME and as text/plain at /NAME-text (which the
-    filter decides on by headers only, leaving the body unread)."""
-    routes = "".join(f"""
+    filter decides on by headers only, leaving the body unread); `extra_routes` are more
+    route YAML fragments, first."""
+    routes = extra_routes + "".join(f"""
               - match: {{ path: "/{name}{suffix}" }}
                 response_headers_to_add:
                 - header: {{ key: content-type, value: {ctype} }}

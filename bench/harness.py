@@ -64,6 +64,18 @@ def wasm_filter(name, root_id, wasm, config, raw=None):
                 configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{value}' }}"""
 
 
+def native_filter(name, config, module="consent_native"):
+    """The consent filter as the native dynamic module (crates/consent-native), with `config`
+    as its JSON configuration; Envoy finds the module in $ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    return f"""
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {{ name: {module}, do_not_close: true }}
+              filter_name: consent
+              filter_config: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{json.dumps(config)}' }}"""
+
+
 def fetcher(wasm, config):
     """The bootstrap singleton that fetches the live snapshot (root id consent_fetcher, in
     the filter's VM `consent`), with `config` as its JSON configuration."""
@@ -95,8 +107,9 @@ def cluster(name, port, extra=""):
 
 # ---- running Envoy ------------------------------------------------------------------------
 
-def start_envoy(envoy, yaml, workdir, name, concurrency, log_levels=()):
-    """Writes `yaml` to WORKDIR/NAME.yaml and starts Envoy on it, logging to WORKDIR/NAME.log."""
+def start_envoy(envoy, yaml, workdir, name, concurrency, log_levels=(), env=None):
+    """Writes `yaml` to WORKDIR/NAME.yaml and starts Envoy on it, logging to WORKDIR/NAME.log;
+    `env` adds variables to its environment."""
     path = os.path.join(workdir, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(yaml)
@@ -105,7 +118,7 @@ def start_envoy(envoy, yaml, workdir, name, concurrency, log_levels=()):
            "-l", "warning"]
     if log_levels:
         cmd += ["--component-log-level", ",".join(log_levels)]
-    return subprocess.Popen(cmd, stdout=log, stderr=log)
+    return subprocess.Popen(cmd, stdout=log, stderr=log, env={**os.environ, **env} if env else None)
 
 
 def wait_ready(admin, proc, name, workdir, timeout=30):

@@ -10,11 +10,12 @@ the cost of one request. Kernel time (sockets) is not counted: the figures say w
 filter adds in user space, where all of a filter's work happens.
 
 Contenders: plain, the empty wasm filter, the host_calls floor filter (crates/empty-filter:
-the consent filter's host calls and no decision), the consent filter, and the floor filter
+the consent filter's host calls and no decision), the consent filter, the same filter as a
+native dynamic module (crates/consent-native, `native`), and the floor filter
 making one kind of call ten times per request (per-call cost = (that - empty) / 10). With
 bodies: the 64 KiB JSON history of compare.py through plain, empty, the floor filter
 buffering, reading and writing back the body unchanged (`host-calls:body`), and the consent
-filter redacting it.
+filter redacting it (and the native module redacting it).
 
 Writes bench/results-hostcalls.md. Takes about 10 minutes (3 Envoys under valgrind at once).
 """
@@ -98,7 +99,8 @@ def measure(spec, a, seconds):
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", f"--callgrind-out-file={out}",
              real_envoy(a.envoy), "-c", path, "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],
-            stdout=log, stderr=log)
+            stdout=log, stderr=log,
+            env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(a.native)})
         procs.append(proc)
         deadline = time.time() + 600
         while True:
@@ -147,16 +149,18 @@ def main():
     ap.add_argument("--envoy", default=os.path.join(ROOT, ".venv/bin/envoy"))
     ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm"))
     ap.add_argument("--empty-wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"))
+    ap.add_argument("--native", default=os.path.join(ROOT, "target/release/libconsent_native.so"))
     ap.add_argument("--policy", default=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--parallel", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-hostcalls.md"))
     args = ap.parse_args()
-    a = types.SimpleNamespace(envoy=args.envoy, wasm=args.wasm, empty_wasm=args.empty_wasm,
+    a = types.SimpleNamespace(envoy=args.envoy, wasm=args.wasm, empty_wasm=args.empty_wasm, native=args.native,
                               small_users=1000, big_users=1000, policy=args.policy)
-    specs = [("plain", None), ("empty-wasm", None), ("host-calls", None), ("consent-1k", None)]
+    specs = [("plain", None), ("empty-wasm", None), ("host-calls", None), ("consent-1k", None), ("native", None)]
     specs += [(f"host-calls:{c}*{REPEAT}", None) for c in SINGLE_CALLS]
-    specs += [("plain", "64k"), ("empty-wasm", "64k"), ("host-calls:body", "64k"), ("consent-1k", "64k")]
+    specs += [("plain", "64k"), ("empty-wasm", "64k"), ("host-calls:body", "64k"), ("consent-1k", "64k"),
+              ("native", "64k")]
     t0 = time.time()
     results = {}
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
@@ -184,7 +188,8 @@ def main():
     ]
     for kind, label in [("plain", "plain Envoy"), ("empty-wasm", "empty wasm filter"),
                         ("host-calls", "floor: the consent filter's host calls, no decision"),
-                        ("consent-1k", "consent filter (1k people)")]:
+                        ("consent-1k", "consent filter (1k people)"),
+                        ("native", "consent filter as a native dynamic module (1k people)")]:
         v = ir[(kind, None)]
         lines.append(f"| {label} | {v:,.0f} | {v - plain:+,.0f} | {v - empty:+,.0f} |")
     lines += ["",
@@ -204,7 +209,8 @@ def main():
               "| contender | instructions / request | over plain |", "|---|---:|---:|"]
     for v, label in [(b_plain, "plain Envoy"), (b_empty, "empty wasm filter"),
                      (b_floor, "floor: buffer, read and write back the body unchanged"),
-                     (b_ours, "consent filter (parse, redact, write back)")]:
+                     (b_ours, "consent filter (parse, redact, write back)"),
+                     (ir[("native", "64k")], "native dynamic module (parse, redact, write back)")]:
         lines.append(f"| {label} | {v:,.0f} | {v - b_plain:+,.0f} |")
     lines += ["", f"Redaction itself (consent filter minus the floor): {b_ours - b_floor:,.0f} instructions "
               f"for {len(C.history(64 * 1024)):,} bytes, {(b_ours - b_floor) / len(C.history(64 * 1024)):.1f} per byte.", ""]
