@@ -21,6 +21,13 @@ pub struct SharedKeys {
     changes: String,
 }
 
+/// The layout of what a namespace holds, hashed into its id. v2: buckets under `c/<id>/<n>`,
+/// the change record, epochs and generations in the metadata. A filter of another layout in
+/// the same Envoy (an older `.wasm` during an update) gets another namespace, so it never
+/// takes a bucket key this layout does not write for a bucket that holds nobody: it finds no
+/// metadata there and applies `snapshot.failure_mode` until its own fetcher publishes.
+const LAYOUT: &[u8] = b"consent-filter shared keys v2\0";
+
 /// The longest string Envoy's C++ standard library (libc++) keeps inline: a shared-data
 /// key up to this long costs no allocation of its own.
 pub const INLINE_KEY_BYTES: usize = 22;
@@ -30,7 +37,7 @@ impl SharedKeys {
     /// HMAC secret enters only through a hash.
     pub fn new(policy_fingerprint: [u8; 8], keying: &SubjectKeying, bucket_bits: u8) -> Self {
         let mut h = Sha256::new();
-        h.update(b"consent-filter shared keys v1\0");
+        h.update(LAYOUT);
         h.update(policy_fingerprint);
         match keying {
             SubjectKeying::Plain => h.update(b"plain"),
@@ -134,5 +141,19 @@ mod tests {
         assert!(a.bucket(7).starts_with("c/") && a.bucket(7).ends_with("/7"));
         assert!(others.iter().all(|o| o.bucket(7) != a.bucket(7)));
         assert!(!others[1].prefix().contains("k1"), "the secret never shows");
+    }
+
+    #[test]
+    fn the_layout_before_change_records_gets_another_namespace() {
+        // The namespace of the same settings under layout v1 (buckets at consent/<id>/b/<n>).
+        let mut h = Sha256::new();
+        h.update(b"consent-filter shared keys v1\0");
+        h.update([1u8; 8]);
+        h.update(b"plain");
+        h.update([16u8]);
+        let v1: Vec<u8> = h.finalize().iter().take(8).copied().collect();
+        let v2 = SharedKeys::new([1; 8], &SubjectKeying::Plain, 16);
+        assert_ne!(v2.prefix(), format!("consent/{}", to_hex(&v1)));
+        assert!(!v2.bucket_prefix().contains(&URL_SAFE_NO_PAD.encode(&v1)));
     }
 }
