@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{
-    curl, free_port, send, start_demo_on_source, start_source_with, tag, wait_until, ClientTls,
-    Envoy, Fixture, Req, TestPki,
+    curl, demo_signing_key, free_port, send, start_demo_on_source, start_source_with, tag,
+    wait_until, ClientTls, Envoy, Fixture, Req, TestPki,
 };
 
 const ADMIN_TOKEN: &str = "e2e-admin-token-6f1c0a";
 const FETCHER_TOKEN: &str = "e2e-fetcher-token-93b2d7";
 
-/// A source that lets nobody in without a token: `admin` writes, `sidecars` fetches.
+/// A source that lets nobody in without a token: `admin` writes, `sidecars` fetches. It
+/// signs with the demo key, as the shipped configuration requires.
 fn private_source() -> (consent_source::Source, u16) {
     let config = format!(
         "[[token]]\nname = \"admin\"\nsha256 = \"{}\"\nroles = [\"writer\", \"reader\"]\n\
@@ -34,6 +35,7 @@ fn private_source() -> (consent_source::Source, u16) {
     );
     start_source_with(consent_source::Options {
         access: consent_source::config::AccessConfig::from_toml(&config).unwrap(),
+        signer: Some(consent_source::sign::Signer::from_file(&demo_signing_key()).unwrap()),
         ..consent_source::Options::default()
     })
 }
