@@ -289,8 +289,12 @@ fn env_config(yaml: &str) -> String {
 /// `key_values`, the native module (which has no VM) reads every `{"env": ...}` from there.
 const NATIVE_PUBLIC_KEY_ENV: &str = "RWR7uziaBNnDYPj8HxSyC6nLQAdQIgKoGm9RoAit5B7jSyNrB+PK7cek";
 
-/// Adds the VM environment to every `vm_config` (the fetcher's and the filter's).
+/// Adds the VM environment to every `vm_config` (the fetcher's and the filter's). The
+/// native module has no VM: it reads the same variables from Envoy's own environment.
 fn with_vm_env(yaml: &str) -> String {
+    if support::build() == support::Build::Native {
+        return yaml.to_string();
+    }
     let mut out = String::new();
     let mut added = 0;
     for line in yaml.lines() {
