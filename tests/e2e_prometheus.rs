@@ -237,11 +237,17 @@ fn prometheus_counts_decisions_and_redactions_by_their_labels_and_sees_the_snaps
 
     // The names as Envoy emits them (the wasmcustom. prefix dropped, no envoy_ prefix) are
     // the ones Prometheus stores, with their types.
+    // (The native module's carry Envoy's `envoy_dynamicmodulescustom_` prefix, which the
+    // scrape config renames away.)
     let text = envoy_prometheus_text(&f);
     assert!(!text.contains("wasmcustom"), "a wasmcustom name:\n{text}");
+    let prefix = match support::build() {
+        support::Build::Wasm => "",
+        support::Build::Native => support::NATIVE_PREFIX,
+    };
     for (name, kind) in METRICS {
         assert!(
-            text.contains(&format!("# TYPE {name} {kind}\n")),
+            text.contains(&format!("# TYPE {prefix}{name} {kind}\n")),
             "no `# TYPE {name} {kind}` in Envoy's /stats/prometheus:\n{text}"
         );
     }

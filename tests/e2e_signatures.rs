@@ -285,8 +285,16 @@ fn env_config(yaml: &str) -> String {
     with_vm_env(&yaml)
 }
 
-/// Adds the VM environment to every `vm_config` (the fetcher's and the filter's).
+/// The demo's public key, also in Envoy's own environment: the wasm VMs read it from
+/// `key_values`, the native module (which has no VM) reads every `{"env": ...}` from there.
+const NATIVE_PUBLIC_KEY_ENV: &str = "RWR7uziaBNnDYPj8HxSyC6nLQAdQIgKoGm9RoAit5B7jSyNrB+PK7cek";
+
+/// Adds the VM environment to every `vm_config` (the fetcher's and the filter's). The
+/// native module has no VM: it reads the same variables from Envoy's own environment.
 fn with_vm_env(yaml: &str) -> String {
+    if support::build() == support::Build::Native {
+        return yaml.to_string();
+    }
     let mut out = String::new();
     let mut added = 0;
     for line in yaml.lines() {
@@ -323,6 +331,7 @@ fn keys_from_the_vm_environment_work_and_no_key_value_reaches_a_log() {
         ("CONSENT_SUBJECT_KEY_SECRET", keys.subject.as_str()),
         ("CONSENT_PSEUDONYMISATION_KEY", keys.pseudonym.as_str()),
         ("CONSENT_DECISION_LOG_KEY", keys.log.as_str()),
+        ("CONSENT_SNAPSHOT_PUBLIC_KEY", NATIVE_PUBLIC_KEY_ENV),
     ];
     let backend = consent_tools::demo_backend::DemoBackend::start_with_snapshot(
         "127.0.0.1:0",
@@ -426,6 +435,7 @@ fn keys_from_the_vm_environment_work_and_no_key_value_reaches_a_log() {
         ("CONSENT_SUBJECT_KEY_SECRET", short),
         ("CONSENT_PSEUDONYMISATION_KEY", keys.pseudonym.as_str()),
         ("CONSENT_DECISION_LOG_KEY", keys.log.as_str()),
+        ("CONSENT_SNAPSHOT_PUBLIC_KEY", NATIVE_PUBLIC_KEY_ENV),
     ];
     let (port, admin) = (free_port(), free_port());
     let yaml = env_config(&localise(

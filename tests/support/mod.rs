@@ -45,7 +45,7 @@ pub use self::{
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,
     pki::{ClientTls, TestPki},
-    prometheus::{consent_metric_names, Prometheus, Sample},
+    prometheus::{consent_metric_names, Prometheus, Sample, NATIVE_PREFIX},
 };
 #[allow(unused_imports)]
 pub use consent_tools::demo_backend::SnapshotState;

@@ -53,6 +53,13 @@ pub struct Prometheus {
     dir: PathBuf,
 }
 
+/// The prefix Envoy's `/stats/prometheus` gives the native module's stats
+/// (`dynamicmodulescustom.` becomes `envoy_dynamicmodulescustom_`; the wasm filter's
+/// `wasmcustom.` is dropped). The scrape config renames them back to the wasm filter's
+/// `consent_*` names with `metric_relabel_configs`, as README "Native build" tells operators
+/// to, so the shipped alerts and dashboard serve both builds (a no-op for the wasm filter).
+pub const NATIVE_PREFIX: &str = "envoy_dynamicmodulescustom_";
+
 impl Prometheus {
     /// Starts Prometheus scraping `/stats/prometheus` on each Envoy admin port in `admins`
     /// every second (rules evaluated every second too), with `rule_files` loaded; waits
@@ -70,7 +77,10 @@ impl Prometheus {
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
              rule_files:{}\n\
              scrape_configs:\n- job_name: envoy\n  metrics_path: /stats/prometheus\n  \
-             static_configs:\n  - targets: [{}]\n",
+             static_configs:\n  - targets: [{}]\n  \
+             metric_relabel_configs:\n  - source_labels: [__name__]\n    \
+             regex: {NATIVE_PREFIX}(consent_.*)\n    target_label: __name__\n    \
+             replacement: $1\n",
             if rules.is_empty() {
                 " []".to_string()
             } else {
