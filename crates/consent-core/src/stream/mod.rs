@@ -74,6 +74,19 @@ pub struct Stream {
     facts: StreamFacts,
     user: Option<String>,
     stats: Vec<Stat>,
+    /// A provision the ledger records: what the record needs, kept until the stream ends.
+    ledger: Option<crate::ledger::Draft>,
+}
+
+/// What the ledger gets from a finished stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerEmit {
+    /// Nothing: not a provision the ledger records.
+    Nothing,
+    /// This record (compact JSON), to queue for the drainer.
+    Record(Vec<u8>),
+    /// A provision passed (or was refused) while the ledger was unavailable, unrecorded.
+    Unrecorded,
 }
 
 impl Stream {
@@ -195,6 +208,35 @@ impl Stream {
         let status =
             crate::decide::reply::refusal_status(config.settings.block_status, reason, direction);
         Stop::Reply(self.reply(config, &decision, status, direction))
+    }
+
+    /// The ledger's part of the finished stream: its record (at `now_ms`, with `unique`, a
+    /// suffix no other record of this Envoy has), only for a provision to a third party or
+    /// joint user; asks nothing of the host otherwise.
+    pub fn ledger_emit(
+        &mut self,
+        config: &CompiledConfig,
+        now_ms: impl FnOnce() -> u64,
+        unique: impl FnOnce() -> String,
+    ) -> LedgerEmit {
+        let (Some(draft), Some(decision)) = (self.ledger.take(), self.decision.as_ref()) else {
+            return LedgerEmit::Nothing;
+        };
+        if draft.unrecorded {
+            return LedgerEmit::Unrecorded;
+        }
+        let refusal = self.facts.refusal.map(|(_, reason)| reason);
+        draft
+            .record(
+                config,
+                decision,
+                refusal,
+                self.dry_run(),
+                now_ms(),
+                &unique(),
+            )
+            .and_then(|r| r.to_json())
+            .map_or(LedgerEmit::Nothing, LedgerEmit::Record)
     }
 
     /// The decision-log line of the finished stream, if it is in the sample. `fallback`
