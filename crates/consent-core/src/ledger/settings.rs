@@ -292,7 +292,8 @@ mod tests {
     fn bad_bounds_name_their_field() {
         let inline = SnapshotSettings::compile(&SnapshotSettingsDoc::default()).unwrap();
         assert!(error(&enabled(), &inline).starts_with("ledger.enabled:"));
-        let cases: [(fn(&mut LedgerDoc), &str); 6] = [
+        type Edit = fn(&mut LedgerDoc);
+        let cases: [(Edit, &str); 6] = [
             (|d| d.path = "ledger".into(), "ledger.path:"),
             (|d| d.max_batch = 0, "ledger.max_batch:"),
             (|d| d.max_batch = 1001, "ledger.max_batch:"),

@@ -12,6 +12,8 @@ mod body;
 mod grpc;
 mod headers;
 #[cfg(test)]
+mod ledger_tests;
+#[cfg(test)]
 mod tests;
 
 pub use body::{BodyStart, BodyStep};
