@@ -37,7 +37,7 @@ pub struct LedgerDoc {
     pub path: String,
     /// Key (16+ bytes) of the keyed subject, inline or `{"env": "NAME"}`: required with
     /// plain snapshot subjects; with `hmac_sha256` snapshots the snapshot's key is used and
-    /// this must be absent. Never logged.
+    /// this must be absent or the same key. Never logged.
     pub subject_key_secret: Option<KeyDoc>,
     /// `block` (default) or `pass`, while the ledger is unavailable.
     pub on_unavailable: OnUnavailable,
@@ -181,11 +181,14 @@ impl LedgerSettings {
         const FIELD: &str = "ledger.subject_key_secret";
         let key = match (&snapshot.keying, &doc.subject_key_secret) {
             (SubjectKeying::Hmac(secret), None) => secret.clone(),
-            (SubjectKeying::Hmac(_), Some(_)) => {
-                return Err(ConfigError::invalid(
-                    FIELD,
-                    "must be absent with hmac_sha256 snapshot subjects (the ledger uses snapshot.subject_key_secret)",
-                ))
+            (SubjectKeying::Hmac(secret), Some(own)) => {
+                if own.resolve_min(FIELD, MIN_KEY_BYTES, env)? != *secret {
+                    return Err(ConfigError::invalid(
+                        FIELD,
+                        "must be absent (or the same key) with hmac_sha256 snapshot subjects: the ledger files people under snapshot.subject_key_secret, as the consent source does",
+                    ));
+                }
+                secret.clone()
             }
             (SubjectKeying::Plain, Some(secret)) => secret.resolve_min(FIELD, MIN_KEY_BYTES, env)?,
             (SubjectKeying::Plain, None) => {
@@ -286,6 +289,9 @@ mod tests {
             SubjectKeying::Hmac(b"snapshot-key-0123456789".to_vec()).subject_for("u-bob")
         );
         assert!(error(&enabled(), &hmac).starts_with("ledger.subject_key_secret: must be absent"));
+        let mut same = enabled();
+        same.subject_key_secret = Some(KeyDoc::Inline("snapshot-key-0123456789".into()));
+        assert!(LedgerSettings::compile(&same, &hmac, &crate::secret::no_env).is_ok());
     }
 
     #[test]
