@@ -95,15 +95,15 @@ fn grant(f: &Fixture, user: &str, purpose: &str) {
     assert_eq!(curl(&["-X", "PUT", &f.source_url(&path)]).status, 200);
 }
 
-/// A value of Envoy's stats (`wasmcustom.<name>`), 0 when absent.
+/// A value of Envoy's stats (`wasmcustom.<name>`, or `dynamicmodulescustom.<name>` from
+/// the native module), 0 when absent.
 fn stat(f: &Fixture, name: &str) -> u64 {
     let url = format!("http://127.0.0.1:{}/stats?filter={name}", f.envoy.admin);
-    let full = format!("wasmcustom.{name}");
     curl(&[&url])
         .text()
         .lines()
         .filter_map(|l| l.split_once(": "))
-        .find(|(n, _)| *n == full)
+        .find(|(n, _)| n.rsplit_once('.').map(|(_, last)| last) == Some(name))
         .and_then(|(_, v)| v.trim().parse().ok())
         .unwrap_or(0)
 }
