@@ -28,6 +28,8 @@ pub struct Drainer {
     stats: Stats,
     /// The last health flag written (available), to log changes only.
     was_available: Option<bool>,
+    /// The last batch failed (failures are logged once until one succeeds).
+    failing: bool,
 }
 
 impl Drainer {
@@ -45,6 +47,7 @@ impl Drainer {
                 buffered: host::Metric::gauge("consent_ledger_buffered"),
             },
             was_available: None,
+            failing: false,
         }
     }
 
@@ -178,13 +181,19 @@ impl Drainer {
             if let Some(m) = self.stats.failures {
                 m.inc();
             }
-            // The source's messages name fields and limits, never values.
-            let said = std::str::from_utf8(body).unwrap_or("").chars().take(200);
-            log::warn!(
-                "consent ledger: the consent source did not take a batch ({}): {}",
-                status.map_or("no answer".to_string(), |s| s.to_string()),
-                said.collect::<String>()
-            );
+            if !self.failing || answered.dropped > 0 {
+                // The source's messages name fields and limits, never values.
+                let said = std::str::from_utf8(body).unwrap_or("").chars().take(200);
+                log::warn!(
+                    "consent ledger: the consent source did not take a batch ({}): {}; retrying (counted in consent_ledger_send_failures)",
+                    status.map_or("no answer".to_string(), |s| s.to_string()),
+                    said.collect::<String>()
+                );
+            }
+            self.failing = true;
+        } else if self.failing {
+            log::info!("consent ledger: the consent source takes records again");
+            self.failing = false;
         }
         if answered.dropped > 0 {
             self.count_dropped(answered.dropped);

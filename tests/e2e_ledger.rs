@@ -21,8 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{
-    curl, demo_consents, demo_signing_key, map_plugin_config, send, start_demo_mtls,
-    start_demo_on_source, wait_until, ClientTls, Fixture, Req, TestPki, DEMO_LEDGER_KEY,
+    curl, demo_consents, demo_signing_key, map_plugin_config, send, start_demo, start_demo_mtls,
+    start_demo_on_source, wait_until, worker_lease, ClientTls, Fixture, Req, TestPki,
+    DEMO_LEDGER_KEY,
 };
 
 const OPERATOR_ID: &str = "spiffe://minna-app.example/ns/tsunagu/sa/app-api";
@@ -391,4 +392,20 @@ fn records_sent_before_a_source_restart_are_all_there_after_it_and_none_twice() 
     assert_eq!(count(&f), 8, "nothing stored twice");
     assert_eq!(stat(&f, "consent_ledger_records_sent"), 8);
     let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+#[test]
+fn with_a_worker_lease_the_lease_holder_drains_every_workers_records() {
+    let f = start_demo(worker_lease);
+    for _ in 0..4 {
+        assert_eq!(as_city(&f, "u-led-w").status, 200);
+    }
+    let count = || {
+        lines(&f, "u-led-w", "provisions", "joint.ebpm")
+            .first()
+            .and_then(|l| l["count"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(15), || count() == 4));
+    assert_eq!(stat(&f, "consent_ledger_records_sent"), 4);
 }
