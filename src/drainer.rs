@@ -1,13 +1,16 @@
 //! The ledger drainer: runs where the snapshot fetcher runs (the singleton, or the worker
 //! holding the fetcher lease). On every tick it takes the records the filters queued into
 //! its bounded [`Outbox`], sends them to the consent source in `POST /ledger` batches
-//! (one call out at a time; the next goes as soon as the last is answered), and writes the
-//! health flag the filters read. Batching, retries and health are the core's; this file
+//! (one call out at a time; the next goes as soon as the last is answered), keeps what is
+//! unsent in shared data (for the next drainer, should this VM or root context go) and
+//! writes the health flag the filters read. Batching, retries and health are the core's; this file
 //! only makes the host calls.
 
 use std::time::Duration;
 
-use consent_core::ledger::{encode_health, LedgerSettings, Outbox, HEALTH_KEY, QUEUE_NAME};
+use consent_core::ledger::{
+    encode_health, LedgerSettings, Outbox, HEALTH_KEY, OUTBOX_KEY, QUEUE_NAME,
+};
 
 use crate::host;
 
@@ -30,6 +33,8 @@ pub struct Drainer {
     was_available: Option<bool>,
     /// The last batch failed (failures are logged once until one succeeds).
     failing: bool,
+    /// The outbox changed since it was last kept in shared data.
+    dirty: bool,
 }
 
 impl Drainer {
@@ -48,6 +53,7 @@ impl Drainer {
             },
             was_available: None,
             failing: false,
+            dirty: false,
         }
     }
 
@@ -57,6 +63,7 @@ impl Drainer {
         match host::register_queue(QUEUE_NAME) {
             Ok(id) => {
                 self.queue = Some(id);
+                self.take_back();
                 self.on_tick();
                 true
             }
@@ -65,6 +72,28 @@ impl Drainer {
                 false
             }
         }
+    }
+
+    /// Takes back the records a former drainer kept in shared data and had not sent (its
+    /// VM or root context was replaced, or the lease moved).
+    fn take_back(&mut self) {
+        let Ok((Some(kept), _)) = host::shared_data(OUTBOX_KEY) else {
+            return;
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let before = self.outbox.len();
+        let dropped = self.outbox.restore(&kept, host::unix_ms());
+        log::info!(
+            "consent ledger: took back {} unsent record(s) of a former drainer",
+            self.outbox.len().saturating_sub(before)
+        );
+        if dropped > 0 {
+            self.count_dropped(dropped);
+            log::error!("consent ledger: {dropped} kept record(s) did not fit in the buffer");
+        }
+        self.dirty = true;
     }
 
     /// Whether this drainer drains (it registered the queue).
@@ -85,6 +114,7 @@ impl Drainer {
             while self.outbox.has_room() {
                 match host::dequeue(queue) {
                     Ok(Some(record)) => {
+                        self.dirty = true;
                         if !self.outbox.push(record, now) {
                             self.count_dropped(1);
                             log::error!("consent ledger: dropped a record larger than a batch");
@@ -133,6 +163,13 @@ impl Drainer {
         if !self.draining() {
             return;
         }
+        if self.dirty {
+            // Kept before the flag: a record is never said to be safe before it is kept.
+            match host::set_shared_data(OUTBOX_KEY, &self.outbox.to_lines()) {
+                Ok(()) => self.dirty = false,
+                Err(status) => log::error!("consent ledger: cannot keep its records: {status:?}"),
+            }
+        }
         if let Err(status) = host::set_shared_data(HEALTH_KEY, &encode_health(health, now)) {
             log::error!("consent ledger: cannot publish its health: {status:?}");
         }
@@ -172,6 +209,7 @@ impl Drainer {
         self.token = None;
         let now = host::unix_ms();
         let answered = self.outbox.answered(status, now);
+        self.dirty |= answered.sent > 0 || answered.dropped > 0;
         if answered.sent > 0 {
             if let Some(m) = self.stats.sent {
                 m.add(answered.sent as u64);

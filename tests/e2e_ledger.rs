@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::{
-    curl, demo_consents, demo_signing_key, map_plugin_config, send, start_demo, start_demo_mtls,
-    start_demo_on_source, wait_until, worker_lease, ClientTls, Fixture, Req, TestPki,
-    DEMO_LEDGER_KEY,
+    curl, demo_consents, demo_signing_key, free_port, localise, map_plugin_config, send,
+    shipped_config, split_lds, start_backend, start_demo, start_demo_mtls, start_demo_on_source,
+    wait_until, worker_lease, ClientTls, Envoy, Fixture, Req, TestPki, DEMO_LEDGER_KEY,
 };
 
 const OPERATOR_ID: &str = "spiffe://minna-app.example/ns/tsunagu/sa/app-api";
@@ -408,4 +408,89 @@ fn with_a_worker_lease_the_lease_holder_drains_every_workers_records() {
     };
     assert!(wait_until(Duration::from_secs(15), || count() == 4));
     assert_eq!(stat(&f, "consent_ledger_records_sent"), 4);
+}
+
+/// Replaces the listener file atomically (Envoy watches for moves into the directory).
+fn publish(dir: &Path, lds: &str, version: u32) {
+    let text = lds.replacen(
+        "version_info: \"1\"",
+        &format!("version_info: \"{version}\""),
+        1,
+    );
+    let tmp = dir.join("lds.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, dir.join("lds.yaml")).unwrap();
+}
+
+#[test]
+fn records_unsent_by_a_drainer_that_is_gone_are_sent_by_the_next_one_once() {
+    // Worker-lease drainers in the filter's own root contexts, the listener from LDS: a
+    // new plugin configuration brings new root contexts; the old ones go when the old
+    // listener has drained (one second here), the lease holder's outbox with it. Its
+    // unsent records are in shared data, and the next holder sends them.
+    let db = temp_db("ledger-reload");
+    let source = file_source(&db, 0).expect("consent source");
+    let source_port = source.port().unwrap();
+    let (backend, backend_port) = start_backend();
+    let (port, admin) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(support::tag("ledger-lds"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let demo = map_plugin_config(&worker_lease(&shipped_config("envoy-demo.yaml")), |json| {
+        json.replace("\"max_staleness_ms\": 10000", "\"max_staleness_ms\": 60000")
+    });
+    let (boot, lds) = split_lds(&demo, &dir);
+    let boot = localise(&boot, port, admin, backend_port, source_port);
+    let lds = localise(&lds, port, admin, backend_port, source_port);
+    publish(&dir, &lds, 1);
+    let drain = ["--drain-time-s", "1", "--drain-strategy", "immediate"];
+    let envoy =
+        Envoy::start_with_args(&boot, port, admin, &[], &drain).unwrap_or_else(|e| panic!("{e}"));
+    let mut f = Fixture {
+        backend,
+        envoy,
+        source: Some(source),
+        client_tls: None,
+    };
+    assert!(wait_until(Duration::from_secs(15), || {
+        as_city(&f, "u-led-l").status == 200
+    }));
+    let count = |f: &Fixture| {
+        lines(f, "u-led-l", "provisions", "joint.ebpm")
+            .first()
+            .and_then(|l| l["count"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(10), || count(&f) == 1));
+    // The source goes away; three records wait in the lease holder's outbox.
+    drop(f.source.take());
+    for _ in 0..3 {
+        assert_eq!(as_city(&f, "u-led-l").status, 200);
+    }
+    assert!(wait_until(Duration::from_secs(10), || {
+        stat(&f, "consent_ledger_buffered") == 3
+    }));
+    // A new configuration (another block status) replaces the root contexts.
+    let reloaded = map_plugin_config(&lds, |json| {
+        json.replacen("\"block_status\": 403", "\"block_status\": 451", 1)
+    });
+    assert_ne!(reloaded, lds);
+    publish(&dir, &reloaded, 2);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            send(&f, Req::get("/echo").who("u-bob", "surveys")).0.status == 451
+        }),
+        "the new configuration never applied"
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            f.envoy.log_text().contains("took back 3 unsent record(s)")
+        }),
+        "no drainer took the records back:\n{}",
+        f.envoy.log_text()
+    );
+    f.source = Some(restart(&db, source_port));
+    assert!(wait_until(Duration::from_secs(20), || count(&f) == 4));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&f), 4, "each once");
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
 }

@@ -11,6 +11,8 @@ use crate::live::reader::META_RECHECK_MS;
 
 /// Shared-data key of the flag (same `vm_id` as the filter).
 pub const HEALTH_KEY: &str = "consent/ledger/health";
+/// Shared-data key of the drainer's unsent records (one a line), for the next drainer.
+pub const OUTBOX_KEY: &str = "consent/ledger/outbox";
 /// Shared queue the filters put records in and the drainer takes them from.
 pub const QUEUE_NAME: &str = "consent_ledger";
 

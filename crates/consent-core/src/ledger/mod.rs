@@ -14,7 +14,7 @@ pub mod outbox;
 pub mod record;
 pub mod settings;
 
-pub use health::{available_from, encode_health, HealthCache, HEALTH_KEY, QUEUE_NAME};
+pub use health::{available_from, encode_health, HealthCache, HEALTH_KEY, OUTBOX_KEY, QUEUE_NAME};
 pub use outbox::{Answered, Health, Outbox};
 pub use record::{is_recorded, Draft, LedgerRecord};
 pub use settings::{LedgerDoc, LedgerSettings, OnUnavailable};

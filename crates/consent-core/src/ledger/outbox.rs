@@ -187,6 +187,34 @@ impl Outbox {
         }
     }
 
+    /// The records waiting, one compact JSON record a line, oldest first: what a drainer
+    /// keeps in shared data so that the next drainer (a new VM or root context after a
+    /// reload, another lease holder) sends them. Records never hold a raw newline (compact
+    /// JSON escapes it).
+    pub fn to_lines(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (i, record) in self.waiting.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(&record.json);
+        }
+        out
+    }
+
+    /// Takes back records kept by [`Outbox::to_lines`] (before any other); returns how many
+    /// did not fit and were dropped. Sending one twice is harmless: the source keeps a
+    /// `request_id` once.
+    pub fn restore(&mut self, lines: &[u8], now_ms: u64) -> usize {
+        let mut dropped = 0;
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            if !self.has_room() || !self.push(line.to_vec(), now_ms) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Whether new provisions may proceed at `now_ms`.
     pub fn health(&self, now_ms: u64) -> Health {
         let too_old = self
@@ -307,6 +335,21 @@ mod tests {
         o.push(rec(3), 1_000);
         assert!(o.health(11_000).available, "at the bound");
         assert!(!o.health(11_001).available, "past the bound");
+    }
+
+    #[test]
+    fn waiting_records_kept_as_lines_come_back_in_order_in_a_new_outbox() {
+        let mut o = Outbox::new(&settings(3, 3));
+        for i in 0..3 {
+            o.push(rec(i), 0);
+        }
+        o.next_batch(0).unwrap();
+        let kept = o.to_lines();
+        let mut next = Outbox::new(&settings(2, 3));
+        assert_eq!(next.restore(&kept, 5), 1, "one did not fit");
+        assert_eq!(ids(&next.next_batch(5).unwrap()), ["r-0", "r-1"]);
+        assert_eq!(Outbox::new(&settings(2, 2)).restore(b"", 0), 0);
+        assert!(Outbox::new(&settings(2, 2)).to_lines().is_empty());
     }
 
     #[test]
