@@ -157,11 +157,12 @@ impl Drainer {
 
     fn publish(&mut self, now: u64) {
         let health = self.outbox.health(now);
+        if !self.draining() {
+            // The gauge and the flag are the lease holder's.
+            return;
+        }
         if let Some(m) = self.stats.buffered {
             m.set(health.buffered as u64);
-        }
-        if !self.draining() {
-            return;
         }
         if self.dirty {
             // Kept before the flag: a record is never said to be safe before it is kept.

@@ -114,7 +114,7 @@ impl Stream {
         }
         let decided = config.decide_request(headers.clone(), caller, route, lookup);
         let mut decision = decided.decision;
-        if config.ledger.enabled {
+        if config.ledger.enabled && crate::ledger::is_recorded(&decision.facts.caller) {
             self.ledger = Draft::of(
                 &decision,
                 match decided.view.user {
