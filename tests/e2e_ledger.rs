@@ -481,13 +481,16 @@ fn records_unsent_by_a_drainer_that_is_gone_are_sent_by_the_next_one_once() {
         }),
         "the new configuration never applied"
     );
-    assert!(
-        wait_until(Duration::from_secs(20), || {
-            f.envoy.log_text().contains("took back 3 unsent record(s)")
-        }),
-        "no drainer took the records back:\n{}",
-        f.envoy.log_text()
-    );
+    // (The native module's outbox is process memory: nothing to take back there.)
+    if support::build() == support::Build::Wasm {
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                f.envoy.log_text().contains("took back 3 unsent record(s)")
+            }),
+            "no drainer took the records back:\n{}",
+            f.envoy.log_text()
+        );
+    }
     f.source = Some(restart(&db, source_port));
     assert!(wait_until(Duration::from_secs(20), || count(&f) == 4));
     std::thread::sleep(Duration::from_secs(2));

@@ -187,7 +187,11 @@ fn an_unavailable_ledger_blocks_third_party_provisions_with_its_reason() {
     };
     assert_eq!(reply.status, 403);
     assert!(reply.body.contains("ledger_unavailable"), "{}", reply.body);
-    assert_eq!(emitted(&mut s, &c), LedgerEmit::Unrecorded);
+    assert_eq!(
+        emitted(&mut s, &c),
+        LedgerEmit::Nothing,
+        "a refusal is not an unrecorded provision"
+    );
 }
 
 #[test]

@@ -87,7 +87,8 @@ pub enum LedgerEmit {
     Nothing,
     /// This record (compact JSON), to queue for the drainer.
     Record(Vec<u8>),
-    /// A provision passed (or was refused) while the ledger was unavailable, unrecorded.
+    /// A provision went ahead unrecorded: the ledger was unavailable and
+    /// `ledger.on_unavailable` is `pass` (or the stream was in dry-run).
     Unrecorded,
 }
 
@@ -224,10 +225,18 @@ impl Stream {
         let (Some(draft), Some(decision)) = (self.ledger.take(), self.decision.as_ref()) else {
             return LedgerEmit::Nothing;
         };
-        if draft.unrecorded {
-            return LedgerEmit::Unrecorded;
-        }
         let refusal = self.facts.refusal.map(|(_, reason)| reason);
+        if draft.unrecorded {
+            // Only a provision that went ahead unrecorded counts; refusals (among them
+            // `ledger_unavailable`) show in the decision stats.
+            let blocked = decision.outcome == crate::decide::decision::Outcome::Block;
+            let refused = !self.dry_run() && (refusal.is_some() || blocked);
+            return if refused {
+                LedgerEmit::Nothing
+            } else {
+                LedgerEmit::Unrecorded
+            };
+        }
         draft
             .record(
                 config,
