@@ -7,6 +7,7 @@ use crate::body::settings::{BodyDoc, BodySettings};
 use crate::decide::query::{QueryDoc, QuerySettings};
 use crate::error::ConfigError;
 use crate::grpc::{GrpcDoc, GrpcSettings};
+use crate::ledger::{LedgerDoc, LedgerSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
 use crate::live::shared_keys::SharedKeys;
@@ -70,6 +71,8 @@ pub struct ConfigDoc {
     pub dry_run: bool,
     /// Decision log lines.
     pub decision_log: DecisionLogDoc,
+    /// The provision ledger: records of provisions to third parties and joint users.
+    pub ledger: LedgerDoc,
 }
 
 impl Default for ConfigDoc {
@@ -93,6 +96,7 @@ impl Default for ConfigDoc {
             default_route: RouteRuleDoc::default(),
             dry_run: false,
             decision_log: DecisionLogDoc::default(),
+            ledger: LedgerDoc::default(),
         }
     }
 }
@@ -144,6 +148,8 @@ pub struct CompiledConfig {
     pub routes: RouteTable,
     /// Decision logging.
     pub decision_log: DecisionLogSettings,
+    /// The provision ledger.
+    pub ledger: LedgerSettings,
     /// The secret keys written inline in the configuration (field paths, for a warning:
     /// `{"env": "NAME"}` keeps them out of it).
     pub inline_secrets: Vec<&'static str>,
@@ -238,6 +244,7 @@ pub fn compile_doc_with_env(
     };
     let log_key = snapshot_secret.as_deref().or(key.as_deref());
     let decision_log = DecisionLogSettings::compile_with_env(&doc.decision_log, log_key, env)?;
+    let ledger = LedgerSettings::compile(&doc.ledger, &snapshot, env)?;
     Ok(CompiledConfig {
         settings,
         policy,
@@ -253,6 +260,7 @@ pub fn compile_doc_with_env(
         gpc,
         routes,
         decision_log,
+        ledger,
         inline_secrets: inline_secrets(doc),
     })
 }
@@ -269,6 +277,7 @@ fn inline_secrets(doc: &ConfigDoc) -> Vec<&'static str> {
             "decision_log.subject_key_secret",
             &doc.decision_log.subject_key_secret,
         ),
+        ("ledger.subject_key_secret", &doc.ledger.subject_key_secret),
     ]
     .into_iter()
     .filter(|(_, key)| key.as_ref().is_some_and(KeyDoc::is_inline))
