@@ -17,6 +17,8 @@ Contenders, each its own Envoy 1.40 with the same worker count, all up for the w
                singleton fetcher from a local static source, as in bench/snapshot_scale.py)
   consent-log  consent-1k with the demo's decision log (every request, field paths) written
                to Envoy's log file
+  consent-ledger  consent-1k with the provision ledger on (the demo's setting); the load has
+               no third-party traffic, so nothing is recorded: what the ledger costs the rest
   native       this filter built as a native Envoy dynamic module (crates/consent-native,
                the same core and plugin configuration), 1,000 people
   native-1m    the same with 1,000,000 people (fetched once per process by the module)
@@ -80,17 +82,20 @@ PLUGIN_CONFIG = {"caller": {"unidentified_party": "tsunagu"}, "snapshot": SNAPSH
 # The demo's decision log (envoy-config/envoy-demo.yaml): every request, with field paths.
 DECISION_LOG = {"enabled": True, "sample_rate": 1.0, "always_log_blocks": True, "field_paths": True,
                 "subject_key_secret": "bench-only-key-0123456789abcdef"}
+# The demo's provision ledger (envoy-config/envoy-demo.yaml).
+LEDGER = {"enabled": True, "subject_key_secret": "bench-only-ledger-key-0123456789"}
 
-HEADER_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "consent-log", "native",
-                     "native-1m", "lua", "ext-authz", "rbac"]
+HEADER_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "consent-log",
+                     "consent-ledger", "native", "native-1m", "lua", "ext-authz", "rbac"]
 BODY_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "native"]
 BODY_CASES = ["1k", "64k", "grpc", "form"]
 BODY_CASE_NAMES = {"1k": "JSON 1 KiB", "64k": "JSON 64 KiB", "grpc": "gRPC 64 KiB", "form": "form 4 KiB"}
 LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "native", "native-1m", "lua",
                        "ext-authz", "rbac"]
-DECIDING = {"consent-1k", "consent-1m", "consent-log", "native", "native-1m", "lua", "ext-authz", "rbac"}
+DECIDING = {"consent-1k", "consent-1m", "consent-log", "consent-ledger", "native", "native-1m", "lua", "ext-authz",
+            "rbac"}
 # The consent filter's snapshots: the contender reads the 1M-user source when it ends in 1m.
-CONSENT_KINDS = {"consent-1k", "consent-1m", "consent-log", "native", "native-1m"}
+CONSENT_KINDS = {"consent-1k", "consent-1m", "consent-log", "consent-ledger", "native", "native-1m"}
 GRPC_PATH = "/saitama.v1.ProfileService/GetProfile"
 LABELS = {
     "plain": "plain Envoy (no filter)",
@@ -99,6 +104,7 @@ LABELS = {
     "consent-1k": "consent filter, 1k users",
     "consent-1m": "consent filter, 1M users",
     "consent-log": "consent filter, 1k users, decision log 100%",
+    "consent-ledger": "consent filter, 1k users, provision ledger on (no third-party traffic)",
     "native": "consent filter as a native dynamic module, 1k users",
     "native-1m": "consent filter as a native dynamic module, 1M users",
     "lua": "Lua filter, 1k-user table",
@@ -265,6 +271,8 @@ def contender_yaml(kind, port, admin, origin_port, a, extra):
         config = dict(PLUGIN_CONFIG)
         if kind == "consent-log":
             config["decision_log"] = DECISION_LOG
+        if kind == "consent-ledger":
+            config["ledger"] = LEDGER
         if kind.startswith("native"):
             # The module fetches the snapshot itself, once per process: no bootstrap fetcher.
             filters = native_filter("consent", config)
@@ -467,6 +475,7 @@ def run_workers(workers, a, work, origin_port, extra, scripts, results, low_load
         for k in kinds:
             wait_ready(ports[k][1], procs[k], f"{k}-w{workers}", work, 60)
         for k, users in (("consent-1k", a.small_users), ("consent-log", a.small_users),
+                         ("consent-ledger", a.small_users),
                          ("consent-1m", a.big_users), ("native", a.small_users), ("native-1m", a.big_users)):
             wait_for(f"{k} snapshot ({users} users)",
                      lambda k=k, users=users: stat(ports[k][1], "consent_snapshot_users") == users,
@@ -808,6 +817,10 @@ def checks(a, results):
         out.append(f"info  [{w}w] the same in the main rounds (nine contenders apart): "
                    f"{rng(paired(h['consent-1m'], h['consent-1k']))}x req/s, "
                    f"{rng(paired(h['consent-1m'], h['consent-1k'], 'cpu_us'))}x CPU per request")
+        led = paired(h["consent-ledger"], h["consent-1k"])
+        led_cpu = paired(h["consent-ledger"], h["consent-1k"], "cpu_us")
+        line(led_cpu[0] <= 1.05, f"[{w}w] provision ledger on, no third-party traffic: {rng(led_cpu)}x the Envoy CPU "
+             f"per request with it off (<= 1.05: nothing measurable), {rng(led)}x the req/s")
         added = paired(h["consent-1k"], h["plain"], "p99", "diff")
         out.append(f"info  [{w}w] p99 added over plain Envoy under {a.connections} connections (saturated, "
                    f"mostly queueing): {rng(added, '{:+.0f}')} us")

@@ -139,6 +139,46 @@ pub fn http_call(
     hostcalls::dispatch_http_call(cluster, headers, None, vec![], timeout)
 }
 
+/// Starts an HTTP call with a body to an Envoy cluster; the answer comes to the calling
+/// context.
+pub fn http_call_with_body(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: &[u8],
+    timeout: std::time::Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), vec![], timeout)
+}
+
+/// Registers (or takes over) the shared queue `name` of this VM's `vm_id`: its records
+/// are kept, and this root context now drains it.
+pub fn register_queue(name: &str) -> Result<u32, Status> {
+    hostcalls::register_shared_queue(name)
+}
+
+/// The shared queue `name` of `vm_id`, if some VM registered it.
+pub fn resolve_queue(vm_id: &str, name: &str) -> Result<Option<u32>, Status> {
+    hostcalls::resolve_shared_queue(vm_id, name)
+}
+
+/// Adds one message to a shared queue.
+pub fn enqueue(queue: u32, value: &[u8]) -> Result<(), Status> {
+    hostcalls::enqueue_shared_queue(queue, Some(value))
+}
+
+/// Takes the oldest message of a shared queue this VM registered (`None`: empty).
+pub fn dequeue(queue: u32) -> Result<Option<Vec<u8>>, Status> {
+    hostcalls::dequeue_shared_queue(queue)
+}
+
+/// The `vm_id` of this plugin's VM (shared data and queues are keyed by it).
+pub fn vm_id() -> Option<String> {
+    hostcalls::get_property(vec!["plugin_vm_id"])
+        .ok()
+        .flatten()
+        .and_then(|b| String::from_utf8(b).ok())
+}
+
 /// Headers of the answer to an HTTP call.
 pub fn http_call_headers() -> Result<Headers, Status> {
     hostcalls::get_map_bytes(MapType::HttpCallResponseHeaders)

@@ -281,13 +281,14 @@ impl HttpContext for ConsentHttp {
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
         let step = with_lookup(&config, self.replica.as_deref(), |lookup| {
-            stream.on_request_headers(
+            stream.on_request_headers_with_ledger(
                 &config,
                 pairs,
                 &facts.caller(),
                 &facts.route(),
                 lookup,
                 end_of_stream,
+                || crate::ledger::available(&config),
             )
         });
         self.flush_stats();
@@ -364,6 +365,7 @@ impl HttpContext for ConsentHttp {
     fn on_log(&mut self) {
         if let (Some(config), Some(stream)) = (self.config.as_deref(), self.stream.as_mut()) {
             observe::log_decision(config, self.replica.as_deref(), stream);
+            crate::ledger::emit(config, stream);
         }
     }
 }

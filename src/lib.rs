@@ -6,11 +6,15 @@
 //! integration tests (`tests/`) drive the built `.wasm` inside real Envoy.
 
 #[cfg(target_arch = "wasm32")]
+mod drainer;
+#[cfg(target_arch = "wasm32")]
 mod fetcher;
 #[cfg(target_arch = "wasm32")]
 mod host;
 #[cfg(target_arch = "wasm32")]
 mod http_context;
+#[cfg(target_arch = "wasm32")]
+mod ledger;
 #[cfg(target_arch = "wasm32")]
 mod metrics;
 #[cfg(target_arch = "wasm32")]

@@ -16,6 +16,7 @@ use consent_core::{compile_config_with_env, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 
+use crate::drainer::Drainer;
 use crate::fetcher::Fetcher;
 use crate::host;
 use crate::http_context::ConsentHttp;
@@ -37,6 +38,8 @@ pub struct ConsentRoot {
     replica_ticking: Cell<bool>,
     /// The periods of the fetcher and the copy.
     ticks: RefCell<Ticks>,
+    /// The provision ledger's drainer, where the fetcher runs and the ledger is enabled.
+    drainer: Option<Drainer>,
 }
 
 /// 64 random bits: the standard library seeds its hash keys from WASI's `random_get`.
@@ -119,6 +122,17 @@ impl Context for ConsentRoot {
         body_size: usize,
         _num_trailers: usize,
     ) {
+        if let Some(drainer) = self.drainer.as_mut().filter(|d| d.awaits(token_id)) {
+            let status = host::http_call_headers().ok().and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(n, _)| n == ":status")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
+            });
+            let body = host::http_call_body(body_size.min(4096)).unwrap_or_default();
+            drainer.on_response(status, &body);
+            return;
+        }
         if let Some(fetcher) = self.fetcher.as_mut() {
             fetcher.on_response(token_id, body_size, self.ticks.get_mut());
         }
@@ -167,9 +181,15 @@ impl RootContext for ConsentRoot {
                         log::info!("consent fetcher: snapshot.source is inline, nothing to fetch");
                         return true;
                     }
-                    let mut fetcher = Fetcher::new(config, random_u64());
+                    let mut fetcher = Fetcher::new(Rc::clone(&config), random_u64());
                     let started = fetcher.start(self.ticks.get_mut());
                     self.fetcher = Some(fetcher);
+                    if config.ledger.enabled {
+                        let mut drainer = Drainer::new(&config.ledger);
+                        let registered = drainer.start();
+                        self.drainer = Some(drainer);
+                        return started && registered;
+                    }
                     return started;
                 }
                 self.replica = shared_snapshot::replica_for(&config);
@@ -180,10 +200,14 @@ impl RootContext for ConsentRoot {
                         log::error!("consent filter: cannot take a fetcher lease id");
                         return false;
                     };
-                    let mut fetcher = Fetcher::new(config, random_u64());
+                    let mut fetcher = Fetcher::new(Rc::clone(&config), random_u64());
                     let started = fetcher.start(self.ticks.get_mut());
                     self.fetcher = Some(fetcher);
                     self.lease = Some(me);
+                    if config.ledger.enabled {
+                        // Drains only while this worker holds the lease (on_tick).
+                        self.drainer = Some(Drainer::new(&config.ledger));
+                    }
                     return started;
                 }
                 true
@@ -203,8 +227,18 @@ impl RootContext for ConsentRoot {
                 if let (Some(me), Some(config)) = (self.lease, self.config.as_ref()) {
                     let holds = hold_lease(&config.shared_keys.lease(), me, fetcher.lease_ttl_ms());
                     fetcher.on_lease(me, holds, ticks);
+                    if let Some(drainer) = self.drainer.as_mut() {
+                        if holds && !drainer.draining() {
+                            drainer.start();
+                        } else if !holds && drainer.draining() {
+                            drainer.stop();
+                        }
+                    }
                 }
                 fetcher.on_tick(ticks);
+                if let Some(drainer) = self.drainer.as_mut() {
+                    drainer.on_tick();
+                }
             }
         }
         if due.replica {

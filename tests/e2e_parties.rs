@@ -19,6 +19,8 @@ use support::{send, start_demo, start_demo_mtls, wait_until, ClientTls, Fixture,
 const OPERATOR_ID: &str = "spiffe://minna-app.example/ns/tsunagu/sa/app-api";
 const CITY_ID: &str = "spiffe://minna-app.example/ns/saitama-city/sa/portal";
 const STRANGER_ID: &str = "spiffe://ads.example/ns/default/sa/offers";
+/// The shipped demo's `caller` block (its demo caller header `x-demo-caller` included).
+const SHIPPED_CALLER: &str = r#""caller": { "from": "peer_certificate", "unidentified_party": "tsunagu", "dev_header": "x-demo-caller", "identities": { "saitama-city": ["spiffe://minna-app.example/ns/saitama-city/*", "cluster:saitama-city", "header:saitama-city"] } }"#;
 
 fn reason(resp: &support::Response) -> String {
     resp.json()["reason"].as_str().unwrap_or("").to_string()
@@ -248,7 +250,7 @@ fn egress(yaml: &str) -> String {
             1,
         )
         .replace(
-            "\"caller\": { \"from\": \"peer_certificate\", \"unidentified_party\": \"tsunagu\" }",
+            SHIPPED_CALLER,
             "\"caller\": { \"from\": \"upstream_cluster\" }",
         )
 }
@@ -289,8 +291,8 @@ fn the_development_caller_header_is_honoured_only_when_enabled() {
     assert!(decision_of(&seen).contains("party=tsunagu"));
     let f = start_demo(|y| {
         y.replace(
-            "\"unidentified_party\": \"tsunagu\" }",
-            "\"unidentified_party\": \"tsunagu\", \"dev_header\": \"x-dev-caller\", \"identities\": { \"saitama-city\": [\"header:city-dev\"] } }",
+            SHIPPED_CALLER,
+            "\"caller\": { \"from\": \"peer_certificate\", \"unidentified_party\": \"tsunagu\", \"dev_header\": \"x-dev-caller\", \"identities\": { \"saitama-city\": [\"header:city-dev\"] } }",
         )
     });
     let (resp, _) = send(

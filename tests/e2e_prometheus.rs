@@ -26,7 +26,7 @@ const ALERTS: &str = "deploy/monitoring/consent-alerts.yaml";
 const DASHBOARD: &str = "deploy/monitoring/consent-dashboard.json";
 
 /// Every name the filter's stats have in Envoy's Prometheus output, and their types.
-const METRICS: [(&str, &str); 10] = [
+const METRICS: [(&str, &str); 14] = [
     ("consent_decisions", "counter"),
     ("consent_redactions", "counter"),
     ("consent_refusals", "counter"),
@@ -37,6 +37,11 @@ const METRICS: [(&str, &str); 10] = [
     ("consent_snapshot_fetch_failures", "counter"),
     ("consent_snapshot_rejected", "counter"),
     ("consent_snapshot_signature_rejected", "counter"),
+    // The shipped demo keeps the provision ledger; the drainer defines these at start.
+    ("consent_ledger_records_sent", "counter"),
+    ("consent_ledger_send_failures", "counter"),
+    ("consent_ledger_dropped", "counter"),
+    ("consent_ledger_buffered", "gauge"),
 ];
 
 const BOB_SURVEYS_BLOCKS: &str = r#"consent_decisions{mode="enforce",outcome="block",reason="consent_missing",purpose="surveys"}"#;

@@ -275,6 +275,11 @@ fn env_config(yaml: &str) -> String {
             "\"source\": \"shared\",",
             "\"source\": \"shared\", \"subject_key\": \"hmac_sha256\", \"subject_key_secret\": {\"env\": \"CONSENT_SUBJECT_KEY_SECRET\"},",
         );
+        // With HMAC subjects the ledger files people under the subject key secret.
+        let json = json.replace(
+            "\"ledger\": { \"enabled\": true, \"subject_key_secret\": \"demo-ledger-key-not-a-secret\" }",
+            "\"ledger\": { \"enabled\": true }",
+        );
         let public = "\"public_key\": \"RWR7uziaBNnDYPj8HxSyC6nLQAdQIgKoGm9RoAit5B7jSyNrB+PK7cek\"";
         assert!(json.contains(public), "the shipped public key");
         json.replace(

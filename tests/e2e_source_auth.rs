@@ -35,7 +35,11 @@ fn private_source() -> (consent_source::Source, u16) {
     );
     start_source_with(consent_source::Options {
         access: consent_source::config::AccessConfig::from_toml(&config).unwrap(),
-        signer: Some(consent_source::sign::Signer::from_file(&demo_signing_key()).unwrap()),
+        // The shipped configs require signed snapshots.
+        signer: Some(
+            consent_source::sign::Signer::from_file(&demo_signing_key())
+                .expect("the demo signing key"),
+        ),
         ..consent_source::Options::default()
     })
 }

@@ -228,6 +228,19 @@ impl Envoy {
         admin: u16,
         env: &[(&str, &str)],
     ) -> Result<Envoy, String> {
+        Self::start_with_args(yaml, port, admin, env, &[])
+    }
+
+    /// [`Envoy::start_with_env`] with more command-line arguments (e.g. `--drain-time-s 1`,
+    /// so that a listener replaced by LDS is gone, its filter's root contexts with it, in a
+    /// second).
+    pub fn start_with_args(
+        yaml: &str,
+        port: u16,
+        admin: u16,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Envoy, String> {
         let dir = std::env::temp_dir().join(tag("consent-e2e"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("envoy.yaml");
@@ -240,6 +253,7 @@ impl Envoy {
             .args(["--concurrency", "2", "--disable-hot-restart", "-l", "info"])
             // Flush logs within 50 ms, so tests can read what Envoy just wrote.
             .args(["--file-flush-interval-msec", "50"])
+            .args(args)
             .arg("--log-path")
             .arg(&log)
             .envs(env.iter().copied())

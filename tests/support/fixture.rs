@@ -110,7 +110,8 @@ pub fn start_demo(edit: impl Fn(&str) -> String) -> Fixture {
 /// The reference consent source in memory, seeded with the demo consents, and its port,
 /// run as `make run` runs it: unauthenticated calls from loopback may do everything
 /// (`--demo-allow-loopback`), so the fetcher in Envoy and the tests' curl need no token,
-/// and it signs with the demo key (`--signing-key`), which the shipped configs require.
+/// it signs with the demo key (`--signing-key`), which the shipped configs require, and
+/// keeps the provision ledger with the demo ledger key.
 pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
     start_source_with(consent_source::Options {
         part_size,
@@ -118,9 +119,14 @@ pub fn start_source(part_size: usize) -> (consent_source::Source, u16) {
             consent_source::sign::Signer::from_file(&demo_signing_key())
                 .expect("the demo signing key"),
         ),
+        ledger_key: Some(DEMO_LEDGER_KEY.as_bytes().to_vec()),
         ..consent_source::Options::demo()
     })
 }
+
+/// The demo's ledger key (a demo value, not a secret): `make run`'s
+/// `CONSENT_LEDGER_SUBJECT_KEY` and the shipped configs' `ledger.subject_key_secret`.
+pub const DEMO_LEDGER_KEY: &str = "demo-ledger-key-not-a-secret";
 
 /// The reference consent source in memory, seeded with the demo consents, with `options`.
 pub fn start_source_with(options: consent_source::Options) -> (consent_source::Source, u16) {

@@ -40,7 +40,7 @@ pub use self::{
         demo_consents, demo_signer, demo_signing_key, for_reference_source, policy_v2_changing,
         shipped_demo, start_backend, start_demo, start_demo_mtls, start_demo_on_source,
         start_demo_parts, start_demo_signed, start_demo_with, start_source, start_source_with,
-        wait_until, without_member, Fixture, REFERENCE_SOURCE_SIGNS,
+        wait_until, without_member, Fixture, DEMO_LEDGER_KEY, REFERENCE_SOURCE_SIGNS,
     },
     grpc::{grpc_call, GrpcCall, GrpcServer, SHIPPED_GRPC_PORT},
     load::Load,

@@ -7,6 +7,7 @@ use crate::body::settings::{BodyDoc, BodySettings};
 use crate::decide::query::{QueryDoc, QuerySettings};
 use crate::error::ConfigError;
 use crate::grpc::{GrpcDoc, GrpcSettings};
+use crate::ledger::{LedgerDoc, LedgerSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
 use crate::live::shared_keys::SharedKeys;
@@ -73,6 +74,8 @@ pub struct ConfigDoc {
     pub decision_log: DecisionLogDoc,
     /// What Envoy's access logs can read (the decision in filter state).
     pub observe: ObserveDoc,
+    /// The provision ledger: records of provisions to third parties and joint users.
+    pub ledger: LedgerDoc,
 }
 
 impl Default for ConfigDoc {
@@ -97,6 +100,7 @@ impl Default for ConfigDoc {
             dry_run: false,
             decision_log: DecisionLogDoc::default(),
             observe: ObserveDoc::default(),
+            ledger: LedgerDoc::default(),
         }
     }
 }
@@ -150,6 +154,8 @@ pub struct CompiledConfig {
     pub decision_log: DecisionLogSettings,
     /// Access-log exposure of the decision.
     pub observe: ObserveSettings,
+    /// The provision ledger.
+    pub ledger: LedgerSettings,
     /// The secret keys written inline in the configuration (field paths, for a warning:
     /// `{"env": "NAME"}` keeps them out of it).
     pub inline_secrets: Vec<&'static str>,
@@ -244,6 +250,7 @@ pub fn compile_doc_with_env(
     };
     let log_key = snapshot_secret.as_deref().or(key.as_deref());
     let decision_log = DecisionLogSettings::compile_with_env(&doc.decision_log, log_key, env)?;
+    let ledger = LedgerSettings::compile(&doc.ledger, &snapshot, env)?;
     Ok(CompiledConfig {
         settings,
         policy,
@@ -260,6 +267,7 @@ pub fn compile_doc_with_env(
         routes,
         decision_log,
         observe: ObserveSettings::compile(&doc.observe),
+        ledger,
         inline_secrets: inline_secrets(doc),
     })
 }
@@ -276,6 +284,7 @@ fn inline_secrets(doc: &ConfigDoc) -> Vec<&'static str> {
             "decision_log.subject_key_secret",
             &doc.decision_log.subject_key_secret,
         ),
+        ("ledger.subject_key_secret", &doc.ledger.subject_key_secret),
     ]
     .into_iter()
     .filter(|(_, key)| key.as_ref().is_some_and(KeyDoc::is_inline))

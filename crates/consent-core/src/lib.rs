@@ -13,6 +13,7 @@
 //! | [`live`] | snapshot documents and records, subject keys, buckets, deltas, metadata, shared-data keys, the lease |
 //! | [`body`] | JSON selectors, the streaming redactor, form and multipart bodies, transforms, body settings, formats and modes |
 //! | [`grpc`] | the protobuf schema, protobuf selectors, the wire walker, gRPC framing |
+//! | [`ledger`] | provision records, the drainer's outbox and the ledger's health flag |
 //! | [`observe`] | decision-log lines |
 //! | [`stream`] | one HTTP stream as steps a host carries out (headers, bodies, failures, stats) |
 //! | [`config`] | parsing the plugin configuration and delegating each block |
@@ -24,6 +25,7 @@ mod decimal;
 mod direction;
 pub mod error;
 pub mod grpc;
+pub mod ledger;
 pub mod live;
 pub mod observe;
 mod pieces;

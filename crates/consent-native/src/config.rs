@@ -64,6 +64,19 @@ impl FetcherMetrics {
     }
 }
 
+/// The provision ledger's stats, defined by a configuration with `ledger.enabled`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LedgerMetrics {
+    /// `consent_ledger_records_sent`.
+    pub sent: Option<usize>,
+    /// `consent_ledger_send_failures`.
+    pub failures: Option<usize>,
+    /// `consent_ledger_dropped`.
+    pub dropped: Option<usize>,
+    /// `consent_ledger_buffered` (gauge).
+    pub buffered: Option<usize>,
+}
+
 /// A variable of Envoy's own environment: keys written `{"env": "NAME"}` come from there
 /// (the wasm filter reads its VM's environment instead).
 pub fn process_env(name: &str) -> Option<String> {
@@ -91,6 +104,8 @@ pub struct FilterConfig {
     pub metrics: StreamMetrics,
     /// Fetcher stats.
     pub fetcher_metrics: FetcherMetrics,
+    /// Ledger stats.
+    pub ledger_metrics: LedgerMetrics,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -153,6 +168,17 @@ impl FilterConfig {
         } else {
             FetcherMetrics::default()
         };
+        let ledger_metrics = if config.ledger.enabled {
+            let counter = |name: &str| define(envoy, MetricKind::Counter, name, &[]);
+            LedgerMetrics {
+                sent: counter("consent_ledger_records_sent"),
+                failures: counter("consent_ledger_send_failures"),
+                dropped: counter("consent_ledger_dropped"),
+                buffered: define(envoy, MetricKind::Gauge, "consent_ledger_buffered", &[]),
+            }
+        } else {
+            LedgerMetrics::default()
+        };
         Ok(FilterConfig {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             envoy,
@@ -163,6 +189,7 @@ impl FilterConfig {
             template: Mutex::new(config),
             metrics,
             fetcher_metrics,
+            ledger_metrics,
         })
     }
 

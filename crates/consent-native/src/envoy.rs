@@ -471,12 +471,24 @@ impl Config {
         headers: &[(&str, &str)],
         timeout_ms: u64,
     ) -> Result<u64, u32> {
+        self.http_call_with_body(cluster, headers, &[], timeout_ms)
+    }
+
+    /// Starts a call of `headers` with `body` (none when empty) to `cluster` (main
+    /// thread); the call's id, or Envoy's refusal code.
+    pub fn http_call_with_body(
+        self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u64, u32> {
         let mut raw: Vec<ModuleHeader> = headers
             .iter()
             .map(|(n, v)| ModuleHeader::of(n, v.as_bytes()))
             .collect();
         let mut id = 0u64;
-        // SAFETY: the cluster name and headers outlive the call (Envoy copies them) and
+        // SAFETY: the cluster name, headers and body outlive the call (Envoy copies them) and
         // `id` is a valid place for the result; main thread.
         let result = unsafe {
             abi::envoy_dynamic_module_callback_http_filter_config_http_callout(
@@ -485,7 +497,11 @@ impl Config {
                 ModuleBuffer::of(cluster.as_bytes()),
                 raw.as_mut_ptr(),
                 raw.len(),
-                ModuleBuffer::null(),
+                if body.is_empty() {
+                    ModuleBuffer::null()
+                } else {
+                    ModuleBuffer::of(body)
+                },
                 timeout_ms,
             )
         };

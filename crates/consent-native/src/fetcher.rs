@@ -260,6 +260,9 @@ impl Fetcher {
     fn start(owner: Arc<FilterConfig>) -> Option<Fetcher> {
         // The configuration compiled once already; this copy is the machine's own.
         let config = compile_config_with_env(&owner.bytes, &process_env).ok()?;
+        if config.ledger.enabled {
+            crate::ledger::start(&config.ledger);
+        }
         // A snapshot already in the store (a configuration that took over) sets the oldest
         // version the machine takes: older full snapshots are refused as replays.
         let published = STORE.bytes(config.shared_keys.meta_key()).ok().flatten();
@@ -380,6 +383,7 @@ pub fn on_tick(config: u64) {
         if let Some(fetcher) = fetchers.iter_mut().find(|f| f.host.owner.id == config) {
             let effects = fetcher.machine.on_tick(unix_ms());
             fetcher.machine.run(effects, &mut fetcher.host);
+            crate::ledger::on_tick(&fetcher.host.owner);
         }
     });
 }
@@ -411,6 +415,10 @@ fn answered(config: u64, callout: u64, status: Option<u16>, answer: &CallAnswer)
         let Some(fetcher) = fetchers.iter_mut().find(|f| f.host.owner.id == config) else {
             return;
         };
+        // A ledger batch's answer (its calls share the owner's callouts).
+        if crate::ledger::on_answer(&fetcher.host.owner, callout, status) {
+            return;
+        }
         let Some((id, token)) = fetcher.host.pending else {
             return;
         };

@@ -13,7 +13,8 @@ use consent_core::decide::{block_reply, Decision, HeaderEdits, LocalReply, INTER
 use consent_core::live::{MetaCache, SharedLookup, SnapshotSource};
 use consent_core::policy::{CallerFacts, CallerFrom, RouteFacts};
 use consent_core::stream::{
-    BodyStart, BodyStep, ChunkStep, RequestStep, ResponseStep, Stop, Stream, TrailerStep,
+    BodyStart, BodyStep, ChunkStep, LedgerEmit, RequestStep, ResponseStep, Stop, Stream,
+    TrailerStep,
 };
 use consent_core::{CompiledConfig, ConsentLookup, Direction, Reason};
 
@@ -241,13 +242,14 @@ impl Filter {
         let step = envoy.with_headers(Direction::Request, |headers| {
             let pairs = headers.iter().copied();
             with_lookup(&config, |lookup| {
-                stream.on_request_headers(
+                stream.on_request_headers_with_ledger(
                     &config,
                     pairs,
                     &facts.caller(),
                     &facts.route(),
                     lookup,
                     end_of_stream,
+                    crate::ledger::available,
                 )
             })
         });
@@ -454,9 +456,13 @@ impl Filter {
         }
     }
 
-    /// The stream is complete: its decision-log line, if it is in the sample.
+    /// The stream is complete: its provision record, and its decision-log line if it is
+    /// in the sample.
     pub fn on_complete(&mut self, envoy: envoy::Stream) {
         let config = Rc::clone(&self.config);
+        if config.ledger.enabled {
+            self.record_provision(envoy, &config);
+        }
         if !config.decision_log.enabled {
             return;
         }
@@ -478,6 +484,26 @@ impl Filter {
         );
         if let Some(json) = line {
             envoy::log(Level::Info, &format!("consent_decision {json}"));
+        }
+    }
+}
+
+impl Filter {
+    /// Puts the stream's provision record in the ledger's outbox, if it is a provision the
+    /// ledger records; counts one that is not kept.
+    fn record_provision(&mut self, envoy: envoy::Stream, config: &CompiledConfig) {
+        let kept = match self
+            .stream
+            .ledger_emit(config, unix_ms, crate::ledger::unique)
+        {
+            LedgerEmit::Nothing => return,
+            LedgerEmit::Unrecorded => false,
+            LedgerEmit::Record(json) => crate::ledger::queue(json),
+        };
+        if !kept {
+            if let Some(id) = self.shared.ledger_metrics.dropped {
+                envoy.count(id, &[], 1);
+            }
         }
     }
 }

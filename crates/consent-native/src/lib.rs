@@ -16,6 +16,7 @@
 //! | `metrics` | stats events as labelled Envoy counters |
 //! | `store` | the process-wide snapshot store (buckets and metadata) |
 //! | `fetcher` | one `FetchMachine` per snapshot namespace, on the main thread |
+//! | `ledger` | the process's provision-ledger outbox, filled by workers, sent by the fetcher |
 
 // Unsafe code is denied everywhere but in the FFI modules, each block with its SAFETY note.
 #![deny(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod config;
 pub mod envoy;
 pub mod fetcher;
 pub mod filter;
+pub mod ledger;
 // Private: Envoy reaches the hooks by their symbol names only.
 #[allow(unsafe_code)]
 mod hooks;

@@ -94,6 +94,10 @@ pub enum Reason {
     GrpcMethodUnknown,
     /// Blocked: the filter could not evaluate the request (fail closed).
     InternalError,
+    /// Blocked: a provision to a third party or joint user the provision ledger cannot
+    /// record now (its buffer is full, or the consent source has not taken records for
+    /// longer than the bound), with `ledger.on_unavailable: block`.
+    LedgerUnavailable,
 }
 
 impl Reason {
@@ -140,6 +144,7 @@ impl Reason {
             Reason::BodyInvalidProtobuf => "body_invalid_protobuf",
             Reason::GrpcMethodUnknown => "grpc_method_unknown",
             Reason::InternalError => "internal_error",
+            Reason::LedgerUnavailable => "ledger_unavailable",
         }
     }
 
@@ -208,6 +213,9 @@ impl Reason {
                 "the consent filter has no schema for this grpc method and cannot inspect it"
             }
             Reason::InternalError => "the consent filter could not evaluate the request",
+            Reason::LedgerUnavailable => {
+                "the provision cannot be recorded in the provision ledger now"
+            }
         }
     }
 
@@ -236,7 +244,7 @@ impl Reason {
     }
 
     /// Every reason, for documentation and metrics.
-    pub const ALL: [Reason; 40] = [
+    pub const ALL: [Reason; 41] = [
         Reason::ConsentGranted,
         Reason::NoticeBasis,
         Reason::ContractBasis,
@@ -277,6 +285,7 @@ impl Reason {
         Reason::BodyInvalidProtobuf,
         Reason::GrpcMethodUnknown,
         Reason::InternalError,
+        Reason::LedgerUnavailable,
     ];
 }
 

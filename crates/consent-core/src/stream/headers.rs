@@ -3,7 +3,7 @@
 
 use crate::body::{BodyFormat, BodyHeaders, BodyMode, UnparsedBody};
 use crate::config::CompiledConfig;
-use crate::decide::decision::Outcome;
+use crate::decide::decision::{Decision, Outcome};
 use crate::decide::entry::ConsentLookup;
 use crate::decide::header_plan::HeaderEdits;
 use crate::decide::reason::Reason;
@@ -11,6 +11,7 @@ use crate::decide::reply::LocalReply;
 use crate::decide::request::HeaderValue;
 use crate::direction::{Direction, Mode};
 use crate::grpc::{grpc_content, Framing, GrpcContent};
+use crate::ledger::{Draft, OnUnavailable};
 use crate::observe::decision_log::safe_request_id;
 use crate::policy::party::CallerFacts;
 use crate::policy::routes::RouteFacts;
@@ -53,6 +54,9 @@ impl Stream {
     /// Decides on the request headers (lowercase names, every occurrence) and plans what
     /// to do. `caller` and `route` are what the host knows besides the headers; `lookup`
     /// finds the person's record.
+    ///
+    /// A host without a ledger drainer: with `ledger.enabled` every provision the ledger
+    /// would record finds it unavailable (see [`Stream::on_request_headers_with_ledger`]).
     pub fn on_request_headers<'h, I>(
         &mut self,
         config: &CompiledConfig,
@@ -61,6 +65,35 @@ impl Stream {
         route: &RouteFacts<'_>,
         lookup: &(impl ConsentLookup + ?Sized),
         end_of_stream: bool,
+    ) -> RequestStep
+    where
+        I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
+    {
+        self.on_request_headers_with_ledger(
+            config,
+            headers,
+            caller,
+            route,
+            lookup,
+            end_of_stream,
+            || false,
+        )
+    }
+
+    /// [`Stream::on_request_headers`] with the provision ledger: `ledger_available` is
+    /// asked only for a provision to a third party or joint user under `ledger.enabled`.
+    /// While it says no, such a provision is blocked with `ledger_unavailable`
+    /// (`ledger.on_unavailable: block`) or passes unrecorded (`pass`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_request_headers_with_ledger<'h, I>(
+        &mut self,
+        config: &CompiledConfig,
+        headers: I,
+        caller: &CallerFacts<'_>,
+        route: &RouteFacts<'_>,
+        lookup: &(impl ConsentLookup + ?Sized),
+        end_of_stream: bool,
+        ledger_available: impl FnOnce() -> bool,
     ) -> RequestStep
     where
         I: IntoIterator<Item = (&'h str, &'h [u8])> + Clone,
@@ -80,7 +113,34 @@ impl Stream {
             }
         }
         let decided = config.decide_request(headers.clone(), caller, route, lookup);
-        let decision = decided.decision;
+        let mut decision = decided.decision;
+        if config.ledger.enabled && crate::ledger::is_recorded(&decision.facts.caller) {
+            self.ledger = Draft::of(
+                &decision,
+                match decided.view.user {
+                    HeaderValue::One(user) => Some(user),
+                    _ => None,
+                },
+                headers
+                    .clone()
+                    .into_iter()
+                    .find(|(n, _)| *n == "x-request-id")
+                    .and_then(|(_, v)| std::str::from_utf8(v).ok())
+                    .and_then(safe_request_id),
+                caller,
+            );
+            if let Some(draft) = self.ledger.as_mut() {
+                if !ledger_available() {
+                    draft.unrecorded = true;
+                    if decision.outcome != Outcome::Block
+                        && config.ledger.on_unavailable == OnUnavailable::Block
+                    {
+                        decision = Decision::block(Reason::LedgerUnavailable, decision.purpose)
+                            .with_facts(decision.facts);
+                    }
+                }
+            }
+        }
         if config.decision_log.enabled {
             // Kept only until the stream ends; hashed there, and only if the line is sampled.
             self.user = match decided.view.user {

@@ -12,6 +12,8 @@ mod body;
 mod grpc;
 mod headers;
 #[cfg(test)]
+mod ledger_tests;
+#[cfg(test)]
 mod tests;
 
 pub use body::{BodyStart, BodyStep};
@@ -74,6 +76,20 @@ pub struct Stream {
     facts: StreamFacts,
     user: Option<String>,
     stats: Vec<Stat>,
+    /// A provision the ledger records: what the record needs, kept until the stream ends.
+    ledger: Option<crate::ledger::Draft>,
+}
+
+/// What the ledger gets from a finished stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LedgerEmit {
+    /// Nothing: not a provision the ledger records.
+    Nothing,
+    /// This record (compact JSON), to queue for the drainer.
+    Record(Vec<u8>),
+    /// A provision went ahead unrecorded: the ledger was unavailable and
+    /// `ledger.on_unavailable` is `pass` (or the stream was in dry-run).
+    Unrecorded,
 }
 
 impl Stream {
@@ -204,6 +220,43 @@ impl Stream {
         let status =
             crate::decide::reply::refusal_status(config.settings.block_status, reason, direction);
         Stop::Reply(self.reply(config, &decision, status, direction))
+    }
+
+    /// The ledger's part of the finished stream: its record (at `now_ms`, with `unique`, a
+    /// suffix no other record of this Envoy has), only for a provision to a third party or
+    /// joint user; asks nothing of the host otherwise.
+    pub fn ledger_emit(
+        &mut self,
+        config: &CompiledConfig,
+        now_ms: impl FnOnce() -> u64,
+        unique: impl FnOnce() -> String,
+    ) -> LedgerEmit {
+        let (Some(draft), Some(decision)) = (self.ledger.take(), self.decision.as_ref()) else {
+            return LedgerEmit::Nothing;
+        };
+        let refusal = self.facts.refusal.map(|(_, reason)| reason);
+        if draft.unrecorded {
+            // Only a provision that went ahead unrecorded counts; refusals (among them
+            // `ledger_unavailable`) show in the decision stats.
+            let blocked = decision.outcome == crate::decide::decision::Outcome::Block;
+            let refused = !self.dry_run() && (refusal.is_some() || blocked);
+            return if refused {
+                LedgerEmit::Nothing
+            } else {
+                LedgerEmit::Unrecorded
+            };
+        }
+        draft
+            .record(
+                config,
+                decision,
+                refusal,
+                self.dry_run(),
+                now_ms(),
+                &unique(),
+            )
+            .and_then(|r| r.to_json())
+            .map_or(LedgerEmit::Nothing, LedgerEmit::Record)
     }
 
     /// The decision-log line of the finished stream, if it is in the sample. `fallback`
