@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use consent_core::live::{
     Counter, FetchHost, FetchMachine, FetchRequest, Gauge, HostFailure, LogLevel, LogLine,
-    PublishedMeta, Response, SIGNATURE_HEADER,
+    PublishedMeta, Response, Ticks, SIGNATURE_HEADER,
 };
 use consent_core::CompiledConfig;
 use proxy_wasm::types::Status;
@@ -44,6 +44,48 @@ impl Envoy {
 
 fn failure(status: Status) -> HostFailure {
     HostFailure(format!("{status:?}"))
+}
+
+/// Envoy with the root context's ticks, for one run of effects: the fetcher's tick period
+/// is one of the root context's two (the worker's copy ticks too).
+struct Host<'a> {
+    envoy: &'a mut Envoy,
+    ticks: &'a mut Ticks,
+}
+
+impl FetchHost for Host<'_> {
+    fn fetch(&mut self, request: &FetchRequest) -> Result<u32, HostFailure> {
+        self.envoy.fetch(request)
+    }
+
+    fn write(&mut self, key: &str, bytes: &[u8]) -> Result<(), HostFailure> {
+        self.envoy.write(key, bytes)
+    }
+
+    fn read(&mut self, key: &str) -> Result<Option<Vec<u8>>, HostFailure> {
+        self.envoy.read(key)
+    }
+
+    fn set_tick(&mut self, period_ms: u64) -> Result<(), HostFailure> {
+        let period = self.ticks.set_fetcher(period_ms);
+        self.envoy.set_tick(period)
+    }
+
+    fn gauge(&mut self, gauge: Gauge, value: u64) {
+        self.envoy.gauge(gauge, value);
+    }
+
+    fn count(&mut self, counter: Counter) {
+        self.envoy.count(counter);
+    }
+
+    fn log(&mut self, line: &LogLine) {
+        self.envoy.log(line);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.envoy.now_ms()
+    }
 }
 
 impl FetchHost for Envoy {
@@ -122,11 +164,13 @@ fn published(config: &CompiledConfig) -> Result<Option<u64>, ()> {
 }
 
 impl Fetcher {
-    /// A fetcher for `config` (its `snapshot` block says where and how often). A snapshot
-    /// already published (a reload, another worker) sets the oldest version it takes.
-    pub fn new(config: Rc<CompiledConfig>) -> Self {
+    /// A fetcher for `config` (its `snapshot` block says where and how often), numbering
+    /// its publishing epochs from `epoch` (random). A snapshot already published (a
+    /// reload, another worker) sets the oldest version it takes.
+    pub fn new(config: Rc<CompiledConfig>, epoch: u64) -> Self {
         let found = published(&config);
-        let mut machine = FetchMachine::new(Rc::clone(&config), matches!(found, Ok(Some(_))));
+        let mut machine =
+            FetchMachine::new(Rc::clone(&config), matches!(found, Ok(Some(_))), epoch);
         if let Ok(Some(version)) = found {
             machine.published_version(version);
         }
@@ -138,10 +182,18 @@ impl Fetcher {
         }
     }
 
+    fn run(&mut self, effects: consent_core::live::Effects, ticks: &mut Ticks) -> bool {
+        let mut host = Host {
+            envoy: &mut self.envoy,
+            ticks,
+        };
+        self.machine.run(effects, &mut host)
+    }
+
     /// Starts ticking; false when the host refused the tick period.
-    pub fn start(&mut self) -> bool {
+    pub fn start(&mut self, ticks: &mut Ticks) -> bool {
         let effects = self.machine.start();
-        self.machine.run(effects, &mut self.envoy)
+        self.run(effects, ticks)
     }
 
     /// How long a lease claimed now runs (worker-lease mode).
@@ -150,7 +202,7 @@ impl Fetcher {
     }
 
     /// Worker-lease mode, before each tick: whether worker `holder` holds the lease now.
-    pub fn on_lease(&mut self, holder: u64, holds: bool) {
+    pub fn on_lease(&mut self, holder: u64, holds: bool, ticks: &mut Ticks) {
         if holds && !self.held {
             // Another holder may have published newer versions meanwhile.
             if let Ok(Some(version)) = published(&self.config) {
@@ -159,17 +211,17 @@ impl Fetcher {
         }
         self.held = holds;
         let effects = self.machine.on_lease(holder, holds);
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 
     /// One tick.
-    pub fn on_tick(&mut self) {
+    pub fn on_tick(&mut self, ticks: &mut Ticks) {
         let effects = self.machine.on_tick(host::unix_ms());
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 
     /// The source answered the call `token` (or the call failed: no headers).
-    pub fn on_response(&mut self, token: u32, body_size: usize) {
+    pub fn on_response(&mut self, token: u32, body_size: usize, ticks: &mut Ticks) {
         if !self.machine.awaits(token) {
             return;
         }
@@ -189,6 +241,6 @@ impl Fetcher {
         };
         let effects = self.machine.on_response(token, response, host::unix_ms());
         drop(body);
-        self.machine.run(effects, &mut self.envoy);
+        self.run(effects, ticks);
     }
 }

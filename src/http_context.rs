@@ -16,26 +16,32 @@ use proxy_wasm::types::{Action, Status};
 
 use crate::host;
 use crate::request_facts::HostFacts;
-use crate::shared_snapshot::with_lookup;
+use crate::shared_snapshot::{with_lookup, SharedReplica};
 use crate::{metrics, observe};
 
 /// State of one HTTP stream.
 pub struct ConsentHttp {
     config: Option<Rc<CompiledConfig>>,
+    /// This VM's copy of the live snapshot's buckets (a shared source).
+    replica: Option<SharedReplica>,
     stream: Option<Stream>,
 }
 
 impl ConsentHttp {
     /// A context for one request; `config` is `None` only if configuration failed.
-    pub fn new(config: Option<Rc<CompiledConfig>>) -> Self {
+    pub fn new(config: Option<Rc<CompiledConfig>>, replica: Option<SharedReplica>) -> Self {
         let stream = config.as_deref().map(Stream::new);
-        ConsentHttp { config, stream }
+        ConsentHttp {
+            config,
+            replica,
+            stream,
+        }
     }
 
     /// Sends a local reply; the stream goes no further.
-    fn send(reply: &LocalReply) -> Action {
+    fn send(config: Option<&CompiledConfig>, reply: &LocalReply) -> Action {
         if let Some((_, value)) = &reply.decision_header {
-            observe::expose_decision(value);
+            observe::expose_decision(config, value);
         }
         if let Err(status) = host::send_reply(reply.status, reply.headers(), reply.body.as_bytes())
         {
@@ -48,7 +54,7 @@ impl ConsentHttp {
     fn stop(&mut self, stop: Stop) -> Action {
         self.flush_stats();
         match stop {
-            Stop::Reply(reply) => Self::send(&reply),
+            Stop::Reply(reply) => Self::send(self.config.as_deref(), &reply),
             Stop::Continue => Action::Continue,
         }
     }
@@ -56,7 +62,7 @@ impl ConsentHttp {
     /// The host could not do its part: the stream fails closed (dry-run: goes on).
     fn fail_closed(&mut self, config: &CompiledConfig, what: &str) -> Action {
         let Some(stream) = self.stream.as_mut() else {
-            return Self::send(&not_configured_reply());
+            return Self::send(Some(config), &not_configured_reply());
         };
         let stop = stream.fail_closed(config);
         log::error!(
@@ -123,7 +129,6 @@ impl ConsentHttp {
         let Some(stream) = self.stream.as_mut() else {
             return Action::Continue;
         };
-        let today = CivilDate::from_unix_seconds(host::unix_seconds());
         let step = stream.on_chunk(config, direction, &chunk, end_of_stream, today);
         self.flush_stats();
         match step {
@@ -137,7 +142,7 @@ impl ConsentHttp {
                     Err(_) => self.fail_closed(config, "cannot replace grpc messages"),
                 }
             }
-            ChunkStep::Reply(reply) => Self::send(&reply),
+            ChunkStep::Reply(reply) => Self::send(Some(config), &reply),
         }
     }
 
@@ -152,7 +157,7 @@ impl ConsentHttp {
             self.flush_stats();
             return match step {
                 TrailerStep::Continue => Action::Continue,
-                TrailerStep::Reply(reply) => Self::send(&reply),
+                TrailerStep::Reply(reply) => Self::send(Some(&config), &reply),
                 TrailerStep::Set(trailers) => {
                     for (name, value) in &trailers {
                         if host::set_trailer(direction, name, value).is_err() {
@@ -176,7 +181,7 @@ impl ConsentHttp {
         let Some((name, value)) = self.stream.as_mut().and_then(|s| s.header_update(config)) else {
             return true;
         };
-        observe::expose_decision(&value);
+        observe::expose_decision(Some(config), &value);
         host::set_request_header(&name, &value).is_ok()
     }
 
@@ -200,7 +205,7 @@ impl ConsentHttp {
             BodyStep::Buffer => Action::Pause,
             BodyStep::Reply(reply) => {
                 self.flush_stats();
-                Self::send(&reply)
+                Self::send(Some(config), &reply)
             }
             BodyStep::ReadWhole => {
                 let body = match host::body(direction, size) {
@@ -210,8 +215,7 @@ impl ConsentHttp {
                 let Some(stream) = self.stream.as_mut() else {
                     return Action::Continue;
                 };
-                let today = CivilDate::from_unix_seconds(host::unix_seconds());
-                let next = with_lookup(config, |lookup| {
+                let next = with_lookup(config, self.replica.as_deref(), |lookup| {
                     stream.on_whole_body(config, direction, &body, today, lookup)
                 });
                 match next {
@@ -234,6 +238,11 @@ impl ConsentHttp {
             }
         }
     }
+}
+
+/// Today's date from the host clock (asked by the stream only when a transform needs it).
+fn today() -> CivilDate {
+    CivilDate::from_unix_seconds(host::unix_seconds())
 }
 
 /// Applies header edits to one direction: removals, the cookies kept (every `Cookie` or
@@ -261,7 +270,7 @@ impl HttpContext for ConsentHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let (Some(config), Some(stream)) = (self.config.clone(), self.stream.as_mut()) else {
             log::error!("consent filter: no configuration; blocking the request");
-            return Self::send(&not_configured_reply());
+            return Self::send(None, &not_configured_reply());
         };
         let headers = match host::headers(Direction::Request) {
             Ok(headers) => headers,
@@ -271,7 +280,7 @@ impl HttpContext for ConsentHttp {
             return self.fail_closed(&config, "cannot read the caller or route");
         };
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()));
-        let step = with_lookup(&config, |lookup| {
+        let step = with_lookup(&config, self.replica.as_deref(), |lookup| {
             stream.on_request_headers_with_ledger(
                 &config,
                 pairs,
@@ -284,7 +293,7 @@ impl HttpContext for ConsentHttp {
         });
         self.flush_stats();
         let (edits, (name, value), body) = match step {
-            RequestStep::Reply(reply) => return Self::send(&reply),
+            RequestStep::Reply(reply) => return Self::send(Some(&config), &reply),
             RequestStep::Forward {
                 edits,
                 decision_header,
@@ -297,9 +306,9 @@ impl HttpContext for ConsentHttp {
         if host::set_request_header(&name, &value).is_err() {
             return self.fail_closed(&config, "cannot set the decision header");
         }
-        observe::expose_decision(&value);
+        observe::expose_decision(Some(&config), &value);
         if let BodyStart::Refuse(reply) = &body {
-            return Self::send(reply);
+            return Self::send(Some(&config), reply);
         }
         match self.begin_body(Direction::Request, &body) {
             Ok(true) => Action::Pause,
@@ -332,7 +341,7 @@ impl HttpContext for ConsentHttp {
         self.flush_stats();
         let (edits, body) = match step {
             ResponseStep::Pass => return Action::Continue,
-            ResponseStep::Reply(reply) => return Self::send(&reply),
+            ResponseStep::Reply(reply) => return Self::send(Some(&config), &reply),
             ResponseStep::Forward { edits, body } => (edits, body),
         };
         if apply_edits(Direction::Response, &edits).is_err() {
@@ -355,7 +364,7 @@ impl HttpContext for ConsentHttp {
 
     fn on_log(&mut self) {
         if let (Some(config), Some(stream)) = (self.config.as_deref(), self.stream.as_mut()) {
-            observe::log_decision(config, stream);
+            observe::log_decision(config, self.replica.as_deref(), stream);
             crate::ledger::emit(config, stream);
         }
     }

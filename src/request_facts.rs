@@ -2,7 +2,7 @@
 //! certificate's SANs or the destination cluster, and the route name, each read only when
 //! the configuration uses it.
 
-use consent_core::policy::{CallerFacts, CallerFrom, RouteFacts};
+use consent_core::policy::{CallerFacts, RouteFacts};
 use consent_core::CompiledConfig;
 use proxy_wasm::types::Status;
 
@@ -18,24 +18,21 @@ pub struct HostFacts {
 }
 
 impl HostFacts {
-    /// Reads what the caller resolution and the route rules of `config` need.
+    /// Reads what the caller resolution and the route rules of `config` need: a SAN or the
+    /// cluster only when a party is named by one or unidentified callers get a party (the
+    /// caller is the same whatever the value otherwise), the DNS SAN not after a URI SAN
+    /// that named a party, the route name only for route rules that match on it.
     pub fn read(config: &CompiledConfig) -> Result<Self, Status> {
         let mut facts = HostFacts::default();
-        match config.caller.from {
-            CallerFrom::PeerCertificate => {
-                facts.uri_san = host::string_property(&["connection", "uri_san_peer_certificate"])?;
-                // The DNS SAN matters only if some party is named by one, or, without a URI
-                // SAN, to tell a certificate holder from a connection with no identity at all.
-                let need_dns = config.caller.has_dns_identities
-                    || (facts.uri_san.is_none() && config.caller.unidentified.is_some());
-                if need_dns {
-                    facts.dns_san =
-                        host::string_property(&["connection", "dns_san_peer_certificate"])?;
-                }
-            }
-            CallerFrom::UpstreamCluster => {
-                facts.cluster = host::string_property(&["xds", "cluster_name"])?;
-            }
+        let caller = &config.caller;
+        if caller.needs_uri_san() {
+            facts.uri_san = host::string_property(&["connection", "uri_san_peer_certificate"])?;
+        }
+        if caller.needs_dns_san(facts.uri_san.as_deref()) {
+            facts.dns_san = host::string_property(&["connection", "dns_san_peer_certificate"])?;
+        }
+        if caller.needs_cluster() {
+            facts.cluster = host::string_property(&["xds", "cluster_name"])?;
         }
         if config.routes.uses_route_name {
             facts.route_name = host::string_property(&["xds", "route_name"])?;

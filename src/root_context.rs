@@ -2,12 +2,16 @@
 //! Configured with root id `consent_fetcher` (as a bootstrap singleton), it runs the
 //! snapshot fetcher instead of serving as a filter. With `snapshot.fetcher: worker_lease`
 //! the filter's own root contexts run the fetcher, one at a time under a lease in shared
-//! data (for Istio and Envoy Gateway, which cannot add bootstrap extensions).
+//! data (for Istio and Envoy Gateway, which cannot add bootstrap extensions). A root
+//! context that serves requests from a live snapshot keeps this VM's copy of its buckets
+//! up to date on its tick, from the first request on (VMs that never serve requests, such
+//! as Envoy's base VMs, copy nothing).
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use consent_core::live::{claim, next_holder_id, Lease, LEASE_SEQ_KEY};
-use consent_core::live::{FetcherMode, SnapshotSource};
+use consent_core::live::{FetcherMode, SnapshotSource, Ticks, REPLICA_TICK_MS};
 use consent_core::{compile_config_with_env, CompiledConfig};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
@@ -16,6 +20,7 @@ use crate::drainer::Drainer;
 use crate::fetcher::Fetcher;
 use crate::host;
 use crate::http_context::ConsentHttp;
+use crate::shared_snapshot::{self, SharedReplica};
 
 /// Root id that makes this plugin the snapshot fetcher.
 pub const FETCHER_ROOT_ID: &str = "consent_fetcher";
@@ -27,14 +32,27 @@ pub struct ConsentRoot {
     fetcher: Option<Fetcher>,
     /// With a worker lease: this root context's holder id.
     lease: Option<u64>,
+    /// This VM's copy of the live snapshot's buckets (a filter with a shared source).
+    replica: Option<SharedReplica>,
+    /// The copy ticks (from the first request on).
+    replica_ticking: Cell<bool>,
+    /// The periods of the fetcher and the copy.
+    ticks: RefCell<Ticks>,
     /// The provision ledger's drainer, where the fetcher runs and the ledger is enabled.
     drainer: Option<Drainer>,
 }
 
-/// A holder id no other root context has: 64 random bits (the standard library seeds its
-/// hash keys from WASI's `random_get`), mixed with the shared counter and the clock. Ids
-/// from the counter alone could repeat: two workers that both find the counter absent both
-/// write it unconditionally.
+/// 64 random bits: the standard library seeds its hash keys from WASI's `random_get`.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(host::unix_ms());
+    h.finish()
+}
+
+/// A holder id no other root context has: 64 random bits, mixed with the shared counter
+/// and the clock. Ids from the counter alone could repeat: two workers that both find the
+/// counter absent both write it unconditionally.
 fn holder_id() -> Option<u64> {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -116,7 +134,7 @@ impl Context for ConsentRoot {
             return;
         }
         if let Some(fetcher) = self.fetcher.as_mut() {
-            fetcher.on_response(token_id, body_size);
+            fetcher.on_response(token_id, body_size, self.ticks.get_mut());
         }
     }
 }
@@ -163,8 +181,8 @@ impl RootContext for ConsentRoot {
                         log::info!("consent fetcher: snapshot.source is inline, nothing to fetch");
                         return true;
                     }
-                    let mut fetcher = Fetcher::new(Rc::clone(&config));
-                    let started = fetcher.start();
+                    let mut fetcher = Fetcher::new(Rc::clone(&config), random_u64());
+                    let started = fetcher.start(self.ticks.get_mut());
                     self.fetcher = Some(fetcher);
                     if config.ledger.enabled {
                         let mut drainer = Drainer::new(&config.ledger);
@@ -174,6 +192,7 @@ impl RootContext for ConsentRoot {
                     }
                     return started;
                 }
+                self.replica = shared_snapshot::replica_for(&config);
                 if config.snapshot.source == SnapshotSource::Shared
                     && config.snapshot.fetcher == FetcherMode::WorkerLease
                 {
@@ -181,8 +200,8 @@ impl RootContext for ConsentRoot {
                         log::error!("consent filter: cannot take a fetcher lease id");
                         return false;
                     };
-                    let mut fetcher = Fetcher::new(Rc::clone(&config));
-                    let started = fetcher.start();
+                    let mut fetcher = Fetcher::new(Rc::clone(&config), random_u64());
+                    let started = fetcher.start(self.ticks.get_mut());
                     self.fetcher = Some(fetcher);
                     self.lease = Some(me);
                     if config.ledger.enabled {
@@ -201,28 +220,47 @@ impl RootContext for ConsentRoot {
     }
 
     fn on_tick(&mut self) {
-        let Some(fetcher) = self.fetcher.as_mut() else {
-            return;
-        };
-        if let (Some(me), Some(config)) = (self.lease, self.config.as_ref()) {
-            let holds = hold_lease(&config.shared_keys.lease(), me, fetcher.lease_ttl_ms());
-            fetcher.on_lease(me, holds);
-            if let Some(drainer) = self.drainer.as_mut() {
-                if holds && !drainer.draining() {
-                    drainer.start();
-                } else if !holds && drainer.draining() {
-                    drainer.stop();
+        let due = self.ticks.get_mut().due(host::unix_ms());
+        if due.fetcher {
+            if let Some(fetcher) = self.fetcher.as_mut() {
+                let ticks = self.ticks.get_mut();
+                if let (Some(me), Some(config)) = (self.lease, self.config.as_ref()) {
+                    let holds = hold_lease(&config.shared_keys.lease(), me, fetcher.lease_ttl_ms());
+                    fetcher.on_lease(me, holds, ticks);
+                    if let Some(drainer) = self.drainer.as_mut() {
+                        if holds && !drainer.draining() {
+                            drainer.start();
+                        } else if !holds && drainer.draining() {
+                            drainer.stop();
+                        }
+                    }
+                }
+                fetcher.on_tick(ticks);
+                if let Some(drainer) = self.drainer.as_mut() {
+                    drainer.on_tick();
                 }
             }
         }
-        fetcher.on_tick();
-        if let Some(drainer) = self.drainer.as_mut() {
-            drainer.on_tick();
+        if due.replica {
+            if let (Some(config), Some(replica)) = (self.config.as_ref(), self.replica.as_ref()) {
+                shared_snapshot::refresh(config, replica);
+            }
         }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(ConsentHttp::new(self.config.clone())))
+        if self.replica.is_some() && !self.replica_ticking.get() {
+            // This VM serves requests: keep its copy of the buckets from now on.
+            self.replica_ticking.set(true);
+            let period = self.ticks.borrow_mut().set_replica(REPLICA_TICK_MS);
+            if let Err(status) = host::set_tick(std::time::Duration::from_millis(period)) {
+                log::warn!("consent filter: cannot tick to copy the snapshot: {status:?}");
+            }
+        }
+        Some(Box::new(ConsentHttp::new(
+            self.config.clone(),
+            self.replica.clone(),
+        )))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -37,7 +37,7 @@ fn private_source() -> (consent_source::Source, u16) {
         access: consent_source::config::AccessConfig::from_toml(&config).unwrap(),
         // The shipped configs require signed snapshots.
         signer: Some(
-            consent_source::sign::Signer::from_file(&support::demo_signing_key())
+            consent_source::sign::Signer::from_file(&demo_signing_key())
                 .expect("the demo signing key"),
         ),
         ..consent_source::Options::default()

@@ -66,6 +66,8 @@ fn main() {
         users: 1,
         bucket_bits: config.snapshot.bucket_bits,
         fingerprint: to_hex(&config.policy_fingerprint),
+        epoch: 1,
+        generation: 1,
     };
     store
         .0

@@ -11,6 +11,7 @@ use crate::ledger::{LedgerDoc, LedgerSettings};
 use crate::live::records::{ConsentIndex, SnapshotDoc};
 use crate::live::settings::{SnapshotSettings, SnapshotSettingsDoc, MIN_KEY_BYTES};
 use crate::live::shared_keys::SharedKeys;
+use crate::observe::access_log::{ObserveDoc, ObserveSettings};
 use crate::observe::decision_log::{DecisionLogDoc, DecisionLogSettings};
 use crate::policy::caller::{CallerDoc, CallerSettings};
 use crate::policy::compiled::{normalise_header_name, CompiledPolicy, PolicyDoc};
@@ -71,6 +72,8 @@ pub struct ConfigDoc {
     pub dry_run: bool,
     /// Decision log lines.
     pub decision_log: DecisionLogDoc,
+    /// What Envoy's access logs can read (the decision in filter state).
+    pub observe: ObserveDoc,
     /// The provision ledger: records of provisions to third parties and joint users.
     pub ledger: LedgerDoc,
 }
@@ -96,6 +99,7 @@ impl Default for ConfigDoc {
             default_route: RouteRuleDoc::default(),
             dry_run: false,
             decision_log: DecisionLogDoc::default(),
+            observe: ObserveDoc::default(),
             ledger: LedgerDoc::default(),
         }
     }
@@ -148,6 +152,8 @@ pub struct CompiledConfig {
     pub routes: RouteTable,
     /// Decision logging.
     pub decision_log: DecisionLogSettings,
+    /// Access-log exposure of the decision.
+    pub observe: ObserveSettings,
     /// The provision ledger.
     pub ledger: LedgerSettings,
     /// The secret keys written inline in the configuration (field paths, for a warning:
@@ -260,6 +266,7 @@ pub fn compile_doc_with_env(
         gpc,
         routes,
         decision_log,
+        observe: ObserveSettings::compile(&doc.observe),
         ledger,
         inline_secrets: inline_secrets(doc),
     })

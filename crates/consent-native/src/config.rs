@@ -96,6 +96,8 @@ pub struct FilterConfig {
     template: Mutex<CompiledConfig>,
     /// The shared-data namespace of this configuration's snapshot.
     pub namespace: String,
+    /// The prefix of that namespace's bucket keys (`c/<id>`).
+    pub bucket_namespace: String,
     /// Whether the snapshot comes from a consent source (else it is inline).
     pub shared: bool,
     /// Request-path stats.
@@ -182,6 +184,7 @@ impl FilterConfig {
             envoy,
             bytes: bytes.to_vec(),
             namespace: config.shared_keys.prefix().to_string(),
+            bucket_namespace: config.shared_keys.bucket_prefix().to_string(),
             shared,
             template: Mutex::new(config),
             metrics,

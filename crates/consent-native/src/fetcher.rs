@@ -237,6 +237,15 @@ impl FetchHost for Host {
     }
 }
 
+/// 64 random bits (the standard library's hash keys are seeded from the OS): where a
+/// machine's publishing epochs start, so that no two fetchers of a namespace share one.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(unix_ms());
+    h.finish()
+}
+
 /// The fetcher of one namespace.
 struct Fetcher {
     namespace: String,
@@ -257,7 +266,7 @@ impl Fetcher {
         // A snapshot already in the store (a configuration that took over) sets the oldest
         // version the machine takes: older full snapshots are refused as replays.
         let published = STORE.bytes(config.shared_keys.meta_key()).ok().flatten();
-        let mut machine = FetchMachine::new(Rc::new(config), published.is_some());
+        let mut machine = FetchMachine::new(Rc::new(config), published.is_some(), random_u64());
         if let Some((bytes, _)) = published {
             machine.published_version(PublishedMeta::from_json(&bytes).map_or(0, |m| m.version));
         }
@@ -364,6 +373,7 @@ pub fn release(config: &FilterConfig) {
         }
         let gone = fetchers.remove(at);
         STORE.remove_namespace(&gone.namespace);
+        STORE.remove_namespace(&gone.host.owner.bucket_namespace);
     });
 }
 

@@ -345,7 +345,7 @@ impl Filter {
         };
         let step = self
             .stream
-            .on_chunk(config, direction, &chunk, end_of_stream, today());
+            .on_chunk(config, direction, &chunk, end_of_stream, today);
         self.flush_stats(envoy);
         match step {
             ChunkStep::Continue => Verdict::Continue,
@@ -434,7 +434,7 @@ impl Filter {
                 };
                 let stream = &mut self.stream;
                 let next = with_lookup(config, |lookup| {
-                    stream.on_whole_body(config, direction, &body, today(), lookup)
+                    stream.on_whole_body(config, direction, &body, today, lookup)
                 });
                 match next {
                     BodyStep::Replace(new_body) => {

@@ -111,10 +111,17 @@ mod tests {
     fn a_namespace_goes_whole_and_alone() {
         let store = Store::default();
         store.put("consent/aa/meta", b"m");
-        store.put("consent/aa/b/1", b"b");
+        store.put("consent/aa/changes", b"c");
+        store.put("c/qq/1", b"b");
         store.put("consent/aab/meta", b"other");
         store.remove_namespace("consent/aa");
-        assert!(!store.has("consent/aa/meta") && !store.has("consent/aa/b/1"));
+        assert!(!store.has("consent/aa/meta") && !store.has("consent/aa/changes"));
+        assert!(
+            store.has("c/qq/1"),
+            "bucket keys are under their own prefix"
+        );
+        store.remove_namespace("c/qq");
+        assert!(!store.has("c/qq/1"));
         assert!(store.has("consent/aab/meta"));
     }
 

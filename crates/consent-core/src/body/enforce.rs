@@ -7,10 +7,10 @@ use crate::body::form::redact_form;
 use crate::body::matcher::Matcher;
 use crate::body::multipart::redact_multipart;
 use crate::body::redactor::{
-    redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict,
+    redact, BodyOutcome, BodyReport, BodyRules, ElementRules, ElementVerdict, FieldAction,
 };
 use crate::body::scan::JsonError;
-use crate::body::transform::CivilDate;
+use crate::body::transform::{CivilDate, CoarsenSpec};
 use crate::body::{BodyError, BodyFormat, BodyHeaders, UnparsedBody};
 use crate::config::CompiledConfig;
 use crate::decide::decision::{Decision, Outcome};
@@ -183,6 +183,25 @@ impl CompiledConfig {
             today,
             record_paths,
         }
+    }
+
+    /// Whether checking the bodies of a decision can need today's date: its purpose
+    /// coarsens some category into an age band (a birth date becomes an age). Elements of
+    /// a multi-subject body are decided for the same purpose, so this holds for them too.
+    /// Otherwise no transform reads the date and the host need not read its clock.
+    pub fn needs_today(&self, decision: &Decision) -> bool {
+        decision
+            .purpose
+            .and_then(|p| self.policy.purpose(p))
+            .is_some_and(|p| {
+                p.actions.iter().any(|(category, action)| {
+                    *action == FieldAction::Coarsen
+                        && matches!(
+                            self.policy.coarsen.get(category.position()),
+                            Some(Some(CoarsenSpec::AgeBandYears(_)))
+                        )
+                })
+            })
     }
 
     /// Whether a decision needs the body read: it forbids a category some selector finds

@@ -54,6 +54,15 @@ pub struct CivilDate {
 }
 
 impl CivilDate {
+    /// 1970-01-01: the date handed to transforms that never read it (a decision whose
+    /// purpose coarsens nothing into an age band), so that the host need not read its
+    /// clock for them.
+    pub const UNIX_EPOCH: CivilDate = CivilDate {
+        year: 1970,
+        month: 1,
+        day: 1,
+    };
+
     /// The UTC date of a Unix time in seconds.
     pub fn from_unix_seconds(secs: i64) -> Self {
         // Howard Hinnant's days-to-civil algorithm.

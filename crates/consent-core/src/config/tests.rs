@@ -233,6 +233,18 @@ fn the_query_block_is_checked_and_defaults_to_semicolons() {
     assert!(err.to_string().contains("unknown field"), "{err}");
 }
 
+#[test]
+fn the_decision_reaches_filter_state_only_when_observe_asks_for_it() {
+    assert!(!compile_config(b"").unwrap().observe.access_log_decision);
+    let on = compile_config(br#"{"observe": {"access_log_decision": true}}"#).unwrap();
+    assert!(on.observe.access_log_decision);
+    let err = compile_config(br#"{"observe": {"access_log_decison": true}}"#).unwrap_err();
+    assert_eq!(err.path(), "observe.access_log_decison");
+    assert!(err.to_string().contains("unknown field"), "{err}");
+    let err = compile_config(br#"{"observe": {"access_log_decision": "yes"}}"#).unwrap_err();
+    assert_eq!(err.path(), "observe.access_log_decision");
+}
+
 /// A minisign public key (Debian's `minisign -G`), for the trust settings.
 const PUBLIC_KEY: &str = "RWR/cSnQ9zOXyX6rAflH1aGIXaERh6oEXzT85B5qU5CM93/WEj/fpGQY";
 

@@ -9,12 +9,14 @@
 //!
 //! Bucket layout (little-endian): `b"CB2\0"`, fingerprint (8), version (u64), count
 //! (u32), then `count` index entries of key (16) and record offset (u32), then the
-//! records. Record: flags (u8: 1 stop use, 2 stop third party, 4 withdrawals follow),
+//! records (each distinct record once: people with the same record point at the same
+//! offset). Record: flags (u8: 1 stop use, 2 stop third party, 4 withdrawals follow),
 //! if flag 4 a withdrawn count (u8) and that many purposes (u16), then grant count (u8),
 //! then per grant purpose (u16), policy version (u32) and explicit categories (LEB128 of
 //! the 128-bit set).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasherDefault;
 
 use sha2::{Digest, Sha256};
 
@@ -22,6 +24,7 @@ use crate::live::records::{ConsentRecord, Grant};
 use crate::live::subject_key::SubjectKey;
 use crate::policy::categories::CategorySet;
 use crate::policy::compiled::{CompiledPolicy, PurposeIdx};
+use crate::policy::Fnv1a;
 
 const MAGIC: &[u8; 4] = b"CB2\0";
 const HEADER: usize = 4 + 8 + 8 + 4;
@@ -127,7 +130,12 @@ impl Reader<'_> {
     }
 }
 
-fn decode_record(bytes: &[u8]) -> Result<ConsentRecord, BucketError> {
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<ConsentRecord, BucketError> {
+    decode_record_len(bytes).map(|(record, _)| record)
+}
+
+/// A record at the start of `bytes`, and how many bytes it takes.
+fn decode_record_len(bytes: &[u8]) -> Result<(ConsentRecord, usize), BucketError> {
     let mut r = Reader { bytes, pos: 0 };
     let [flags] = r.take::<1>()?;
     let mut withdrawn = Vec::new();
@@ -161,12 +169,13 @@ fn decode_record(bytes: &[u8]) -> Result<ConsentRecord, BucketError> {
             explicit: CategorySet::from_bits(bits),
         });
     }
-    Ok(ConsentRecord {
+    let record = ConsentRecord {
         grants,
         stop_use: flags & 1 != 0,
         stop_third_party: flags & 2 != 0,
         withdrawn,
-    })
+    };
+    Ok((record, r.pos))
 }
 
 /// Encodes one bucket. Entries need not be sorted; a key given twice keeps its last record.
@@ -261,13 +270,64 @@ pub fn find_in_bucket(
     Ok(None)
 }
 
+/// The entries of a bucket in index order, each with the encoded bytes of its record,
+/// after checking that every record decodes.
+pub(crate) fn raw_entries(
+    bucket: &[u8],
+    fingerprint: [u8; 8],
+) -> Result<Vec<(SubjectKey, &[u8])>, BucketError> {
+    let (index, blob) = open_bucket(bucket, fingerprint)?;
+    let mut out = Vec::with_capacity(index.len() / INDEX_ENTRY);
+    for entry in index.chunks_exact(INDEX_ENTRY) {
+        let key = entry.first_chunk::<16>().ok_or(BucketError::Truncated)?;
+        let offset = entry
+            .get(16..20)
+            .and_then(|s| s.first_chunk::<4>())
+            .map(|c| u32::from_le_bytes(*c) as usize)
+            .ok_or(BucketError::Truncated)?;
+        let rest = blob.get(offset..).ok_or(BucketError::Corrupt)?;
+        let (_, len) = decode_record_len(rest)?;
+        out.push((*key, rest.get(..len).ok_or(BucketError::Corrupt)?));
+    }
+    Ok(out)
+}
+
 /// Encodes a bucket from entries already sorted by key, with records already encoded.
+/// People with the same record share its bytes (their index entries point at one copy):
+/// records repeat a lot, so a bucket is mostly keys.
 pub(crate) fn encode_sorted_raw(
     fingerprint: [u8; 8],
     version: u64,
     entries: &[(SubjectKey, &[u8])],
 ) -> Vec<u8> {
-    let blob_len: usize = entries.iter().map(|(_, r)| r.len()).sum();
+    let mut offsets = Vec::with_capacity(entries.len());
+    let mut distinct: Vec<(&[u8], usize)> = Vec::new();
+    let mut by_bytes: HashMap<&[u8], usize, BuildHasherDefault<Fnv1a>> = HashMap::default();
+    let mut blob_len = 0usize;
+    for (_, record) in entries {
+        // Few people per bucket: a scan; many (few bucket bits): a map.
+        let known = if entries.len() <= 32 {
+            distinct
+                .iter()
+                .find(|(d, _)| *d == *record)
+                .map(|(_, o)| *o)
+        } else {
+            by_bytes.get(record).copied()
+        };
+        let offset = match known {
+            Some(offset) => offset,
+            None => {
+                let offset = blob_len;
+                blob_len += record.len();
+                distinct.push((record, offset));
+                if entries.len() > 32 {
+                    by_bytes.insert(record, offset);
+                }
+                offset
+            }
+        };
+        offsets.push(offset);
+    }
     let mut out = Vec::with_capacity(HEADER + entries.len() * INDEX_ENTRY + blob_len);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&fingerprint);
@@ -277,13 +337,11 @@ pub(crate) fn encode_sorted_raw(
             .unwrap_or(u32::MAX)
             .to_le_bytes(),
     );
-    let mut offset = 0usize;
-    for (key, record) in entries {
+    for ((key, _), offset) in entries.iter().zip(&offsets) {
         out.extend_from_slice(key);
-        out.extend_from_slice(&u32::try_from(offset).unwrap_or(u32::MAX).to_le_bytes());
-        offset += record.len();
+        out.extend_from_slice(&u32::try_from(*offset).unwrap_or(u32::MAX).to_le_bytes());
     }
-    for (_, record) in entries {
+    for (record, _) in distinct {
         out.extend_from_slice(record);
     }
     out

@@ -1,19 +1,35 @@
 //! The bucket builder: a snapshot that arrives in parts becomes published buckets while
-//! each record is held only in its compact encoded form.
+//! each person is held as a key and the id of their record, each distinct record once.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::live::buckets::{bucket_of, encode_record, encode_sorted_raw};
+use crate::live::interner::RecordArena;
 use crate::live::records::ConsentRecord;
 use crate::live::subject_key::SubjectKey;
 
-/// Builds buckets from records that arrive a few at a time (a snapshot in parts), holding
-/// each record only in its compact encoded form: about 40 bytes a person.
+/// People per chunk of entries: chunks are allocated whole and never grow, so the builder
+/// holds no spare capacity beyond the last chunk and never copies what it holds.
+const CHUNK: usize = 8192;
+
+/// Entries sorted at a time when the buckets are encoded (a range of buckets holding about
+/// this many people).
+const RANGE_ENTRIES: u64 = 65_536;
+
+/// One person: the subject key and the id of the encoded record.
+type Entry = (SubjectKey, u32);
+
+/// Builds buckets from records that arrive a few at a time (a snapshot in parts). Each
+/// person costs 20 bytes (key and record id); each distinct record is kept once, encoded.
 #[derive(Debug, Default)]
 pub struct BucketBuilder {
     bits: u8,
-    /// Per bucket: entries of key (16), record length (u16), record bytes.
-    pending: BTreeMap<u32, Vec<u8>>,
+    records: RecordArena,
+    chunks: Vec<Vec<Entry>>,
+    /// Records of a part not added yet.
+    staged: Vec<Entry>,
+    /// The buckets that hold someone, one bit each.
+    filled: Vec<u64>,
     count: usize,
 }
 
@@ -22,23 +38,56 @@ impl BucketBuilder {
     pub fn new(bits: u8) -> Self {
         BucketBuilder {
             bits,
-            pending: BTreeMap::new(),
-            count: 0,
+            ..BucketBuilder::default()
         }
     }
 
     /// Adds one record.
     pub fn add(&mut self, key: SubjectKey, record: &ConsentRecord) {
+        let id = self.intern(record);
+        self.push(key, id);
+    }
+
+    /// Stages one record: it is added only by [`BucketBuilder::commit_staged`] (the
+    /// records of a part, before the part is known to be good).
+    pub(crate) fn stage(&mut self, key: SubjectKey, record: &ConsentRecord) {
+        let id = self.intern(record);
+        self.staged.push((key, id));
+    }
+
+    /// Adds the staged records.
+    pub(crate) fn commit_staged(&mut self) {
+        let staged = std::mem::take(&mut self.staged);
+        for (key, id) in staged {
+            self.push(key, id);
+        }
+    }
+
+    /// Forgets the staged records (their distinct records stay known: harmless).
+    pub(crate) fn discard_staged(&mut self) {
+        self.staged = Vec::new();
+    }
+
+    fn intern(&mut self, record: &ConsentRecord) -> u32 {
         let mut encoded = Vec::with_capacity(32);
         encode_record(record, &mut encoded);
-        let slot = self.pending.entry(bucket_of(&key, self.bits)).or_default();
-        slot.extend_from_slice(&key);
-        slot.extend_from_slice(
-            &u16::try_from(encoded.len())
-                .unwrap_or(u16::MAX)
-                .to_le_bytes(),
-        );
-        slot.extend_from_slice(&encoded);
+        self.records.intern(&encoded)
+    }
+
+    fn push(&mut self, key: SubjectKey, id: u32) {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push((key, id));
+        }
+        let bucket = bucket_of(&key, self.bits) as usize;
+        if self.filled.len() <= bucket / 64 {
+            self.filled.resize(bucket / 64 + 1, 0);
+        }
+        if let Some(word) = self.filled.get_mut(bucket / 64) {
+            *word |= 1 << (bucket % 64);
+        }
         self.count += 1;
     }
 
@@ -52,9 +101,23 @@ impl BucketBuilder {
         self.count == 0
     }
 
+    /// Distinct records among them.
+    pub fn distinct_records(&self) -> usize {
+        self.records.len()
+    }
+
     /// The buckets that will hold someone.
     pub fn buckets(&self) -> BTreeSet<u32> {
-        self.pending.keys().copied().collect()
+        let mut out = BTreeSet::new();
+        for (w, word) in self.filled.iter().enumerate() {
+            let mut bits = *word;
+            while bits != 0 {
+                let b = bits.trailing_zeros();
+                bits &= bits - 1;
+                out.insert((w as u32) * 64 + b);
+            }
+        }
+        out
     }
 
     /// Encodes every bucket; `Err(key)` names a subject that appeared twice.
@@ -67,69 +130,127 @@ impl BucketBuilder {
     }
 
     /// The buckets, each encoded only when it is taken, so that a publisher never holds
-    /// the whole encoded snapshot twice. Every bucket is checked for a subject given twice
-    /// first: `Err(key)` names one.
+    /// the whole encoded snapshot. Every subject is checked to appear once first:
+    /// `Err(key)` names one that appears twice.
     pub fn into_encoded(
         self,
         fingerprint: [u8; 8],
         version: u64,
     ) -> Result<EncodedBuckets, SubjectKey> {
-        for flat in self.pending.values() {
-            let mut keys: Vec<SubjectKey> = entries_of(flat).into_iter().map(|(k, _)| k).collect();
-            keys.sort_unstable();
-            if let Some(key) = keys
+        let mut ranges = Ranges::new(self.bits, self.count);
+        let mut scratch = Vec::new();
+        while let Some(range) = ranges.next() {
+            collect_range(&self.chunks, self.bits, range, &mut scratch);
+            if let Some(pair) = scratch
                 .windows(2)
-                .find(|w| w.first() == w.get(1))
-                .and_then(|w| w.first())
+                .find(|w| w.first().map(|e| e.0) == w.get(1).map(|e| e.0))
             {
-                return Err(*key);
+                if let Some((key, _)) = pair.first() {
+                    return Err(*key);
+                }
             }
         }
+        scratch.clear();
         Ok(EncodedBuckets {
             fingerprint,
             version,
-            pending: self.pending.into_iter(),
+            bits: self.bits,
+            records: self.records,
+            chunks: self.chunks,
+            ranges: Ranges::new(self.bits, self.count),
+            scratch,
+            at: 0,
         })
     }
 }
 
+/// Ranges of bucket numbers, each holding about [`RANGE_ENTRIES`] people (keys are
+/// uniform, so buckets fill evenly).
+#[derive(Debug, Clone, Copy)]
+struct Ranges {
+    next: u64,
+    end: u64,
+    width: u64,
+}
+
+impl Ranges {
+    fn new(bits: u8, count: usize) -> Self {
+        let end = 1u64 << u32::from(bits.clamp(1, 24));
+        let ranges = (count as u64).div_ceil(RANGE_ENTRIES).max(1);
+        Ranges {
+            next: 0,
+            end,
+            width: end.div_ceil(ranges).max(1),
+        }
+    }
+
+    fn next(&mut self) -> Option<(u32, u32)> {
+        if self.next >= self.end {
+            return None;
+        }
+        let lo = self.next;
+        self.next = (lo + self.width).min(self.end);
+        Some((lo as u32, (self.next - 1) as u32))
+    }
+}
+
+/// The entries of buckets `lo..=hi`, sorted by key, into `out`.
+fn collect_range(chunks: &[Vec<Entry>], bits: u8, (lo, hi): (u32, u32), out: &mut Vec<Entry>) {
+    out.clear();
+    for chunk in chunks {
+        out.extend(
+            chunk
+                .iter()
+                .filter(|(key, _)| (lo..=hi).contains(&bucket_of(key, bits))),
+        );
+    }
+    out.sort_unstable_by_key(|e| e.0);
+}
+
 /// The buckets of a finished [`BucketBuilder`] in bucket order, each encoded as it is
-/// taken (and its compact form dropped).
+/// taken.
 #[derive(Debug)]
 pub struct EncodedBuckets {
     fingerprint: [u8; 8],
     version: u64,
-    pending: std::collections::btree_map::IntoIter<u32, Vec<u8>>,
+    bits: u8,
+    records: RecordArena,
+    chunks: Vec<Vec<Entry>>,
+    ranges: Ranges,
+    /// The entries of the current range of buckets, sorted; `at` is the next one.
+    scratch: Vec<Entry>,
+    at: usize,
 }
 
 impl Iterator for EncodedBuckets {
     type Item = (u32, Vec<u8>);
 
     fn next(&mut self) -> Option<(u32, Vec<u8>)> {
-        let (bucket, flat) = self.pending.next()?;
-        let mut entries = entries_of(&flat);
-        entries.sort_unstable_by_key(|e| e.0);
-        Some((
-            bucket,
-            encode_sorted_raw(self.fingerprint, self.version, &entries),
-        ))
+        while self.at >= self.scratch.len() {
+            let range = self.ranges.next()?;
+            collect_range(&self.chunks, self.bits, range, &mut self.scratch);
+            self.at = 0;
+        }
+        let rest = self.scratch.get(self.at..).unwrap_or_default();
+        let (first_key, _) = rest.first()?;
+        let bucket = bucket_of(first_key, self.bits);
+        let run = rest
+            .iter()
+            .take_while(|(key, _)| bucket_of(key, self.bits) == bucket)
+            .count();
+        let entries: Vec<(SubjectKey, &[u8])> = rest
+            .iter()
+            .take(run)
+            .map(|(key, id)| (*key, self.records.get(*id)))
+            .collect();
+        let encoded = encode_sorted_raw(self.fingerprint, self.version, &entries);
+        self.at += run;
+        if self.at >= self.scratch.len() && self.ranges.next >= self.ranges.end {
+            // The last bucket: what the builder held can go now.
+            self.chunks = Vec::new();
+        }
+        Some((bucket, encoded))
     }
-}
-
-/// The (key, encoded record) entries of one pending bucket.
-fn entries_of(flat: &[u8]) -> Vec<(SubjectKey, &[u8])> {
-    let mut entries = Vec::new();
-    let mut at = 0;
-    while let Some(key) = flat.get(at..at + 16).and_then(|k| k.first_chunk::<16>()) {
-        let len = flat
-            .get(at + 16..at + 18)
-            .and_then(|l| l.first_chunk::<2>())
-            .map(|l| usize::from(u16::from_le_bytes(*l)))
-            .unwrap_or(0);
-        entries.push((*key, flat.get(at + 18..at + 18 + len).unwrap_or_default()));
-        at += 18 + len;
-    }
-    entries
 }
 
 #[cfg(test)]

@@ -230,7 +230,17 @@ mod tests {
             users: 2,
             bucket_bits: 16,
             fingerprint: "ab".into(),
+            epoch: 5,
+            generation: 2,
         };
+        assert_eq!(
+            PublishedMeta::from_json(
+                br#"{"version":3,"fetched_at_ms":9,"generated_at":null,"users":2,"bucket_bits":16,"fingerprint":"ab"}"#
+            )
+            .map(|m| (m.epoch, m.generation)),
+            Some((0, 0)),
+            "metadata without an epoch reads as epoch 0"
+        );
         assert_eq!(PublishedMeta::from_json(&meta.to_json()), Some(meta));
     }
 

@@ -1,9 +1,10 @@
 //! The small metadata record the fetcher publishes next to the buckets: which version,
-//! when it was last confirmed with the source, and which policy the buckets were built for.
+//! when it was last confirmed with the source, which policy the buckets were built for,
+//! and which publish of which epoch they are (for the workers' copies).
 
 use serde::{Deserialize, Serialize};
 
-/// What the fetcher publishes next to the buckets, read by every request (small).
+/// What the fetcher publishes next to the buckets, read by every worker each tick (small).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PublishedMeta {
@@ -19,6 +20,13 @@ pub struct PublishedMeta {
     pub bucket_bits: u8,
     /// Hex of the policy fingerprint the buckets were built against.
     pub fingerprint: String,
+    /// The fetcher's publishing epoch (see `live::changes`): a new one whenever it starts
+    /// without knowing what shared data holds.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The publish of the epoch these buckets are (1, 2, ...); a confirmation keeps it.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl PublishedMeta {

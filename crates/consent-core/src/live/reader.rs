@@ -11,7 +11,7 @@ use crate::decide::entry::{ConsentLookup, Found};
 use crate::decide::reason::Reason;
 use crate::live::buckets::{bucket_of, find_in_bucket};
 use crate::live::meta::PublishedMeta;
-use crate::live::subject_key::to_hex;
+use crate::live::subject_key::{to_hex, SubjectKey};
 
 /// How long a reader trusts the metadata it read before reading it again. The bucket itself
 /// is read on every request; the metadata only says how buckets are laid out and when the
@@ -203,6 +203,27 @@ impl<'a, S: SharedStore> SharedLookup<'a, S> {
     }
 }
 
+impl<S: SharedStore> SharedLookup<'_, S> {
+    /// The record of `key` in its published bucket (of a `bucket_bits` layout), without
+    /// reading the metadata: for a caller that already judged the snapshot fresh.
+    pub(crate) fn find_key(&self, key: &SubjectKey, bucket_bits: u8) -> Found<'_> {
+        let bucket = bucket_of(key, bucket_bits);
+        match self.store.get(&self.config.shared_keys.bucket(bucket)) {
+            Ok(None) => Found::Record(None),
+            Ok(Some(stored)) => {
+                match find_in_bucket(&stored.bytes, self.config.policy_fingerprint, key) {
+                    Ok(record) => Found::Record(record.map(Cow::Owned)),
+                    Err(_) => {
+                        self.problem.set(Some(ReadProblem::BadBucket(bucket)));
+                        Found::Fault(Reason::SnapshotUnavailable)
+                    }
+                }
+            }
+            Err(_) => Found::Fault(Reason::SnapshotUnavailable),
+        }
+    }
+}
+
 impl<S: SharedStore> ConsentLookup for SharedLookup<'_, S> {
     fn find(&self, user: Option<&str>) -> Found<'_> {
         let meta = match self.current_meta() {
@@ -213,20 +234,7 @@ impl<S: SharedStore> ConsentLookup for SharedLookup<'_, S> {
             return Found::Record(None);
         };
         let key = self.config.snapshot.keying.key_of_user(user);
-        let bucket = bucket_of(&key, meta.bucket_bits);
-        match self.store.get(&self.config.shared_keys.bucket(bucket)) {
-            Ok(None) => Found::Record(None),
-            Ok(Some(stored)) => {
-                match find_in_bucket(&stored.bytes, self.config.policy_fingerprint, &key) {
-                    Ok(record) => Found::Record(record.map(Cow::Owned)),
-                    Err(_) => {
-                        self.problem.set(Some(ReadProblem::BadBucket(bucket)));
-                        Found::Fault(Reason::SnapshotUnavailable)
-                    }
-                }
-            }
-            Err(_) => Found::Fault(Reason::SnapshotUnavailable),
-        }
+        self.find_key(&key, meta.bucket_bits)
     }
 }
 
@@ -285,6 +293,8 @@ mod tests {
             users: 1,
             bucket_bits: 4,
             fingerprint: to_hex(&fingerprint),
+            epoch: 1,
+            generation: 1,
         };
         store.put(c.shared_keys.meta_key(), meta.to_json());
     }

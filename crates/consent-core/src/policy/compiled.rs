@@ -91,6 +91,9 @@ pub struct CompiledPolicy {
     /// Categories with `query` names: they travel as query parameters, form parameters
     /// and multipart part names.
     pub param_categories: CategorySet,
+    /// Categories with header or cookie names: the ones a response's headers (including
+    /// `Set-Cookie`) can carry.
+    pub header_borne: CategorySet,
     /// Coarsening per category (by position).
     pub coarsen: Vec<Option<CoarsenSpec>>,
     /// Parties with their identities (§6-§8).
@@ -138,6 +141,7 @@ impl CompiledPolicy {
         let mut cookie_categories: NameMap<CategorySet> = NameMap::default();
         let mut explicit_grant = CategorySet::EMPTY;
         let mut param_categories = CategorySet::EMPTY;
+        let mut header_borne = CategorySet::EMPTY;
         let mut matcher = Matcher::default();
         let mut protobuf = Vec::new();
         let mut coarsen = Vec::with_capacity(doc.categories.len());
@@ -154,6 +158,7 @@ impl CompiledPolicy {
             for (h, name) in c.headers.iter().enumerate() {
                 let name = normalise_header_name(name, &format!("{at}.headers[{h}]"))?;
                 header_categories.entry(name).or_default().insert(idx);
+                header_borne.insert(idx);
             }
             for (q, name) in c.query.iter().enumerate() {
                 if name.is_empty() {
@@ -179,6 +184,7 @@ impl CompiledPolicy {
                     .entry(name.to_ascii_lowercase())
                     .or_default()
                     .insert(idx);
+                header_borne.insert(idx);
             }
             if c.explicit_grant {
                 explicit_grant.insert(idx);
@@ -366,6 +372,7 @@ impl CompiledPolicy {
             matcher,
             protobuf,
             param_categories,
+            header_borne,
             coarsen,
             parties,
             third_party_provision,

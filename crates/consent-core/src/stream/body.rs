@@ -131,13 +131,14 @@ impl Stream {
     }
 
     /// The whole buffered body of `direction`: rewrite, strip or refuse it. `lookup` decides
-    /// multi-subject elements the way the request was decided.
+    /// multi-subject elements the way the request was decided; `today` (the host's date)
+    /// is asked only when the decision's transforms read it.
     pub fn on_whole_body(
         &mut self,
         config: &CompiledConfig,
         direction: Direction,
         body: &[u8],
-        today: CivilDate,
+        today: impl FnOnce() -> CivilDate,
         lookup: &(impl ConsentLookup + ?Sized),
     ) -> BodyStep {
         let mode = std::mem::replace(self.body_mode(direction), BodyMode::Skip);
@@ -159,6 +160,7 @@ impl Stream {
             return BodyStep::Continue;
         };
         let record_paths = config.decision_log.field_paths;
+        let today = self.today(config, today);
         let headers = self
             .body_headers
             .get(direction.index())

@@ -101,7 +101,7 @@ impl Stream {
         direction: Direction,
         chunk: &[u8],
         end_of_stream: bool,
-        today: CivilDate,
+        today: impl FnOnce() -> CivilDate,
     ) -> ChunkStep {
         if direction == Direction::Response && self.grpc_refused.is_some() {
             return self.dropped(config, end_of_stream);
@@ -114,7 +114,7 @@ impl Stream {
             *bytes = bytes.saturating_add(chunk.len());
         }
         let record_paths = config.decision_log.field_paths;
-        let rules = config.proto_rules(&decision, today, record_paths);
+        let rules = config.proto_rules(&decision, self.today(config, today), record_paths);
         let Some(Some(stream)) = self.grpc.get_mut(direction.index()) else {
             return ChunkStep::Continue;
         };

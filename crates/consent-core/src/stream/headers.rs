@@ -230,11 +230,20 @@ impl Stream {
         ResponseStep::Forward { edits, body }
     }
 
-    /// Whether the response headers need reading at all: the request was forwarded and
-    /// something may have to be removed from the response, or elements decided.
+    /// Whether the response headers need reading at all (one host call that copies the
+    /// whole map): the request was forwarded and something in the response may have to
+    /// go or be checked. That is when the decision removes a category that headers or
+    /// `Set-Cookie` can carry, when the body must be checked (it needs the content type,
+    /// encoding and length), or when a gRPC response of this call would be walked or
+    /// refused. Otherwise reading them would plan nothing: no edit, no body, no stat.
     pub fn reads_response(&self, config: &CompiledConfig) -> bool {
         self.decision.is_some_and(|d| {
-            d.outcome != Outcome::Block && (d.redacts() || config.body.has_elements())
+            d.outcome != Outcome::Block
+                && (d.redacts() || config.body.has_elements())
+                && (config.body_needed(&d)
+                    || (d.redacts() && d.redacted.intersects(config.policy.header_borne))
+                    || config.grpc_plan(&d, self.path.as_deref(), Direction::Response)
+                        != crate::grpc::GrpcPlan::Skip)
         })
     }
 

@@ -20,7 +20,7 @@ pub use body::{BodyStart, BodyStep};
 pub use grpc::{ChunkStep, TrailerStep};
 pub use headers::{RequestStep, ResponseStep};
 
-use crate::body::{BodyHeaders, BodyMode};
+use crate::body::{BodyHeaders, BodyMode, CivilDate};
 use crate::config::CompiledConfig;
 use crate::decide::decision::Decision;
 use crate::decide::reason::Reason;
@@ -132,6 +132,15 @@ impl Stream {
         match direction {
             Direction::Request => request,
             Direction::Response => response,
+        }
+    }
+
+    /// Today's date for the body transforms of this stream's decision: asked of the host
+    /// (`today`) only when a transform reads it.
+    fn today(&self, config: &CompiledConfig, today: impl FnOnce() -> CivilDate) -> CivilDate {
+        match &self.decision {
+            Some(decision) if config.needs_today(decision) => today(),
+            _ => CivilDate::UNIX_EPOCH,
         }
     }
 

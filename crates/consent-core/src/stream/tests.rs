@@ -128,7 +128,7 @@ fn a_body_is_buffered_to_its_end_then_rewritten() {
         BodyStep::ReadWhole
     );
     let body = br#"{"email":"b@example.jp","note":"hi"}"#;
-    let step = s.on_whole_body(&c, Direction::Request, body, TODAY, &c.inline_consents());
+    let step = s.on_whole_body(&c, Direction::Request, body, || TODAY, &c.inline_consents());
     assert_eq!(step, BodyStep::Replace(br#"{"note":"hi"}"#.to_vec()));
     assert!(!s.reading(Direction::Request));
     assert_eq!(s.facts().removed.request_body_fields, 1);
@@ -154,7 +154,7 @@ fn oversize_and_invalid_bodies_are_refused_with_their_status() {
         &c,
         Direction::Request,
         b"{\"a\":",
-        TODAY,
+        || TODAY,
         &c.inline_consents(),
     );
     assert!(matches!(step, BodyStep::Reply(r) if r.status == 400));
@@ -223,4 +223,150 @@ fn the_log_line_carries_a_keyed_subject_never_the_user_id() {
     assert!(line.contains("\"request_id\":\"req-1\""), "{line}");
     assert!(line.contains("\"subject\":\""), "{line}");
     assert!(!line.contains("u-bob"), "{line}");
+}
+
+/// A policy whose categories travel in one way each: a header, a cookie, a JSON body
+/// field, or nowhere the filter looks (`ledger`); gRPC calls of unknown methods pass.
+fn carriers_config() -> CompiledConfig {
+    let label = serde_json::json!({"ja": "x", "en": "x"});
+    let purpose = |id: &str, allowed: &[&str]| serde_json::json!({"id": id, "label": label, "basis": "contract", "categories": allowed});
+    let doc = serde_json::json!({
+        "require_user": false,
+        "caller": {"unidentified_party": "op"},
+        "grpc": {"unknown_method": "pass"},
+        "policy": {"id": "carriers", "version": 1,
+            "categories": [
+                {"id": "geo", "label": label, "headers": ["x-geo"]},
+                {"id": "ads", "label": label, "cookies": ["_ga"]},
+                {"id": "mail", "label": label, "json": ["$.mail"]},
+                {"id": "ledger", "label": label}
+            ],
+            "purposes": [
+                purpose("no-geo", &["ads", "mail", "ledger"]),
+                purpose("no-ads", &["geo", "mail", "ledger"]),
+                purpose("no-mail", &["geo", "ads", "ledger"]),
+                purpose("no-ledger", &["geo", "ads", "mail"]),
+                purpose("all", &["geo", "ads", "mail", "ledger"])
+            ],
+            "parties": [{"id": "op", "label": label, "kind": "operator"}]}
+    });
+    compile_config(doc.to_string().as_bytes()).unwrap()
+}
+
+#[test]
+fn response_headers_are_read_only_when_reading_them_could_change_something() {
+    let c = carriers_config();
+    let response: Vec<(&str, &[u8])> = vec![
+        ("x-geo", b"35.8,139.6"),
+        ("set-cookie", b"_ga=GA1.2; Path=/"),
+        ("content-type", b"application/json"),
+        ("content-length", b"20"),
+    ];
+    for (purpose, reads) in [
+        ("no-geo", true),
+        ("no-ads", true),
+        ("no-mail", true),
+        ("no-ledger", false),
+        ("all", false),
+    ] {
+        let mut s = Stream::new(&c);
+        forwarded(request(&mut s, &c, ("", purpose), &[], true), purpose);
+        assert_eq!(s.reads_response(&c), reads, "{purpose}");
+        if !reads {
+            // What reading them would have planned: nothing.
+            let d = *s.decision().unwrap();
+            let edits = c.plan_response(&d, response.iter().copied());
+            assert!(edits.is_empty() && edits.removed.is_empty(), "{purpose}");
+            assert!(!c.body_needed(&d), "{purpose}");
+            assert_eq!(
+                s.on_response_headers(&c, response.iter().copied(), false),
+                ResponseStep::Pass
+            );
+        }
+    }
+}
+
+#[test]
+fn a_response_that_may_be_a_refused_grpc_call_or_hold_elements_is_read() {
+    let label = serde_json::json!({"ja": "x", "en": "x"});
+    let doc = |extra: serde_json::Value| {
+        let mut doc = serde_json::json!({
+            "require_user": false,
+            "caller": {"unidentified_party": "op"},
+            "policy": {"id": "p", "version": 1,
+                "categories": [{"id": "ledger", "label": label}],
+                "purposes": [
+                    {"id": "none", "label": label, "basis": "contract", "categories": []},
+                    {"id": "all", "label": label, "basis": "contract", "categories": ["ledger"]}
+                ],
+                "parties": [{"id": "op", "label": label, "kind": "operator"}]}
+        });
+        if let (Some(d), Some(e)) = (doc.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        compile_config(doc.to_string().as_bytes()).unwrap()
+    };
+    let reads = |c: &CompiledConfig, purpose: &str| {
+        let mut s = Stream::new(c);
+        forwarded(request(&mut s, c, ("", purpose), &[], true), purpose);
+        s.reads_response(c)
+    };
+    // Unknown gRPC methods are blocked by default: a response claiming to be gRPC is
+    // refused whenever the decision removes something.
+    let default = doc(serde_json::json!({}));
+    assert!(reads(&default, "none"));
+    assert!(!reads(&default, "all"));
+    let pass = doc(serde_json::json!({"grpc": {"unknown_method": "pass"}}));
+    assert!(!reads(&pass, "none"));
+    // Multi-subject elements are decided in every response body.
+    let elements = doc(serde_json::json!({
+        "grpc": {"unknown_method": "pass"},
+        "body": {"subjects": [{"elements": "$.items[*]", "subject": "$.user_id"}]}
+    }));
+    assert!(reads(&elements, "all"));
+    assert!(reads(&elements, "none"));
+}
+
+#[test]
+fn the_host_date_is_asked_only_by_transforms_that_read_it() {
+    let label = serde_json::json!({"ja": "x", "en": "x"});
+    let doc = serde_json::json!({
+        "require_user": false,
+        "caller": {"unidentified_party": "op"},
+        "policy": {"id": "p", "version": 1,
+            "categories": [{"id": "birth", "label": label, "json": ["$.birth"],
+                            "coarsen": {"age_band_years": 10}}],
+            "purposes": [
+                {"id": "ages", "label": label, "basis": "contract", "categories": [],
+                 "transforms": {"birth": "coarsen"}},
+                {"id": "none", "label": label, "basis": "contract", "categories": []}
+            ],
+            "parties": [{"id": "op", "label": label, "kind": "operator"}]}
+    });
+    let c = compile_config(doc.to_string().as_bytes()).unwrap();
+    let body = br#"{"birth":"1990-05-01","note":"hi"}"#;
+    let run = |purpose: &str, today: &dyn Fn() -> CivilDate| {
+        let mut s = Stream::new(&c);
+        forwarded(request(&mut s, &c, ("", purpose), &[JSON], false), purpose);
+        assert_eq!(
+            s.on_body_data(&c, Direction::Request, body.len(), true),
+            BodyStep::ReadWhole
+        );
+        s.on_whole_body(&c, Direction::Request, body, today, &c.inline_consents())
+    };
+    let asked = std::cell::Cell::new(0);
+    let counted = || {
+        asked.set(asked.get() + 1);
+        TODAY
+    };
+    assert_eq!(
+        run("ages", &counted),
+        BodyStep::Replace(br#"{"birth":"30-39","note":"hi"}"#.to_vec())
+    );
+    assert_eq!(asked.get(), 1);
+    assert_eq!(
+        run("none", &counted),
+        BodyStep::Replace(br#"{"note":"hi"}"#.to_vec())
+    );
+    assert_eq!(asked.get(), 1, "removing a field reads no date");
 }

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::live::changes::Changed;
 use crate::live::delta::KeyedDelta;
 use crate::live::documents::DeltaDoc;
 use crate::live::fetch::driver::HostFailure;
@@ -108,10 +109,13 @@ impl FetchMachine {
         }
         let mut effects = Effects::none();
         let buckets = rewritten.len();
+        let changed: Vec<u32> = rewritten.iter().map(|(bucket, _)| *bucket).collect();
         for (bucket, bytes) in rewritten {
             effects.push(bucket_write(&self.config.shared_keys, bucket, bytes));
             self.published.insert(bucket);
         }
+        let (changes, epoch, generation) = self.next_generation(Changed::Buckets(changed));
+        effects.push(changes);
         let meta = PublishedMeta {
             version: delta.version,
             fetched_at_ms: now_ms,
@@ -119,6 +123,8 @@ impl FetchMachine {
             users: u64::try_from(users).unwrap_or(0),
             bucket_bits: self.config.snapshot.bucket_bits,
             fingerprint: to_hex(&fp),
+            epoch,
+            generation,
         };
         effects.log(
             LogLevel::Info,

@@ -82,6 +82,8 @@ impl Counter {
 pub enum Slot {
     /// A bucket.
     Bucket(u32),
+    /// Which buckets the last publishes changed.
+    Changes,
     /// The metadata record.
     Meta,
 }

@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use crate::config::CompiledConfig;
+use crate::live::changes::{ChangeLog, Changed};
 use crate::live::delta::KeyedDelta;
 use crate::live::meta::PublishedMeta;
 
@@ -101,6 +102,8 @@ pub struct FetchMachine {
     /// Whether this worker held the fetcher lease at the last check (`None` before the
     /// first, and always for a singleton).
     lease_held: Option<bool>,
+    /// What the publishes of this epoch changed (published with each).
+    changes: ChangeLog,
     /// An answer waiting for its `.minisig` file.
     unsigned: Option<verify::Unsigned>,
     /// The newest version published (by this fetcher, or found in shared data): older full
@@ -111,9 +114,12 @@ pub struct FetchMachine {
 impl FetchMachine {
     /// A fetcher for `config` (its `snapshot` block says where and how often).
     /// `published_before`: metadata already exists in shared data, so buckets may hold an
-    /// earlier fetcher's data.
-    pub fn new(config: Rc<CompiledConfig>, published_before: bool) -> Self {
+    /// earlier fetcher's data. `epoch`: where this fetcher's epoch numbers start; random
+    /// (64 bits from the host), so that no two fetchers of one namespace share an epoch.
+    pub fn new(config: Rc<CompiledConfig>, published_before: bool, epoch: u64) -> Self {
+        let bits = config.snapshot.bucket_bits;
         FetchMachine {
+            changes: ChangeLog::new(epoch, bits),
             config,
             etag: None,
             in_flight: None,
@@ -295,6 +301,9 @@ impl FetchMachine {
                     Slot::Bucket(bucket) => {
                         format!("consent fetcher: cannot publish bucket {bucket}: {status}")
                     }
+                    Slot::Changes => {
+                        format!("consent fetcher: cannot publish the change record: {status}")
+                    }
                     Slot::Meta => format!("consent fetcher: cannot publish metadata: {status}"),
                 };
                 self.store_failed(message)
@@ -373,6 +382,29 @@ impl FetchMachine {
             }
             None => Effects::none(),
         }
+    }
+
+    /// Records the next generation of the epoch (a new epoch first when what shared data
+    /// holds is not known): what it changed and the buckets that may hold someone now.
+    /// Returns the write of the change record, and the epoch and generation for the
+    /// metadata.
+    fn next_generation(&mut self, changed: Changed) -> (Effect, u64, u64) {
+        if self.published_unknown {
+            let epoch = self.changes.epoch.wrapping_add(1);
+            self.changes = ChangeLog::new(epoch, self.config.snapshot.bucket_bits);
+        }
+        let changed = if self.changes.generation == 0 {
+            Changed::All
+        } else {
+            changed
+        };
+        let generation = self.changes.record(changed, &self.published);
+        let write = Effect::Write {
+            slot: Slot::Changes,
+            key: self.config.shared_keys.changes_key().to_string(),
+            bytes: self.changes.encode(),
+        };
+        (write, self.changes.epoch, generation)
     }
 
     /// Publishes `meta` and the stats it carries.

@@ -138,7 +138,7 @@ fn a_tick_period_the_host_refuses_fails_the_start() {
         fail_ticks: true,
         ..Host::default()
     };
-    let mut machine = FetchMachine::new(config, false);
+    let mut machine = FetchMachine::new(config, false, EPOCH);
     assert!(!machine.run(machine.start(), &mut host));
     assert_eq!(host.logs.len(), 1);
     assert_eq!(host.logs[0].level, LogLevel::Error);

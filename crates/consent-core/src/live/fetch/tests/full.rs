@@ -43,6 +43,8 @@ fn the_first_full_snapshot_publishes_buckets_and_meta_and_switches_to_the_refres
             users: 2,
             bucket_bits: 4,
             fingerprint: to_hex(&s.config.policy_fingerprint),
+            epoch: EPOCH,
+            generation: 1,
         })
     );
     assert_eq!(

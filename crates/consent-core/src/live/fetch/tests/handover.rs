@@ -18,7 +18,7 @@ fn fast_config() -> CompiledConfig {
 
 /// Another worker, holding the lease now, publishes `names` on the same shared data.
 fn other_worker_publishes(s: &mut Sim, names: &[&str]) {
-    let mut other = FetchMachine::new(Rc::clone(&s.config), true);
+    let mut other = FetchMachine::new(Rc::clone(&s.config), true, EPOCH * 2);
     let effects = other.on_lease(8, true);
     other.run(effects, &mut s.host);
     let effects = other.on_tick(s.host.now);
@@ -138,14 +138,14 @@ fn a_fetcher_that_finds_metadata_already_published_empties_every_bucket_it_does_
 
 #[test]
 fn a_lease_runs_three_refresh_periods_and_at_least_three_seconds() {
-    let fast = FetchMachine::new(Rc::new(fast_config()), false);
+    let fast = FetchMachine::new(Rc::new(fast_config()), false, EPOCH);
     assert_eq!(fast.lease_ttl_ms(), 3_000);
     let slow = compile_config(
         br#"{"snapshot": {"source": "shared", "cluster": "c", "refresh_ms": 5000, "max_staleness_ms": 10000}}"#,
     )
     .unwrap();
     assert_eq!(
-        FetchMachine::new(Rc::new(slow), false).lease_ttl_ms(),
+        FetchMachine::new(Rc::new(slow), false, EPOCH).lease_ttl_ms(),
         15_000
     );
 }

@@ -5,6 +5,7 @@ mod delta;
 mod failures;
 mod full;
 mod handover;
+mod replica;
 mod signatures;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::rc::Rc;
 
 use crate::config::{compile_config, CompiledConfig};
 use crate::live::buckets::{bucket_of, decode_bucket, find_in_bucket};
+use crate::live::changes::ChangeLog;
 use crate::live::fetch::{
     Counter, FetchHost, FetchMachine, FetchRequest, Gauge, HostFailure, LogLine, Response,
 };
@@ -23,6 +25,9 @@ const SUBJECT: &str = "person-";
 
 /// Refresh period of [`config`].
 const REFRESH_MS: u64 = 1000;
+
+/// The epoch the tests' fetchers start at.
+const EPOCH: u64 = 1_000;
 
 /// 16 buckets, deltas served, a 1 s refresh.
 fn config() -> CompiledConfig {
@@ -173,7 +178,7 @@ impl Sim {
     fn with(config: CompiledConfig, mut host: Host) -> Self {
         let config = Rc::new(config);
         let published_before = host.store.contains_key(config.shared_keys.meta_key());
-        let mut machine = FetchMachine::new(Rc::clone(&config), published_before);
+        let mut machine = FetchMachine::new(Rc::clone(&config), published_before, EPOCH);
         assert!(machine.run(machine.start(), &mut host));
         Sim {
             config,
@@ -274,8 +279,18 @@ impl Sim {
 
     /// How many buckets were written since the last call, and forget the writes.
     fn take_bucket_writes(&mut self) -> usize {
-        let meta = self.config.shared_keys.meta_key().to_string();
-        self.take_writes().iter().filter(|k| **k != meta).count()
+        let keys = &self.config.shared_keys;
+        let (meta, changes) = (keys.meta_key().to_string(), keys.changes_key().to_string());
+        self.take_writes()
+            .iter()
+            .filter(|k| **k != meta && **k != changes)
+            .count()
+    }
+
+    /// The published change record.
+    fn changes(&self) -> Option<ChangeLog> {
+        let bytes = self.host.store.get(self.config.shared_keys.changes_key())?;
+        ChangeLog::decode(bytes)
     }
 
     fn counter(&self, counter: Counter) -> u64 {

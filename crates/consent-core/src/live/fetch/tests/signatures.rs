@@ -308,7 +308,7 @@ fn the_newest_version_outlives_a_handover_and_comes_from_shared_data() {
     );
     // A new fetcher learns the version from the metadata in shared data.
     let config = Rc::clone(&t.s.config);
-    let mut fresh = FetchMachine::new(config, true);
+    let mut fresh = FetchMachine::new(config, true, EPOCH);
     fresh.published_version(4);
     let effects = fresh.start();
     fresh.run(effects, &mut t.s.host);
