@@ -8,10 +8,10 @@ Contenders, each its own Envoy 1.40 with the same worker count, all up for the w
   plain        no HTTP filter but the router
   empty-wasm   a proxy-wasm filter that does nothing (V8)
   host-calls   the floor of this job: a proxy-wasm filter making the consent filter's host
-               calls (request headers, two peer-certificate properties, clock, one
-               shared-data read, a counter, a request header and a filter-state property
-               set, response headers; a JSON response body buffered, read and written back
-               unchanged) and deciding nothing (crates/empty-filter, root id host_calls)
+               calls (request headers, two peer-certificate properties, clock, a counter,
+               a request header set, response headers; a JSON response body buffered, read
+               and written back unchanged) and deciding nothing (crates/empty-filter, root
+               id host_calls)
   consent-1k   this filter, header-only decision, 1,000 people in the live snapshot
   consent-1m   the same with 1,000,000 people (shared snapshot loaded by the bootstrap
                singleton fetcher from a local static source, as in bench/snapshot_scale.py)

@@ -155,9 +155,9 @@ impl Filter {
     }
 
     /// Sends a local reply; the stream goes no further.
-    fn send(envoy: envoy::Stream, reply: &LocalReply) -> Verdict {
+    fn send(envoy: envoy::Stream, config: &CompiledConfig, reply: &LocalReply) -> Verdict {
         if let Some((_, value)) = &reply.decision_header {
-            expose_decision(envoy, value);
+            expose_decision(envoy, config, value);
         }
         envoy.send_response(
             reply.status,
@@ -172,7 +172,7 @@ impl Filter {
     fn stop(&mut self, envoy: envoy::Stream, stop: Stop) -> Verdict {
         self.flush_stats(envoy);
         match stop {
-            Stop::Reply(reply) => Self::send(envoy, &reply),
+            Stop::Reply(reply) => Self::send(envoy, &self.config, &reply),
             Stop::Continue => Verdict::Continue,
         }
     }
@@ -207,7 +207,7 @@ impl Filter {
                 INTERNAL_ERROR_STATUS,
             ),
         };
-        Self::send(envoy, &reply)
+        Self::send(envoy, &config, &reply)
     }
 
     /// Carries out what a body start asks for; `Some(true)` when the headers must wait,
@@ -258,7 +258,7 @@ impl Filter {
         };
         self.flush_stats(envoy);
         let (edits, (name, value), body) = match step {
-            RequestStep::Reply(reply) => return Self::send(envoy, &reply),
+            RequestStep::Reply(reply) => return Self::send(envoy, &config, &reply),
             RequestStep::Forward {
                 edits,
                 decision_header,
@@ -271,9 +271,9 @@ impl Filter {
         if !envoy.set_header(Direction::Request, &name, value.as_bytes()) {
             return self.fail_closed(envoy, "cannot set the decision header");
         }
-        expose_decision(envoy, &value);
+        expose_decision(envoy, &config, &value);
         if let BodyStart::Refuse(reply) = &body {
-            return Self::send(envoy, reply);
+            return Self::send(envoy, &config, reply);
         }
         match Self::begin_body(envoy, Direction::Request, &body) {
             Some(true) => Verdict::Hold,
@@ -298,7 +298,7 @@ impl Filter {
         self.flush_stats(envoy);
         let (edits, body) = match step {
             ResponseStep::Pass => return Verdict::Continue,
-            ResponseStep::Reply(reply) => return Self::send(envoy, &reply),
+            ResponseStep::Reply(reply) => return Self::send(envoy, &config, &reply),
             ResponseStep::Forward { edits, body } => (edits, body),
         };
         if !apply_edits(envoy, Direction::Response, &edits) {
@@ -359,7 +359,7 @@ impl Filter {
                     self.fail_closed(envoy, "cannot replace grpc messages")
                 }
             }
-            ChunkStep::Reply(reply) => Self::send(envoy, &reply),
+            ChunkStep::Reply(reply) => Self::send(envoy, &config, &reply),
         }
     }
 
@@ -372,7 +372,7 @@ impl Filter {
             self.flush_stats(envoy);
             return match step {
                 TrailerStep::Continue => Verdict::Continue,
-                TrailerStep::Reply(reply) => Self::send(envoy, &reply),
+                TrailerStep::Reply(reply) => Self::send(envoy, &config, &reply),
                 TrailerStep::Set(trailers) => {
                     for (name, value) in &trailers {
                         if !envoy.set_trailer(direction, name, value.as_bytes()) {
@@ -401,7 +401,7 @@ impl Filter {
         let Some((name, value)) = self.stream.header_update(config) else {
             return true;
         };
-        expose_decision(envoy, &value);
+        expose_decision(envoy, config, &value);
         envoy.set_header(Direction::Request, &name, value.as_bytes())
     }
 
@@ -426,7 +426,7 @@ impl Filter {
             BodyStep::Buffer => Verdict::Buffer,
             BodyStep::Reply(reply) => {
                 self.flush_stats(envoy);
-                Self::send(envoy, &reply)
+                Self::send(envoy, &config, &reply)
             }
             BodyStep::ReadWhole => {
                 let Some(body) = envoy.body(direction, part) else {
@@ -508,8 +508,12 @@ impl Filter {
     }
 }
 
-/// Puts the decision header value in filter state, where access logs can print it.
-fn expose_decision(envoy: envoy::Stream, value: &str) {
+/// Puts the decision header value in filter state, where access logs can print it, when
+/// the configuration asks for it (`observe.access_log_decision`, as the wasm filter).
+fn expose_decision(envoy: envoy::Stream, config: &CompiledConfig, value: &str) {
+    if !config.observe.access_log_decision {
+        return;
+    }
     if !envoy.set_filter_state(DECISION_STATE, value.as_bytes()) {
         envoy::log(
             Level::Debug,

@@ -5,9 +5,12 @@
 //! - root id `host_calls`: makes, per request, the host calls its plugin configuration lists
 //!   (`name` or `name*N`, comma-separated; by default those of the consent filter's
 //!   header-only path: read the request headers, two peer-certificate properties, the clock,
-//!   one shared-data value, one counter, set a request header and a filter-state property,
-//!   read the response headers; buffer a JSON response body, read it and write it back) and
-//!   decides nothing. What it costs over `empty` is the host's price of those calls.
+//!   one counter, set a request header, read the response headers; buffer a JSON response
+//!   body, read it and write it back) and decides nothing. What it costs over `empty` is the
+//!   host's price of those calls. (The consent filter no longer reads shared data per
+//!   request, each worker keeps its own copy of the buckets, and writes filter state only
+//!   with `observe.access_log_decision`: `shared` and `set_property` remain as calls to
+//!   list, not in the default.)
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
@@ -20,7 +23,7 @@ mod filter {
 
     /// The consent filter's header-only path, as host calls.
     const DEFAULT_CALLS: &str =
-        "headers,uri_san,dns_san,time,shared,metric,set_header,set_property,response_headers,body";
+        "headers,uri_san,dns_san,time,metric,set_header,response_headers,body";
 
     /// One host call the `host_calls` filter makes.
     #[derive(Clone, Copy)]
