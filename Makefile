@@ -27,7 +27,7 @@ DEPLOY_TLS    := target/deploy-tls
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: help check grpc-tools deps system-deps toolchain rust-targets envoy wasm-bindgen-runner build wasm native demo-backend \
-        run run-native test test-unit test-wasm test-e2e test-e2e-native validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-hostcalls bench-envoy bench-tools \
+        run run-native test test-unit test-wasm test-e2e test-e2e-native validate lint fmt clean consent-source consentctl bench-snapshot soak bench bench-core bench-grpc-wasm bench-redact-wasm bench-hostcalls bench-envoy bench-tools \
         deploy-tools deploy-certs deploy-smoke oci oci-tools oci-registry-test validate-deploy \
         prometheus monitoring-check chromium
 
@@ -184,6 +184,14 @@ bench-grpc-wasm: rust-targets ## the gRPC walker's throughput natively and as wa
 	$(CARGO) build --release -p consent-core --example grpc_walk_loop --target wasm32-wasip1
 	node --experimental-wasi-unstable-preview1 --no-warnings scripts/run_wasi.mjs \
 	  target/wasm32-wasip1/release/examples/grpc_walk_loop.wasm
+
+# The JSON redactor (two-stage SIMD and the scalar reference, interleaved) natively and as
+# wasm32-wasip1 under Node's V8 (simd128), same example, same 64 KiB history.
+bench-redact-wasm: rust-targets ## the JSON redactor's throughput (two-stage vs scalar) natively and as wasm under Node
+	$(CARGO) run --release -p consent-core --example redact_loop -- 2000 both
+	$(CARGO) build --release -p consent-core --example redact_loop --target wasm32-wasip1
+	node --experimental-wasi-unstable-preview1 --no-warnings scripts/run_wasi.mjs \
+	  target/wasm32-wasip1/release/examples/redact_loop.wasm 2000 both
 
 bench-tools: ## wrk from Debian, for the benchmarks
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
