@@ -359,7 +359,7 @@ impl Filter {
                     self.fail_closed(envoy, "cannot replace grpc messages")
                 }
             }
-            ChunkStep::Reply(reply) => Self::send(envoy, &config, &reply),
+            ChunkStep::Reply(reply) => Self::send(envoy, config, &reply),
         }
     }
 
@@ -426,7 +426,7 @@ impl Filter {
             BodyStep::Buffer => Verdict::Buffer,
             BodyStep::Reply(reply) => {
                 self.flush_stats(envoy);
-                Self::send(envoy, &config, &reply)
+                Self::send(envoy, config, &reply)
             }
             BodyStep::ReadWhole => {
                 let Some(body) = envoy.body(direction, part) else {
