@@ -206,7 +206,7 @@ impl Drainer {
     }
 
     /// The consent source answered (or the call failed: no `:status`).
-    pub fn on_response(&mut self, status: Option<u16>, body: &[u8]) {
+    pub fn on_response(&mut self, status: Option<u16>) {
         self.token = None;
         let now = host::unix_ms();
         let answered = self.outbox.answered(status, now);
@@ -221,12 +221,11 @@ impl Drainer {
                 m.inc();
             }
             if !self.failing || answered.dropped > 0 {
-                // The source's messages name fields and limits, never values.
-                let said = std::str::from_utf8(body).unwrap_or("").chars().take(200);
+                // The status only: the answer's body is whatever the cluster sends, and
+                // may quote what it was sent (keyed subjects, request ids).
                 log::warn!(
-                    "consent ledger: the consent source did not take a batch ({}): {}; retrying (counted in consent_ledger_send_failures)",
-                    status.map_or("no answer".to_string(), |s| s.to_string()),
-                    said.collect::<String>()
+                    "consent ledger: the consent source did not take a batch ({}); retrying (counted in consent_ledger_send_failures)",
+                    status.map_or("no answer".to_string(), |s| s.to_string())
                 );
             }
             self.failing = true;

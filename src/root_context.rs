@@ -129,8 +129,7 @@ impl Context for ConsentRoot {
                     .find(|(n, _)| n == ":status")
                     .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
             });
-            let body = host::http_call_body(body_size.min(4096)).unwrap_or_default();
-            drainer.on_response(status, &body);
+            drainer.on_response(status);
             return;
         }
         if let Some(fetcher) = self.fetcher.as_mut() {

@@ -159,13 +159,7 @@ pub fn on_answer(owner: &FilterConfig, callout: u64, status: Option<u16>) -> boo
         return false;
     };
     let metrics = owner.ledger_metrics;
-    if answered.sent > 0 {
-        if let Some(id) = metrics.sent {
-            for _ in 0..answered.sent {
-                owner.envoy.count(id);
-            }
-        }
-    }
+    count(owner, metrics.sent, answered.sent as u64);
     if answered.failed {
         count(owner, metrics.failures, 1);
         envoy::log(
