@@ -143,7 +143,7 @@ consentctl: ## the operators' CLI (target/debug/consentctl --help)
 
 ## ---- bench --------------------------------------------------------------------
 
-.PHONY: bench-compare bench-plot-tools empty-filter ext-authz-consent
+.PHONY: bench-compare bench-plot-tools empty-filter empty-native ext-authz-consent
 
 BENCH_REQS    := bench/requirements-bench.txt
 BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/null | cut -c1-12)
@@ -154,7 +154,7 @@ BENCH_STAMP   := $(VENV)/.bench-tools-$(shell sha256sum $(BENCH_REQS) 2>/dev/nul
 # The criterion benchmarks of the core are their own command: `make bench-core`.
 bench: bench-compare ## the filter against plain Envoy, the empty filter, Lua, ext_authz and RBAC (bench/results.md)
 
-bench-compare: deps bench-tools bench-plot-tools wasm empty-filter ext-authz-consent native ## what make bench runs
+bench-compare: deps bench-tools bench-plot-tools wasm empty-filter empty-native ext-authz-consent native ## what make bench runs
 	$(VENV)/bin/python bench/compare.py --envoy $(ENVOY)
 
 # matplotlib (pinned) in the project venv, for bench/results.png.
@@ -166,6 +166,11 @@ $(BENCH_STAMP): $(BENCH_REQS) | $(ENVOY_STAMP)
 # The proxy-wasm filter that does nothing: what proxy-wasm itself costs.
 empty-filter: rust-targets ## the wasm filter that does nothing (the benchmarks' floor) and the host-calls floor
 	$(CARGO) build --release --target wasm32-wasip1 -p empty-filter
+
+# The native dynamic module that does nothing: what Envoy's dynamic-module machinery itself
+# costs, the native module's floor (target/release/libempty_native.so).
+empty-native: ## the native dynamic module that does nothing (the native module's floor), target/release/libempty_native.so
+	$(CARGO) build --release -p empty-native
 
 # The ext_authz HTTP service deciding with consent-core (target/release/ext-authz-consent).
 ext-authz-consent: ## the ext_authz HTTP service deciding with consent-core
@@ -198,7 +203,7 @@ bench-tools: ## wrk from Debian, for the benchmarks
 
 # Instructions per request and per host call, counted by callgrind inside Envoy (repeatable
 # on a noisy machine): how much of the filter's cost is the host's (bench/results-hostcalls.md).
-bench-hostcalls: deps bench-tools wasm empty-filter native ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
+bench-hostcalls: deps bench-tools wasm empty-filter empty-native native ## instructions per request and per host call inside Envoy (callgrind, ~13 min)
 	@command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind; }
 	$(VENV)/bin/python bench/host_call_costs.py --envoy $(ENVOY)
 
@@ -234,7 +239,7 @@ check: rust-targets ## fast inner loop: fmt --check, clippy (native and wasm glu
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p consent-filter -p empty-filter --lib --target wasm32-wasip1 -- -D warnings
-	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	$(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml -p empty-native
 	$(CARGO) test -p consent-native --lib
 
 lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both wasm targets
@@ -246,7 +251,7 @@ lint: rust-targets ## cargo fmt --check and clippy -D warnings, native and both 
 # CONSENT_REQUIRE_BROWSER: the disclosure page's browser test fails instead of skipping
 # when Chromium is missing (the chromium prerequisite installs it).
 test-unit: chromium envoy native ## the native unit and integration tests of the core, the tools, the source (its disclosure page in Chromium), consentctl, envoy-yaml and the native module (its ABI against the Envoy binary)
-	CONSENT_REQUIRE_BROWSER=1 $(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml
+	CONSENT_REQUIRE_BROWSER=1 $(CARGO) test -p consent-core -p consent-tools -p consent-source -p consentctl -p envoy-yaml -p empty-native
 	ENVOY_BIN=$(abspath $(ENVOY)) $(CARGO) test -p consent-native
 
 test-wasm: wasm-bindgen-runner rust-targets ## the core's tests compiled to wasm32-unknown-unknown, run under Node

@@ -7,6 +7,9 @@ Contenders, each its own Envoy 1.40 with the same worker count, all up for the w
 
   plain        no HTTP filter but the router
   empty-wasm   a proxy-wasm filter that does nothing (V8)
+  empty-native an empty native dynamic module (crates/empty-native: every hook continues, no
+               host calls, no allocation): what Envoy's dynamic-module machinery alone costs,
+               the floor of the native contenders
   host-calls   the floor of this job: a proxy-wasm filter making the consent filter's host
                calls (request headers, two peer-certificate properties, clock, a counter,
                a request header set, response headers; a JSON response body buffered, read
@@ -31,14 +34,14 @@ Contenders, each its own Envoy 1.40 with the same worker count, all up for the w
 Header-only requests carry a random user id of the contender's snapshot and the purpose
 `marketing.newsletters`: 9 people in 10 granted it (redact: the purpose may not see location
 and other categories), the rest did not (403 consent_missing). RBAC blocks the same 10% (ids
-ending in 0). Bodies are measured through plain, empty-wasm, host-calls, consent-1k and
-native with the purpose `service.improvement`: JSON responses (1 KiB, 64 KiB transaction
-histories from bench/envoy_bodies.py, one field in ten redacted, GPS coarsened), a 64 KiB
-gRPC response (`saitama.v1.ProfileService/GetProfile`: a Profile of ~700 transactions in
-one gRPC frame, each transaction's GPS location coarsened, name and email removed; over
-HTTP/1.1, which the filter treats like HTTP/2: it reads the content type and the frames),
-and a 4 KiB `application/x-www-form-urlencoded` request body (one pair in ten an email,
-removed).
+ending in 0). Bodies are measured through plain, empty-wasm, empty-native, host-calls,
+consent-1k and native with the purpose `service.improvement`: JSON responses (1 KiB, 64 KiB
+transaction histories from bench/envoy_bodies.py, one field in ten redacted, GPS coarsened),
+a 64 KiB gRPC response (`saitama.v1.ProfileService/GetProfile`: a Profile of ~700
+transactions in one gRPC frame, each transaction's GPS location coarsened, name and email
+removed; over HTTP/1.1, which the filter treats like HTTP/2: it reads the content type and
+the frames), and a 4 KiB `application/x-www-form-urlencoded` request body (one pair in ten
+an email, removed).
 
 Every contender runs interleaved (A B C ... A B C ...) for --rounds rounds of --duration
 seconds (`wrk -t1 -c32 --latency`), with 1 and 2 Envoy workers; then a low-load latency pass
@@ -85,13 +88,13 @@ DECISION_LOG = {"enabled": True, "sample_rate": 1.0, "always_log_blocks": True, 
 # The demo's provision ledger (envoy-config/envoy-demo.yaml).
 LEDGER = {"enabled": True, "subject_key_secret": "bench-only-ledger-key-0123456789"}
 
-HEADER_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "consent-log",
+HEADER_CONTENDERS = ["plain", "empty-wasm", "empty-native", "host-calls", "consent-1k", "consent-1m", "consent-log",
                      "consent-ledger", "native", "native-1m", "lua", "ext-authz", "rbac"]
-BODY_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "native"]
+BODY_CONTENDERS = ["plain", "empty-wasm", "empty-native", "host-calls", "consent-1k", "native"]
 BODY_CASES = ["1k", "64k", "grpc", "form"]
 BODY_CASE_NAMES = {"1k": "JSON 1 KiB", "64k": "JSON 64 KiB", "grpc": "gRPC 64 KiB", "form": "form 4 KiB"}
-LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "host-calls", "consent-1k", "consent-1m", "native", "native-1m", "lua",
-                       "ext-authz", "rbac"]
+LOW_LOAD_CONTENDERS = ["plain", "empty-wasm", "empty-native", "host-calls", "consent-1k", "consent-1m", "native",
+                       "native-1m", "lua", "ext-authz", "rbac"]
 DECIDING = {"consent-1k", "consent-1m", "consent-log", "consent-ledger", "native", "native-1m", "lua", "ext-authz",
             "rbac"}
 # The consent filter's snapshots: the contender reads the 1M-user source when it ends in 1m.
@@ -100,6 +103,7 @@ GRPC_PATH = "/saitama.v1.ProfileService/GetProfile"
 LABELS = {
     "plain": "plain Envoy (no filter)",
     "empty-wasm": "empty proxy-wasm filter",
+    "empty-native": "empty native dynamic module (no host calls)",
     "host-calls": "floor: the consent filter's host calls and body copy, no decision",
     "consent-1k": "consent filter, 1k users",
     "consent-1m": "consent filter, 1M users",
@@ -264,6 +268,9 @@ def contender_yaml(kind, port, admin, origin_port, a, extra):
     filters, prefix = "", ""
     if kind == "empty-wasm":
         filters = wasm_filter("empty", "empty", a.empty_wasm, None)
+    elif kind == "empty-native":
+        # libNAME.so in $ENVOY_DYNAMIC_MODULES_SEARCH_PATH (see module_env); no configuration.
+        filters = native_filter("empty", {}, module_name(a.empty_native))
     elif kind.startswith("host-calls"):
         # `host-calls` or `host-calls:CALLS` (see crates/empty-filter).
         filters = wasm_filter("floor", "host_calls", a.empty_wasm, None, kind.partition(":")[2])
@@ -324,6 +331,20 @@ def contender_yaml(kind, port, admin, origin_port, a, extra):
     elif kind != "plain":
         raise ValueError(kind)
     return prefix + envoy_yaml(port, admin, routes, filters, clusters + "\n")
+
+
+def module_name(path):
+    """The dynamic module name Envoy resolves to `path` (`lib<name>.so`)."""
+    return re.sub(r"^lib|\.so$", "", os.path.basename(path))
+
+
+def module_env(kind, a):
+    """The environment of a contender Envoy: where it finds its dynamic module, if any."""
+    if kind == "empty-native":
+        return {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(os.path.abspath(a.empty_native))}
+    if kind.startswith("native"):
+        return {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(os.path.abspath(a.native))}
+    return None
 
 
 def start_envoy(envoy, yaml, work, name, concurrency, log_levels=(), env=None):
@@ -468,9 +489,8 @@ def run_workers(workers, a, work, origin_port, extra, scripts, results, low_load
         if k in CONSENT_KINDS:
             ex["source_port"] = extra["big_port"] if k.endswith("-1m") else extra["small_port"]
         levels = ("wasm:info",) if k == "consent-log" else ()
-        env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(a.native)} if k.startswith("native") else None
         procs[k] = start_envoy(a.envoy, contender_yaml(k, *ports[k], origin_port, a, ex), work,
-                               f"{k}-w{workers}", workers, levels, env)
+                               f"{k}-w{workers}", workers, levels, module_env(k, a))
     try:
         for k in kinds:
             wait_ready(ports[k][1], procs[k], f"{k}-w{workers}", work, 60)
@@ -696,7 +716,9 @@ def report(a, results, meta):
         "",
         "The native contenders load `target/release/libconsent_native.so` (crates/consent-native) through Envoy's "
         "dynamic modules HTTP filter with the same plugin configuration; the module fetches the snapshot itself, "
-        "once per process.",
+        "once per process. empty-native loads `target/release/libempty_native.so` (crates/empty-native) the same "
+        "way: every hook continues, no host call, nothing allocated per request; it is the native contenders' "
+        "floor, as empty-wasm is the wasm filter's.",
         "",
     ]
     for w, res in sorted(results["workers"].items()):
@@ -774,6 +796,22 @@ def checks(a, results):
         line(n_empty[0] >= 1.1 and n_plain[0] >= 0.9 and n_lua[0] > 1 and n_rbac[0] > 1,
              f"[{w}w] native, header-only: {rng(n_empty)}x the empty wasm filter (>= 1.1), {rng(n_plain)}x plain "
              f"(>= 0.9), {rng(n_lua)}x Lua (> 1), {rng(n_rbac)}x RBAC (> 1)")
+        # The native floor: Envoy's dynamic-module machinery alone (crates/empty-native). A native
+        # target the floor misses too is out of reach of any module on this machine.
+        e_plain, e_empty = paired(h["empty-native"], h["plain"]), paired(h["empty-native"], h["empty-wasm"])
+        e_cpu = paired(h["empty-native"], h["plain"], "cpu_us", "diff")
+        out.append(f"info  [{w}w] native floor, header-only: the empty native module (no host calls) runs at "
+                   f"{rng(e_plain)}x plain, {rng(e_empty)}x the empty wasm filter; Envoy CPU added over plain "
+                   f"{rng(e_cpu, '{:+.1f}')} µs")
+        for target, base, mine, floor, ok in (
+                (">= 1.1", "empty wasm", n_empty, e_empty, lambda v: v >= 1.1),
+                (">= 0.9", "plain", n_plain, e_plain, lambda v: v >= 0.9),
+                ("> 1", "Lua", n_lua, paired(h["empty-native"], h["lua"]), lambda v: v > 1),
+                ("> 1", "RBAC", n_rbac, paired(h["empty-native"], h["rbac"]), lambda v: v > 1)):
+            if not ok(mine[0]):
+                why = "the floor misses it too" if not ok(floor[0]) else "the floor meets it: the gap is the module's own work"
+                out.append(f"info  [{w}w] native {target}x {base} missed ({rng(mine)}x): bounded by empty-native at "
+                           f"{rng(floor)}x {base} ({why})")
         added = {k: paired(h[k], h["plain"], "cpu_us", "diff") for k in ("consent-1k", "native", "ext-authz")}
         share = added["consent-1k"][0] / added["ext-authz"][0] if added["ext-authz"][0] > 0 else float("inf")
         line(share <= 0.4, f"[{w}w] Envoy CPU added per header-only request over plain: wasm "
@@ -784,6 +822,11 @@ def checks(a, results):
              "without the filter (>= 0.45)")
         n64 = paired(runs[("64k", "native")], runs[("64k", "plain")])
         line(n64[0] >= 0.55, f"[{w}w] native, 64 KiB JSON response: {rng(n64)}x Envoy without the filter (>= 0.55)")
+        if n64[0] < 0.55:
+            e64 = paired(runs[("64k", "empty-native")], runs[("64k", "plain")])
+            why = "the floor misses it too" if e64[0] < 0.55 else "the floor meets it: the gap is the module's own work"
+            out.append(f"info  [{w}w] native 64 KiB >= 0.55x plain missed ({rng(n64)}x): bounded by empty-native at "
+                       f"{rng(e64)}x plain ({why})")
         for case in ("grpc", "form"):
             out.append(f"info  [{w}w] {BODY_CASE_NAMES[case]}: wasm "
                        f"{rng(paired(runs[(case, 'consent-1k')], runs[(case, 'plain')]))}x plain, native "
@@ -837,7 +880,9 @@ def checks(a, results):
              f"{rng(added, '{:+.0f}')} us (<= 100 us; scheduler noise dominates, see caveats)")
         fl = paired(low["host-calls"], low["plain"], "p99", "diff")
         out.append(f"info  [1w] p99 added at low load by the host-calls floor: {rng(fl, '{:+.0f}')} us; by the "
-                   f"empty wasm filter: {rng(paired(low['empty-wasm'], low['plain'], 'p99', 'diff'), '{:+.0f}')} us")
+                   f"empty wasm filter: {rng(paired(low['empty-wasm'], low['plain'], 'p99', 'diff'), '{:+.0f}')} us; "
+                   f"by the empty native module: "
+                   f"{rng(paired(low['empty-native'], low['plain'], 'p99', 'diff'), '{:+.0f}')} us")
         p50 = paired(low["consent-1k"], low["plain"], "p50", "diff")
         out.append(f"info  [1w] p50 added over plain Envoy at low load: {rng(p50, '{:+.0f}')} us")
         r = paired(low["consent-1m"], low["consent-1k"], "p50")
@@ -887,6 +932,7 @@ def main():
     ap.add_argument("--empty-wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"))
     ap.add_argument("--ext-authz", default=os.path.join(ROOT, "target/release/ext-authz-consent"))
     ap.add_argument("--native", default=os.path.join(ROOT, "target/release/libconsent_native.so"))
+    ap.add_argument("--empty-native", default=os.path.join(ROOT, "target/release/libempty_native.so"))
     ap.add_argument("--policy", default=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
     ap.add_argument("--big-users", type=int, default=1_000_000)
     ap.add_argument("--small-users", type=int, default=1000)
@@ -901,7 +947,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results.md"))
     ap.add_argument("--plot", default=os.path.join(ROOT, "bench/results.png"))
     a = ap.parse_args()
-    for path in (a.envoy, a.wasm, a.empty_wasm, a.ext_authz, a.native):
+    for path in (a.envoy, a.wasm, a.empty_wasm, a.ext_authz, a.native, a.empty_native):
         if not os.path.exists(path):
             sys.exit(f"missing {path}: run `make bench`, which builds it")
     load_before = loadavg()

@@ -9,13 +9,15 @@ an idle period and for a period under load (wrk, 4 connections); (load - idle) /
 the cost of one request. Kernel time (sockets) is not counted: the figures say what a
 filter adds in user space, where all of a filter's work happens.
 
-Contenders: plain, the empty wasm filter, the host_calls floor filter (crates/empty-filter:
+Contenders: plain, the empty wasm filter, the empty native dynamic module (crates/empty-native,
+`empty-native`: every hook continues, no host calls; what Envoy's dynamic-module machinery
+alone costs, the native module's floor), the host_calls floor filter (crates/empty-filter:
 the consent filter's host calls and no decision), the consent filter, the same filter as a
 native dynamic module (crates/consent-native, `native`), and the floor filter
 making one kind of call ten times per request (per-call cost = (that - empty) / 10). With
-bodies: the 64 KiB JSON history of compare.py through plain, empty, the floor filter
-buffering, reading and writing back the body unchanged (`host-calls:body`), and the consent
-filter redacting it (and the native module redacting it).
+bodies: the 64 KiB JSON history of compare.py through plain, empty, empty-native, the floor
+filter buffering, reading and writing back the body unchanged (`host-calls:body`), and the
+consent filter redacting it (and the native module redacting it).
 
 Writes bench/results-hostcalls.md. Takes about 10 minutes (3 Envoys under valgrind at once).
 """
@@ -100,7 +102,7 @@ def measure(spec, a, seconds):
             ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", f"--callgrind-out-file={out}",
              real_envoy(a.envoy), "-c", path, "--concurrency", "1", "--disable-hot-restart", "-l", "warning"],
             stdout=log, stderr=log,
-            env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": os.path.dirname(a.native)})
+            env={**os.environ, **(C.module_env(kind, a) or {})})
         procs.append(proc)
         deadline = time.time() + 600
         while True:
@@ -150,17 +152,19 @@ def main():
     ap.add_argument("--wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/consent_filter.wasm"))
     ap.add_argument("--empty-wasm", default=os.path.join(ROOT, "target/wasm32-wasip1/release/empty_filter.wasm"))
     ap.add_argument("--native", default=os.path.join(ROOT, "target/release/libconsent_native.so"))
+    ap.add_argument("--empty-native", default=os.path.join(ROOT, "target/release/libempty_native.so"))
     ap.add_argument("--policy", default=os.path.join(ROOT, "envoy-config/policy/saitama-minna-app.json"))
     ap.add_argument("--seconds", type=int, default=8)
     ap.add_argument("--parallel", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench/results-hostcalls.md"))
     args = ap.parse_args()
     a = types.SimpleNamespace(envoy=args.envoy, wasm=args.wasm, empty_wasm=args.empty_wasm, native=args.native,
-                              small_users=1000, big_users=1000, policy=args.policy)
-    specs = [("plain", None), ("empty-wasm", None), ("host-calls", None), ("consent-1k", None), ("native", None)]
+                              empty_native=args.empty_native, small_users=1000, big_users=1000, policy=args.policy)
+    specs = [("plain", None), ("empty-wasm", None), ("empty-native", None), ("host-calls", None), ("consent-1k", None),
+             ("native", None)]
     specs += [(f"host-calls:{c}*{REPEAT}", None) for c in SINGLE_CALLS]
-    specs += [("plain", "64k"), ("empty-wasm", "64k"), ("host-calls:body", "64k"), ("consent-1k", "64k"),
-              ("native", "64k")]
+    specs += [("plain", "64k"), ("empty-wasm", "64k"), ("empty-native", "64k"), ("host-calls:body", "64k"),
+              ("consent-1k", "64k"), ("native", "64k")]
     t0 = time.time()
     results = {}
     with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
@@ -187,17 +191,22 @@ def main():
         "|---|---:|---:|---:|",
     ]
     for kind, label in [("plain", "plain Envoy"), ("empty-wasm", "empty wasm filter"),
+                        ("empty-native", "empty native dynamic module"),
                         ("host-calls", "floor: the consent filter's host calls, no decision"),
                         ("consent-1k", "consent filter (1k people)"),
                         ("native", "consent filter as a native dynamic module (1k people)")]:
         v = ir[(kind, None)]
         lines.append(f"| {label} | {v:,.0f} | {v - plain:+,.0f} | {v - empty:+,.0f} |")
+    native, empty_native = ir[("native", None)], ir[("empty-native", None)]
     lines += ["",
               f"The host calls alone cost {floor - empty:,.0f} instructions per request "
               f"({(floor - empty) / (ours - empty):.0%} of what the consent filter adds to the empty "
               f"filter); the decision, lookup, plans and the SDK's copies add {ours - floor:,.0f}. "
               f"By instructions, the empty filter runs at {plain / empty:.2f}x plain, the floor at "
-              f"{empty / floor:.2f}x the empty filter, the consent filter at {empty / ours:.2f}x.",
+              f"{empty / floor:.2f}x the empty filter, the consent filter at {empty / ours:.2f}x. "
+              f"The empty native module (Envoy's dynamic-module machinery alone) runs at "
+              f"{plain / empty_native:.2f}x plain and {empty / empty_native:.2f}x the empty wasm filter; "
+              f"the native consent module adds {native - empty_native:,.0f} instructions to it.",
               "", "## One host call (floor filter making it ten times per request)", "",
               "| call | instructions per call |", "|---|---:|"]
     for call in SINGLE_CALLS:
@@ -208,6 +217,7 @@ def main():
     lines += ["", "## 64 KiB JSON response (purpose service.improvement, one field in ten removed)", "",
               "| contender | instructions / request | over plain |", "|---|---:|---:|"]
     for v, label in [(b_plain, "plain Envoy"), (b_empty, "empty wasm filter"),
+                     (ir[("empty-native", "64k")], "empty native dynamic module"),
                      (b_floor, "floor: buffer, read and write back the body unchanged"),
                      (b_ours, "consent filter (parse, redact, write back)"),
                      (ir[("native", "64k")], "native dynamic module (parse, redact, write back)")]:
