@@ -23,6 +23,17 @@ fn prometheus(f: &Fixture) -> String {
     .text()
 }
 
+/// The Prometheus text once it holds every one of `wants`, or as it is after two seconds
+/// (the native module's stream stats reach Envoy a few milliseconds after the request).
+fn prometheus_with(f: &Fixture, wants: &[&str]) -> String {
+    let mut text = String::new();
+    wait_until(Duration::from_secs(2), || {
+        text = prometheus(f);
+        wants.iter().all(|w| text.contains(w))
+    });
+    text
+}
+
 /// The decision-log lines Envoy has written so far, parsed.
 fn decision_lines(f: &Fixture) -> Vec<serde_json::Value> {
     f.envoy
@@ -114,11 +125,9 @@ fn dry_run_changes_nothing_and_records_what_it_would_have_done() {
         assert!(!text.contains(secret), "{secret} in {text}");
     }
     // The stats separate dry-run from enforcement.
-    let stats = prometheus(&f);
-    assert!(
-        stats.contains(r#"consent_decisions{mode="dry_run",outcome="block",reason="consent_missing",purpose="surveys"} 1"#),
-        "{stats}"
-    );
+    let want = r#"consent_decisions{mode="dry_run",outcome="block",reason="consent_missing",purpose="surveys"} 1"#;
+    let stats = prometheus_with(&f, &[want]);
+    assert!(stats.contains(want), "{stats}");
 }
 
 #[test]
@@ -208,8 +217,7 @@ fn stats_are_labelled_in_prometheus() {
     assert_eq!(resp.status, 200);
     let (resp, _) = send(f, Req::get("/echo").who("u-bob", "surveys"));
     assert_eq!(resp.status, 403);
-    let stats = prometheus(f);
-    for want in [
+    let wants = [
         r#"consent_decisions{mode="enforce",outcome="block",reason="consent_missing",purpose="surveys"}"#,
         r#"consent_decisions{mode="enforce",outcome="redact",reason="notice_basis",purpose="service.improvement"}"#,
         r#"consent_redactions{mode="enforce",direction="request",category="location.gps"}"#,
@@ -218,7 +226,9 @@ fn stats_are_labelled_in_prometheus() {
         "consent_snapshot_version",
         "consent_snapshot_users",
         "consent_snapshot_age_ms",
-    ] {
+    ];
+    let stats = prometheus_with(f, &wants);
+    for want in wants {
         assert!(stats.contains(want), "missing {want} in\n{stats}");
     }
 }

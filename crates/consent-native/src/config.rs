@@ -16,6 +16,8 @@ use consent_core::live::{Counter, Gauge, SnapshotSource};
 use consent_core::{compile_config_with_env, CompiledConfig};
 
 use crate::envoy::{self, Level, MetricKind};
+use crate::metrics;
+use crate::stat_batch::StatBatch;
 
 /// The stats of the request path (same names and labels as the wasm filter's, see the
 /// README's Metrics; Envoy shows them as `dynamicmodulescustom.<name>.<label>.<value>...`).
@@ -102,6 +104,9 @@ pub struct FilterConfig {
     pub shared: bool,
     /// Request-path stats.
     pub metrics: StreamMetrics,
+    /// Where workers leave request-path stats for the main thread to count (`None` when
+    /// Envoy defined none of them, or gave no scheduler: then streams count at once).
+    pub stat_batch: Option<StatBatch>,
     /// Fetcher stats.
     pub fetcher_metrics: FetcherMetrics,
     /// Ledger stats.
@@ -179,8 +184,18 @@ impl FilterConfig {
         } else {
             LedgerMetrics::default()
         };
+        let any_stream_stat = metrics.decisions.is_some()
+            || metrics.redactions.is_some()
+            || metrics.refusals.is_some()
+            || metrics.body_bytes.is_some();
+        let stat_batch = if any_stream_stat {
+            StatBatch::start(envoy)
+        } else {
+            None
+        };
         Ok(FilterConfig {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            stat_batch,
             envoy,
             bytes: bytes.to_vec(),
             namespace: config.shared_keys.prefix().to_string(),
@@ -217,6 +232,27 @@ impl FilterConfig {
                 "consent filter: no pseudonymisation_key, so {path} and other pseudonymise transforms remove the value instead"
             )
         })
+    }
+
+    /// Counts what the stat batch holds (main thread: on its flush event, and when Envoy
+    /// destroys this configuration, after which streams count at once).
+    pub fn flush_stats(&self, stopping: bool) {
+        let Some(batch) = &self.stat_batch else {
+            return;
+        };
+        let pending = if stopping { batch.stop() } else { batch.take() };
+        if pending.is_empty() {
+            return;
+        }
+        let Ok(config) = self.template.lock() else {
+            return;
+        };
+        for (increment, by) in pending {
+            if let Some((id, labels, len)) = metrics::resolve(&increment, &self.metrics, &config) {
+                self.envoy
+                    .count_labelled(id, labels.get(..len).unwrap_or(&[]), by);
+            }
+        }
     }
 
     /// This thread's copy of the compiled configuration (cloned on first use).

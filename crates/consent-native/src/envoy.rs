@@ -351,24 +351,35 @@ impl Stream {
         Some(String::from_utf8(bytes.to_vec()).unwrap_or_else(|_| String::from("\u{fffd}")))
     }
 
-    /// Adds `value` to the counter `id` with these label values.
+    /// Adds `value` to the counter `id` with these label values (at most
+    /// [`MAX_LABELS`]).
     pub fn count(self, id: usize, labels: &[&str], value: u64) -> bool {
-        let mut raw: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
+        let (mut raw, len) = label_buffers(labels);
         // SAFETY: the label buffers outlive the call; their number matches the definition.
         let result = unsafe {
             abi::envoy_dynamic_module_callback_http_filter_increment_counter(
                 self.0,
                 id,
                 raw.as_mut_ptr(),
-                raw.len(),
+                len,
                 value,
             )
         };
         result == abi::metrics_result::SUCCESS
     }
+}
+
+/// The most label values a stat of this module has.
+pub const MAX_LABELS: usize = 4;
+
+/// Label values lent to Envoy for one call, without allocating: the buffers and how many
+/// are used (no stat has more than [`MAX_LABELS`]; any past it would be dropped).
+fn label_buffers(labels: &[&str]) -> ([ModuleBuffer; MAX_LABELS], usize) {
+    let mut raw = [ModuleBuffer::null(); MAX_LABELS];
+    for (slot, label) in raw.iter_mut().zip(labels) {
+        *slot = ModuleBuffer::of(label.as_bytes());
+    }
+    (raw, labels.len().min(MAX_LABELS))
 }
 
 /// One filter configuration as Envoy sees it (the `filter_config_envoy_ptr`). Its calls are
@@ -453,6 +464,24 @@ impl Config {
                 1,
             );
         }
+    }
+
+    /// Adds `value` to the counter `id` with these label values (main thread; at most
+    /// [`MAX_LABELS`]).
+    pub fn count_labelled(self, id: usize, labels: &[&str], value: u64) -> bool {
+        let (mut raw, len) = label_buffers(labels);
+        // SAFETY: the label buffers outlive the call; their number matches the definition;
+        // called on the main thread, where the config lives.
+        let result = unsafe {
+            abi::envoy_dynamic_module_callback_http_filter_config_increment_counter(
+                self.0,
+                id,
+                raw.as_mut_ptr(),
+                len,
+                value,
+            )
+        };
+        result == abi::metrics_result::SUCCESS
     }
 
     /// A scheduler that posts events to this configuration on the main thread.

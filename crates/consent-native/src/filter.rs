@@ -143,14 +143,17 @@ impl Filter {
 
     fn flush_stats(&mut self, envoy: envoy::Stream) {
         let stats = self.stream.take_stats();
-        if !stats.is_empty() {
-            metrics::record(
-                envoy,
-                &self.shared.metrics,
-                &self.config,
-                self.stream.mode(),
-                stats,
-            );
+        if stats.is_empty() {
+            return;
+        }
+        let increments: Vec<_> = metrics::increments(self.stream.mode(), stats).collect();
+        let batched = self
+            .shared
+            .stat_batch
+            .as_ref()
+            .is_some_and(|batch| batch.add(increments.iter().copied()));
+        if !batched {
+            metrics::record_now(envoy, &self.shared.metrics, &self.config, &increments);
         }
     }
 

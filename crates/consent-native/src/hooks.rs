@@ -15,6 +15,7 @@ use crate::config::FilterConfig;
 use crate::envoy::{self, CallAnswer, Level};
 use crate::fetcher;
 use crate::filter::{Filter, Verdict};
+use crate::stat_batch;
 
 /// The ABI version this module was written against (Envoy logs a warning, and still loads
 /// it, when it differs from its own).
@@ -119,12 +120,14 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(config: Mod
             // SAFETY: `config` came from `Arc::into_raw` in `config_new`; Envoy destroys it
             // once, so this takes back that reference.
             let config = unsafe { Arc::from_raw(config.cast::<FilterConfig>()) };
+            config.flush_stats(true);
             fetcher::release(&config);
         },
     );
 }
 
-/// An event posted by a configuration's scheduler (a fetcher tick), on the main thread.
+/// An event posted by a configuration's scheduler (a fetcher tick, a stats flush), on the
+/// main thread.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     _config_envoy: EnvoyPtr,
@@ -132,14 +135,16 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
     event: u64,
 ) {
     guard(
-        || envoy::log(Level::Error, "consent fetcher: a tick panicked"),
+        || envoy::log(Level::Error, "consent filter: a scheduled event panicked"),
         || {
             // SAFETY: Envoy passes the pointer `config_new` returned, still alive.
             let Some(config) = (unsafe { config_of(config) }) else {
                 return;
             };
-            if event == fetcher::TICK_EVENT {
-                fetcher::on_tick(config.id);
+            match event {
+                fetcher::TICK_EVENT => fetcher::on_tick(config.id),
+                stat_batch::FLUSH_EVENT => config.flush_stats(false),
+                _ => {}
             }
         },
     );

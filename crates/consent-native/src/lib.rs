@@ -14,6 +14,7 @@
 //! | `config` | one filter configuration: compiled once, stats, per-worker copies |
 //! | `filter` | one stream: drives `Stream` as the wasm glue does |
 //! | `metrics` | stats events as labelled Envoy counters |
+//! | `stat_batch` | those counters' increments, summed and counted on the main thread |
 //! | `store` | the process-wide snapshot store (buckets and metadata) |
 //! | `fetcher` | one `FetchMachine` per snapshot namespace, on the main thread |
 //! | `ledger` | the process's provision-ledger outbox, filled by workers, sent by the fetcher |
@@ -33,6 +34,7 @@ pub mod ledger;
 #[allow(unsafe_code)]
 mod hooks;
 pub mod metrics;
+pub mod stat_batch;
 pub mod store;
 #[cfg(test)]
 #[allow(unsafe_code)]

@@ -3,70 +3,97 @@
 //! configuration, so no `stats_tags` rules are needed: Prometheus shows e.g.
 //! `consent_decisions{mode="enforce",outcome="block",reason="consent_missing",purpose="surveys"}`.
 //! Label values come only from the policy and the reason codes, never from a request.
+//!
+//! Envoy resolves a labelled counter on every increment (about 4,000 instructions each,
+//! measured with callgrind), so a stream's events go to the configuration's
+//! [`StatBatch`](crate::stat_batch::StatBatch) as [`Increment`]s, and reach Envoy summed,
+//! a few milliseconds later; [`record_now`] counts them at once where no batch runs.
 
-use consent_core::decide::Decision;
+use consent_core::decide::{Decision, Outcome};
+use consent_core::policy::{CategoryIdx, PurposeIdx};
 use consent_core::stream::Stat;
-use consent_core::{CompiledConfig, Mode};
+use consent_core::{CompiledConfig, Direction, Mode, Reason};
 
 use crate::config::StreamMetrics;
-use crate::envoy;
+use crate::envoy::MAX_LABELS;
 
-/// Adds the stream's stats events to Envoy's counters.
-pub fn record(
-    stream: envoy::Stream,
-    ids: &StreamMetrics,
-    config: &CompiledConfig,
-    mode: Mode,
-    stats: Vec<Stat>,
-) {
-    for stat in stats {
-        match stat {
-            Stat::Decision(decision) => decision_stat(stream, ids, config, mode, &decision),
-            Stat::Redaction(direction, category) => {
-                if let Some(id) = ids.redactions {
-                    let labels = [
-                        mode.as_str(),
-                        direction.as_str(),
-                        config.policy.category_id(category),
-                    ];
-                    stream.count(id, &labels, 1);
-                }
-            }
-            Stat::Refusal(direction, reason) => {
-                if let Some(id) = ids.refusals {
-                    let labels = [mode.as_str(), direction.as_str(), reason.as_str()];
-                    stream.count(id, &labels, 1);
-                }
-            }
-            Stat::BodyBytes(direction, bytes) => {
-                if let Some(id) = ids.body_bytes {
-                    let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
-                    stream.count(id, &[direction.as_str()], bytes);
-                }
-            }
-        }
-    }
+/// One counter increment, named by its labels' positions in the policy and the reason
+/// codes (so that it can wait in a batch without borrowing the policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Increment {
+    /// `consent.decisions{mode, outcome, reason, purpose}`.
+    Decision(Mode, Outcome, Reason, Option<PurposeIdx>),
+    /// `consent.redactions{mode, direction, category}`.
+    Redaction(Mode, Direction, CategoryIdx),
+    /// `consent.refusals{mode, direction, reason}`.
+    Refusal(Mode, Direction, Reason),
+    /// `consent.body_bytes{direction}`.
+    BodyBytes(Direction),
 }
 
-fn decision_stat(
-    stream: envoy::Stream,
+/// The increments of a stream's stats events, with the amount of each.
+pub fn increments(mode: Mode, stats: Vec<Stat>) -> impl Iterator<Item = (Increment, u64)> {
+    stats.into_iter().map(move |stat| match stat {
+        Stat::Decision(decision) => (decision_increment(mode, &decision), 1),
+        Stat::Redaction(direction, category) => {
+            (Increment::Redaction(mode, direction, category), 1)
+        }
+        Stat::Refusal(direction, reason) => (Increment::Refusal(mode, direction, reason), 1),
+        Stat::BodyBytes(direction, bytes) => (
+            Increment::BodyBytes(direction),
+            u64::try_from(bytes).unwrap_or(u64::MAX),
+        ),
+    })
+}
+
+fn decision_increment(mode: Mode, decision: &Decision) -> Increment {
+    Increment::Decision(mode, decision.outcome, decision.reason, decision.purpose)
+}
+
+/// The counter of an increment and its label values (as many as the counter's label
+/// names); `None` when Envoy did not define that counter.
+pub fn resolve<'c>(
+    increment: &Increment,
+    ids: &StreamMetrics,
+    config: &'c CompiledConfig,
+) -> Option<(usize, [&'c str; MAX_LABELS], usize)> {
+    let (id, labels, len) = match *increment {
+        Increment::Decision(mode, outcome, reason, purpose) => {
+            let purpose = purpose
+                .and_then(|p| config.policy.purpose(p))
+                .map_or("none", |p| p.id.as_str());
+            let labels = [mode.as_str(), outcome.as_str(), reason.as_str(), purpose];
+            (ids.decisions, labels, 4)
+        }
+        Increment::Redaction(mode, direction, category) => {
+            let labels = [
+                mode.as_str(),
+                direction.as_str(),
+                config.policy.category_id(category),
+                "",
+            ];
+            (ids.redactions, labels, 3)
+        }
+        Increment::Refusal(mode, direction, reason) => {
+            let labels = [mode.as_str(), direction.as_str(), reason.as_str(), ""];
+            (ids.refusals, labels, 3)
+        }
+        Increment::BodyBytes(direction) => (ids.body_bytes, [direction.as_str(), "", "", ""], 1),
+    };
+    Some((id?, labels, len))
+}
+
+/// Counts a stream's stats events at once, through the stream (used where no batch runs:
+/// a configuration Envoy is destroying).
+pub fn record_now(
+    stream: crate::envoy::Stream,
     ids: &StreamMetrics,
     config: &CompiledConfig,
-    mode: Mode,
-    decision: &Decision,
+    increments: &[(Increment, u64)],
 ) {
-    let Some(id) = ids.decisions else {
-        return;
-    };
-    let purpose = decision
-        .purpose
-        .and_then(|p| config.policy.purpose(p))
-        .map_or("none", |p| p.id.as_str());
-    let labels = [
-        mode.as_str(),
-        decision.outcome.as_str(),
-        decision.reason.as_str(),
-        purpose,
-    ];
-    stream.count(id, &labels, 1);
+    for (increment, by) in increments {
+        if let Some((id, labels, len)) = resolve(increment, ids, config) {
+            stream.count(id, labels.get(..len).unwrap_or(&[]), *by);
+        }
+    }
 }

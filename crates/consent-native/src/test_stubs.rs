@@ -47,3 +47,23 @@ pub extern "C" fn envoy_dynamic_module_callback_http_set_filter_state_bytes(
 ) -> bool {
     false
 }
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_new(
+    _config: EnvoyPtr,
+) -> EnvoyPtr {
+    std::ptr::null_mut()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_commit(
+    _scheduler: EnvoyPtr,
+    _event: u64,
+) {
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_callback_http_filter_config_scheduler_delete(
+    _scheduler: EnvoyPtr,
+) {
+}

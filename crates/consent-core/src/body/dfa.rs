@@ -4,8 +4,10 @@
 //! costs a name lookup and a short scan.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 
 use crate::policy::categories::CategorySet;
+use crate::policy::Fnv1a;
 
 use super::matcher::{ChildKey, Matcher, NfaKey, State};
 
@@ -59,8 +61,12 @@ fn memo_slot(head: u64) -> usize {
 #[derive(Debug, Clone, Default)]
 pub struct Dfa {
     sets: Vec<SetInfo>,
-    ids: HashMap<Box<[State]>, u32>,
+    /// Set ids by states; FNV-hashed (the states come from the policy's selectors, and the
+    /// map is bounded by `MAX_TRANSITIONS`).
+    ids: HashMap<Box<[State]>, u32, BuildHasherDefault<Fnv1a>>,
     transitions: usize,
+    /// The id of the root state set, once interned (it is the same for every body).
+    root: Option<u32>,
 }
 
 impl Dfa {
@@ -69,6 +75,16 @@ impl Dfa {
         if self.transitions > MAX_TRANSITIONS || self.sets.len() > MAX_TRANSITIONS {
             *self = Dfa::default();
         }
+    }
+
+    /// The root set's id, if interned since the last clear.
+    pub fn root(&self) -> Option<u32> {
+        self.root
+    }
+
+    /// Remembers the root set's id.
+    pub fn set_root(&mut self, id: u32) {
+        self.root = Some(id);
     }
 
     /// The id of a state set (sorted and deduplicated here).

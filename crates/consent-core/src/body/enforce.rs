@@ -18,6 +18,21 @@ use crate::decide::entry::ConsentLookup;
 use crate::decide::request::{HeaderValue, RequestContext, RequestView};
 use crate::policy::categories::CategorySet;
 
+/// Whether `body` can be a JSON text: after JSON whitespace, its first byte starts a value.
+/// Where only "is it JSON?" matters (a body not labelled JSON), a body that fails this is
+/// not handed to the redactor, which would reject it at that byte anyway: a 2-byte
+/// `text/plain` answer costs a byte test, not a parse.
+fn may_be_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .is_some_and(|b| {
+            matches!(
+                b,
+                b'{' | b'[' | b'"' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+            )
+        })
+}
+
 impl CompiledConfig {
     /// The JSON selectors for a decision's bodies: the route rule's when it adds some,
     /// else the policy's.
@@ -126,9 +141,9 @@ impl CompiledConfig {
             BodyFormat::Form => {
                 // Read as JSON first when it is JSON (a backend may parse it so), then as
                 // the form it says it is.
-                let (first, mut report) = match json(body) {
-                    Ok(done) => done,
-                    Err(_) => (BodyOutcome::Unchanged, BodyReport::default()),
+                let (first, mut report) = match may_be_json(body).then(|| json(body)) {
+                    Some(Ok(done)) => done,
+                    _ => (BodyOutcome::Unchanged, BodyReport::default()),
                 };
                 let after_json = match &first {
                     BodyOutcome::Blocked(_) => return Ok((first, report)),
@@ -150,17 +165,19 @@ impl CompiledConfig {
                 };
                 Ok((outcome, report))
             }
-            BodyFormat::Grpc | BodyFormat::Other | BodyFormat::Undeclared => match json(body) {
-                Ok(done) => Ok(done),
-                Err(_) if refuse_unread => Err(BodyError::Unreadable),
-                Err(_) => Ok((
-                    BodyOutcome::Unchanged,
-                    BodyReport {
-                        unread: true,
-                        ..BodyReport::default()
-                    },
-                )),
-            },
+            BodyFormat::Grpc | BodyFormat::Other | BodyFormat::Undeclared => {
+                match may_be_json(body).then(|| json(body)) {
+                    Some(Ok(done)) => Ok(done),
+                    _ if refuse_unread => Err(BodyError::Unreadable),
+                    _ => Ok((
+                        BodyOutcome::Unchanged,
+                        BodyReport {
+                            unread: true,
+                            ..BodyReport::default()
+                        },
+                    )),
+                }
+            }
         }
     }
 
@@ -270,6 +287,43 @@ mod tests {
             Ok(true),
             "the old `sniff` means pass"
         );
+    }
+
+    #[test]
+    fn the_json_precheck_only_skips_bodies_the_redactor_would_reject() {
+        // Every first byte, bare and after whitespace: where the precheck says "not JSON",
+        // the scalar redactor must fail too (so skipping it changes no outcome).
+        let c = config("pass");
+        let d = c.evaluate([("x-data-purpose", b"strict".as_slice())]);
+        let today = crate::body::test_support::TODAY;
+        for byte in 0u8..=255 {
+            for prefix in [&b""[..], b" \t\r\n"] {
+                let mut body = prefix.to_vec();
+                body.push(byte);
+                body.extend_from_slice(b"rue");
+                if !super::may_be_json(&body) {
+                    assert!(
+                        c.redact_body(&d, &body, today, false, &c.inline_consents())
+                            .is_err(),
+                        "{body:?} was skipped but the redactor reads it"
+                    );
+                }
+            }
+        }
+        assert!(super::may_be_json(b" {}") && super::may_be_json(b"\"ok\""));
+        assert!(
+            !super::may_be_json(b"ok") && !super::may_be_json(b"  ") && !super::may_be_json(b"")
+        );
+    }
+
+    #[test]
+    fn a_json_scalar_labelled_text_is_still_read_as_json() {
+        let (outcome, report) =
+            enforce(&config("pass"), "strict", Some("text/plain"), b" \"ok\"").unwrap();
+        assert_eq!(outcome, BodyOutcome::Unchanged);
+        assert!(!report.unread, "a JSON string is JSON");
+        let (_, report) = enforce(&config("pass"), "strict", Some("text/plain"), b"ok").unwrap();
+        assert!(report.unread);
     }
 
     #[test]

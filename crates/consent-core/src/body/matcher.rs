@@ -248,11 +248,19 @@ impl Matcher {
 
     /// The id of the root state set, for [`Matcher::step_id`].
     pub fn root_id(&self) -> u32 {
+        {
+            let mut dfa = self.dfa.borrow_mut();
+            dfa.trim();
+            if let Some(id) = dfa.root() {
+                return id;
+            }
+        }
         let mut states = Vec::new();
         self.root_states(&mut states);
         let mut dfa = self.dfa.borrow_mut();
-        dfa.trim();
-        dfa.intern(self, states)
+        let id = dfa.intern(self, states);
+        dfa.set_root(id);
+        id
     }
 
     /// One step from the state set `from` to a child, through the lazily built DFA: the
