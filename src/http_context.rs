@@ -303,7 +303,16 @@ impl HttpContext for ConsentHttp {
         if apply_edits(Direction::Request, &edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
-        if host::set_request_header(&name, &value).is_err() {
+        let sent = self
+            .stream
+            .as_ref()
+            .is_some_and(|stream| stream.decision_header_sent());
+        let set = if sent {
+            host::set_request_header(&name, &value)
+        } else {
+            host::add_header(Direction::Request, &name, value.as_bytes())
+        };
+        if set.is_err() {
             return self.fail_closed(&config, "cannot set the decision header");
         }
         observe::expose_decision(Some(&config), &value);

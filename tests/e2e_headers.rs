@@ -260,3 +260,31 @@ fn without_the_filter_the_same_request_leaks_which_proves_the_tests_can_fail() {
         Some("35.8617,139.6455")
     );
 }
+
+#[test]
+fn a_decision_header_sent_by_the_client_is_replaced_and_one_is_added_otherwise() {
+    // The filter adds its decision header when the request has none (cheaper in Envoy than
+    // a replace) and replaces a client's: the backend sees exactly one, the filter's.
+    let base = [
+        ("x-user-id", "u-alice"),
+        ("x-data-purpose", "service.improvement"),
+    ];
+    for forged in [
+        None,
+        Some("outcome=allow; reason=consent_granted"),
+        Some("x"),
+    ] {
+        let mut headers = base.to_vec();
+        if let Some(value) = forged {
+            headers.push(("x-consent-decision", value));
+            headers.push(("X-Consent-Decision", value));
+        }
+        let (resp, seen) = send("/echo", &headers);
+        assert_eq!(resp.status, 200, "{forged:?}");
+        let seen = seen.unwrap();
+        let values = seen.header_values("x-consent-decision");
+        assert_eq!(values.len(), 1, "{forged:?}: {values:?}");
+        assert!(values[0].starts_with("outcome="), "{values:?}");
+        assert_ne!(Some(values[0]), forged, "the client's value is gone");
+    }
+}

@@ -271,7 +271,12 @@ impl Filter {
         if !apply_edits(envoy, Direction::Request, &edits) {
             return self.fail_closed(envoy, "cannot remove forbidden request data");
         }
-        if !envoy.set_header(Direction::Request, &name, value.as_bytes()) {
+        let set = if self.stream.decision_header_sent() {
+            envoy.set_header(Direction::Request, &name, value.as_bytes())
+        } else {
+            envoy.add_header(Direction::Request, &name, value.as_bytes())
+        };
+        if !set {
             return self.fail_closed(envoy, "cannot set the decision header");
         }
         expose_decision(envoy, &config, &value);

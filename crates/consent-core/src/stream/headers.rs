@@ -109,6 +109,9 @@ impl Stream {
                     }
                 }
                 ":path" => self.path = std::str::from_utf8(value).ok().map(str::to_string),
+                name if name == config.settings.decision_header => {
+                    self.decision_header_sent = true;
+                }
                 _ => {}
             }
         }

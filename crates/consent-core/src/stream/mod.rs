@@ -73,6 +73,8 @@ pub struct Stream {
     grpc_refused: Option<Reason>,
     /// The decision header sent said `body=unread`.
     header_said_unread: bool,
+    /// The request came with a decision header of its own.
+    decision_header_sent: bool,
     facts: StreamFacts,
     user: Option<String>,
     stats: Vec<Stat>,
@@ -111,6 +113,13 @@ impl Stream {
     /// Enforce or dry-run.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Whether the request came with a decision header of its own, which the host must
+    /// replace; without one it can add the decision header, which Envoy does for a
+    /// fraction of a replace's cost (about 600 against 4,300 instructions natively).
+    pub fn decision_header_sent(&self) -> bool {
+        self.decision_header_sent
     }
 
     /// What the stream did so far, for the decision log.

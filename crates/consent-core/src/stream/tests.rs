@@ -370,3 +370,21 @@ fn the_host_date_is_asked_only_by_transforms_that_read_it() {
     );
     assert_eq!(asked.get(), 1, "removing a field reads no date");
 }
+
+#[test]
+fn a_decision_header_from_the_client_is_noticed_so_that_the_host_replaces_it() {
+    let c = config(serde_json::json!({}));
+    let mut s = Stream::new(&c);
+    request(&mut s, &c, ("u-alice", "service.improvement"), &[], true);
+    assert!(!s.decision_header_sent());
+    let mut s = Stream::new(&c);
+    let forged: [(&str, &[u8]); 1] = [("x-consent-decision", b"outcome=allow")];
+    request(
+        &mut s,
+        &c,
+        ("u-alice", "service.improvement"),
+        &forged,
+        true,
+    );
+    assert!(s.decision_header_sent());
+}
