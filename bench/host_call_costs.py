@@ -39,7 +39,7 @@ import compare as C  # noqa: E402
 from harness import free_port, wait_ready  # noqa: E402
 
 SINGLE_CALLS = ["headers", "header", "uri_san", "dns_san", "route_name", "time", "shared",
-                "metric", "set_header", "set_property", "response_headers"]
+                "metric", "set_header", "add_header", "set_property", "response_headers"]
 CALL_LABELS = {
     "headers": "get all request headers (9 pairs)",
     "header": "get one request header",
@@ -49,7 +49,8 @@ CALL_LABELS = {
     "time": "current time",
     "shared": "shared data get (96 bytes)",
     "metric": "increment a counter",
-    "set_header": "set a request header",
+    "set_header": "set (replace) a request header",
+    "add_header": "add a request header",
     "set_property": "set a filter-state property",
     "response_headers": "get all response headers",
 }

@@ -5,8 +5,8 @@
 //! - root id `host_calls`: makes, per request, the host calls its plugin configuration lists
 //!   (`name` or `name*N`, comma-separated; by default those of the consent filter's
 //!   header-only path: read the request headers, two peer-certificate properties, the clock,
-//!   one counter, set a request header, read the response headers; buffer a JSON response
-//!   body, read it and write it back) and decides nothing. What it costs over `empty` is the
+//!   one counter, add a request header, read the response headers; buffer a response body
+//!   and read it, writing it back when it is JSON) and decides nothing. What it costs over `empty` is the
 //!   host's price of those calls. (The consent filter no longer reads shared data per
 //!   request, each worker keeps its own copy of the buckets, and writes filter state only
 //!   with `observe.access_log_decision`: `shared` and `set_property` remain as calls to
@@ -23,7 +23,7 @@ mod filter {
 
     /// The consent filter's header-only path, as host calls.
     const DEFAULT_CALLS: &str =
-        "headers,uri_san,dns_san,time,metric,set_header,response_headers,body";
+        "headers,uri_san,dns_san,time,metric,add_header,response_headers,body";
 
     /// One host call the `host_calls` filter makes.
     #[derive(Clone, Copy)]
@@ -38,9 +38,11 @@ mod filter {
         Shared,
         Metric,
         SetHeader,
+        AddHeader,
         SetProperty,
         ResponseHeaders,
-        /// Buffer a whole JSON response body, read it and write it back unchanged.
+        /// Buffer a whole response body and read it; write a JSON one back unchanged (the
+        /// consent filter reads every body a decision needs, whatever its label).
         Body,
     }
 
@@ -57,6 +59,7 @@ mod filter {
                 "shared" => Call::Shared,
                 "metric" => Call::Metric,
                 "set_header" => Call::SetHeader,
+                "add_header" => Call::AddHeader,
                 "set_property" => Call::SetProperty,
                 "response_headers" => Call::ResponseHeaders,
                 "body" => Call::Body,
@@ -81,6 +84,11 @@ mod filter {
                     MapType::HttpRequestHeaders,
                     "x-consent-decision",
                     Some("outcome=redact; reason=consent_granted"),
+                ),
+                Call::AddHeader => hostcalls::add_map_value(
+                    MapType::HttpRequestHeaders,
+                    "x-consent-decision",
+                    "outcome=redact; reason=consent_granted",
                 ),
                 Call::SetProperty => hostcalls::set_property(
                     vec!["consent_decision"],
@@ -175,6 +183,7 @@ mod filter {
                 Some(plan) => Some(Box::new(HostCalls {
                     plan: plan.clone(),
                     buffering: false,
+                    json: false,
                 })),
                 None => Some(Box::new(Empty)),
             }
@@ -190,8 +199,10 @@ mod filter {
 
     struct HostCalls {
         plan: std::rc::Rc<Plan>,
-        /// A JSON response body is being buffered (`body`).
+        /// A response body is being buffered (`body`).
         buffering: bool,
+        /// That body is labelled JSON (it is written back).
+        json: bool,
     }
     impl Context for HostCalls {}
     impl HttpContext for HostCalls {
@@ -211,9 +222,10 @@ mod filter {
                     .iter()
                     .any(|(n, v)| n == "content-type" && v.windows(4).any(|w| w == b"json"));
             }
-            if body && json && !end {
+            if body && !end {
                 let _ = hostcalls::remove_map_value(MapType::HttpResponseHeaders, "content-length");
                 self.buffering = true;
+                self.json = json;
                 return Action::Pause;
             }
             Action::Continue
@@ -226,7 +238,9 @@ mod filter {
                 return Action::Pause;
             }
             if let Ok(Some(body)) = hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size) {
-                let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &body);
+                if self.json {
+                    let _ = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, &body);
+                }
             }
             Action::Continue
         }

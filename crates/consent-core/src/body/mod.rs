@@ -118,17 +118,28 @@ pub enum BodyFormat {
     Conflicting,
 }
 
+/// The media type of one content-type element, lowercase: what precedes its first `;`,
+/// trimmed. Borrowed from `element` when that is ASCII and already lowercase (the usual
+/// case: no allocation on the request path), else read leniently as UTF-8 and lowercased.
+pub(crate) fn media_essence(element: &[u8]) -> std::borrow::Cow<'_, str> {
+    let end = element
+        .iter()
+        .position(|b| *b == b';')
+        .unwrap_or(element.len());
+    let head = element.get(..end).unwrap_or_default();
+    if head.iter().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        if let Ok(text) = std::str::from_utf8(head) {
+            return std::borrow::Cow::Borrowed(text.trim());
+        }
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(head).trim().to_ascii_lowercase())
+}
+
 impl BodyFormat {
     /// The format of one content-type element.
     fn of_element(element: &[u8]) -> Self {
-        let essence_end = element
-            .iter()
-            .position(|b| *b == b';')
-            .unwrap_or(element.len());
-        let essence = String::from_utf8_lossy(element.get(..essence_end).unwrap_or_default())
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
+        let essence = media_essence(element);
+        match essence.as_ref() {
             "application/x-www-form-urlencoded" => BodyFormat::Form,
             "multipart/form-data" => {
                 let boundary = params::parse(element, true).ok().and_then(|(_, params)| {
@@ -264,9 +275,8 @@ pub enum BodyMode {
 /// Whether a content type declares JSON: `application/json` or `application/*+json`.
 /// Envoy joins repeated headers with commas, so every comma-separated element counts.
 pub fn is_json(content_type: &[u8]) -> bool {
-    let text = String::from_utf8_lossy(content_type).to_ascii_lowercase();
-    text.split(',').any(|element| {
-        let essence = element.split(';').next().unwrap_or("").trim();
+    content_type.split(|b| *b == b',').any(|element| {
+        let essence = media_essence(element);
         essence == "application/json"
             || (essence.starts_with("application/") && essence.ends_with("+json"))
     })
@@ -347,6 +357,12 @@ mod tests {
         assert!(!is_json(b"text/plain"));
         assert!(!is_json(b"application/jsonp"));
         assert!(is_json(b"text/plain,application/json"), "joined duplicates");
+        assert!(is_json(b" APPLICATION/JSON ;x=1"));
+        assert!(
+            is_json("application/json\u{3000}".as_bytes()),
+            "Unicode space trims"
+        );
+        assert!(!is_json(b"application/js\xffon"));
         assert!(is_identity(Some(b"identity, identity")));
         assert!(!is_identity(Some(b"identity, gzip")));
     }

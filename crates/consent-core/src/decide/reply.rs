@@ -56,7 +56,7 @@ pub fn decision_header_value(
         .map_or("-", |p| p.id.as_str());
     // Pushed piece by piece: this runs on every request, and `format!` here and in the bucket
     // key was about a seventh of the header path's instructions (callgrind, request_path).
-    let mut out = String::with_capacity(256);
+    let mut out = String::with_capacity(512);
     for piece in [
         "outcome=",
         decision.outcome.as_str(),

@@ -28,9 +28,8 @@ pub enum GrpcContent {
 /// `application/grpc-web` and `application/grpc-web+proto` grpc-web, any other
 /// `application/grpc…` unsupported, anything else not gRPC (`None`).
 pub fn grpc_content(content_type: &[u8]) -> Option<GrpcContent> {
-    let text = String::from_utf8_lossy(content_type).to_ascii_lowercase();
-    let essence = text.split(';').next().unwrap_or("").trim();
-    match essence {
+    let essence = crate::body::media_essence(content_type);
+    match essence.as_ref() {
         "application/grpc" | "application/grpc+proto" => Some(GrpcContent::Proto(Framing::Grpc)),
         "application/grpc-web" | "application/grpc-web+proto" => {
             Some(GrpcContent::Proto(Framing::GrpcWeb))
