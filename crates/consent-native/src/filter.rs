@@ -22,7 +22,7 @@ use crate::abi::attribute;
 use crate::abi::{body_status, headers_status, trailers_status};
 use crate::config::FilterConfig;
 use crate::envoy::{self, BodyPart, Level};
-use crate::{metrics, store};
+use crate::{metrics, stat_batch, store};
 
 /// Filter-state key of the decision, the same as the wasm filter's property, so that an
 /// access-log format (`%FILTER_STATE(wasm.consent_decision:PLAIN)%`) works with either
@@ -147,11 +147,9 @@ impl Filter {
             return;
         }
         let increments: Vec<_> = metrics::increments(self.stream.mode(), stats).collect();
-        let batched = self
-            .shared
-            .stat_batch
-            .as_ref()
-            .is_some_and(|batch| batch.add(increments.iter().copied()));
+        let batched = self.shared.stat_batch.as_ref().is_some_and(|batch| {
+            batch.add(unix_ms(), increments.iter().copied()) == stat_batch::Added::Batched
+        });
         if !batched {
             metrics::record_now(envoy, &self.shared.metrics, &self.config, &increments);
         }

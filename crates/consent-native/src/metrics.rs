@@ -5,9 +5,10 @@
 //! Label values come only from the policy and the reason codes, never from a request.
 //!
 //! Envoy resolves a labelled counter on every increment (about 4,000 instructions each,
-//! measured with callgrind), so a stream's events go to the configuration's
-//! [`StatBatch`](crate::stat_batch::StatBatch) as [`Increment`]s, and reach Envoy summed,
-//! a few milliseconds later; [`record_now`] counts them at once where no batch runs.
+//! measured with callgrind), so a stream's events become [`Increment`]s, which the
+//! configuration's [`StatBatch`](crate::stat_batch::StatBatch) either lets the stream count
+//! at once ([`record_now`]: low rates, or no batch) or sums for the main thread to count a
+//! few milliseconds later (under load).
 
 use consent_core::decide::{Decision, Outcome};
 use consent_core::policy::{CategoryIdx, PurposeIdx};
@@ -83,8 +84,7 @@ pub fn resolve<'c>(
     Some((id?, labels, len))
 }
 
-/// Counts a stream's stats events at once, through the stream (used where no batch runs:
-/// a configuration Envoy is destroying).
+/// Counts a stream's increments at once, through the stream.
 pub fn record_now(
     stream: crate::envoy::Stream,
     ids: &StreamMetrics,

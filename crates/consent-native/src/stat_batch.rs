@@ -1,13 +1,16 @@
-//! Stream stats on their way to Envoy, summed in batches.
+//! Stream stats on their way to Envoy: counted at once at low rates, summed in batches
+//! under load.
 //!
 //! Envoy resolves a labelled counter's tags on every increment (about 4,000 instructions,
 //! two or three increments per request), and a dynamic module cannot define a counter per
-//! label combination after its configuration is loaded. So workers add their
-//! [`Increment`]s to one map per configuration (a short lock, no Envoy call), and a small
-//! thread, woken by the first increment after a flush, waits [`WINDOW`] and posts
-//! [`FLUSH_EVENT`] to the configuration's main-thread scheduler, where the sums go to
-//! Envoy, one call per distinct increment. At low traffic a request's stats are in Envoy
-//! a few milliseconds after it was decided; under load one call counts many requests.
+//! label combination after its configuration is loaded. So a stream's [`Increment`]s are
+//! counted at once only while the configuration's rate allows it ([`DIRECT_PER_SECOND`],
+//! with bursts of [`DIRECT_BURST`]: an operator or a test reading the stats after a few
+//! requests sees them all at once); past that rate they go to one map per configuration (a
+//! short lock, no Envoy call), and a small thread, woken by the first of them, waits
+//! [`WINDOW`] and posts [`FLUSH_EVENT`] to the configuration's main-thread scheduler, where
+//! the sums go to Envoy, one call per distinct increment. Under load one call then counts
+//! many requests, and stats are in Envoy at most a few milliseconds late.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -26,6 +29,24 @@ pub const FLUSH_EVENT: u64 = 2;
 /// How long the thread waits after the first increment before it asks for a flush.
 pub const WINDOW: Duration = Duration::from_millis(2);
 
+/// Streams a second whose stats are counted at once, on average.
+pub const DIRECT_PER_SECOND: u64 = 100;
+
+/// Streams in a burst whose stats are counted at once.
+pub const DIRECT_BURST: u64 = 50;
+
+/// One direct count, in the token bucket's thousandths.
+const TOKEN: u64 = 1000;
+
+/// Where a stream's increments went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Added {
+    /// Into the batch: they reach Envoy with the next flush.
+    Batched,
+    /// Nowhere: the caller counts them now (the rate allows it, or the batch is stopped).
+    CountNow,
+}
+
 /// Sums by increment; FNV-hashed (the keys come from the policy and reason codes).
 type Sums = HashMap<Increment, u64, BuildHasherDefault<Fnv1a>>;
 
@@ -36,6 +57,33 @@ struct Pending {
     requested: bool,
     /// The configuration is going: no more adds, the thread ends.
     stopped: bool,
+    /// Direct counts left, in thousandths (a token bucket: [`DIRECT_PER_SECOND`] a second,
+    /// up to [`DIRECT_BURST`]).
+    tokens: u64,
+    /// When the bucket was last filled (Unix ms; 0: never, so it starts full).
+    filled_at_ms: u64,
+}
+
+impl Pending {
+    /// Takes one direct count if the rate allows it at `now_ms`.
+    fn take_token(&mut self, now_ms: u64) -> bool {
+        let elapsed = if self.filled_at_ms == 0 {
+            u64::MAX
+        } else {
+            now_ms.saturating_sub(self.filled_at_ms)
+        };
+        let refill = elapsed.saturating_mul(DIRECT_PER_SECOND);
+        self.tokens = self.tokens.saturating_add(refill).min(DIRECT_BURST * TOKEN);
+        if elapsed > 0 {
+            self.filled_at_ms = now_ms;
+        }
+        if self.tokens >= TOKEN {
+            self.tokens -= TOKEN;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 type Shared = Arc<(Mutex<Pending>, Condvar)>;
@@ -71,10 +119,13 @@ impl StatBatch {
         })
     }
 
-    /// Adds a stream's increments (any thread). `false` when the batch is stopped or
-    /// broken: the caller counts them itself.
-    pub fn add(&self, increments: impl IntoIterator<Item = (Increment, u64)>) -> bool {
-        add_to(&self.shared, increments)
+    /// Adds a stream's increments at `now_ms` (any thread), or says to count them now.
+    pub fn add(
+        &self,
+        now_ms: u64,
+        increments: impl IntoIterator<Item = (Increment, u64)>,
+    ) -> Added {
+        add_to(&self.shared, now_ms, increments)
     }
 
     /// What is pending, for the flush (main thread, on [`FLUSH_EVENT`]).
@@ -101,13 +152,17 @@ impl StatBatch {
     }
 }
 
-fn add_to(shared: &Shared, increments: impl IntoIterator<Item = (Increment, u64)>) -> bool {
+fn add_to(
+    shared: &Shared,
+    now_ms: u64,
+    increments: impl IntoIterator<Item = (Increment, u64)>,
+) -> Added {
     let (lock, wake) = &**shared;
     let Ok(mut pending) = lock.lock() else {
-        return false;
+        return Added::CountNow;
     };
-    if pending.stopped {
-        return false;
+    if pending.stopped || pending.take_token(now_ms) {
+        return Added::CountNow;
     }
     let idle = pending.sums.is_empty() && !pending.requested;
     for (increment, by) in increments {
@@ -119,7 +174,7 @@ fn add_to(shared: &Shared, increments: impl IntoIterator<Item = (Increment, u64)
     if wake_thread {
         wake.notify_one();
     }
-    true
+    Added::Batched
 }
 
 fn take_from(shared: &Shared) -> Vec<(Increment, u64)> {
@@ -171,9 +226,16 @@ mod tests {
     use std::sync::mpsc;
     use std::time::Instant;
 
+    /// A batch whose token bucket is empty at `NOW` (so every add is batched).
     fn shared() -> Shared {
-        Arc::new((Mutex::new(Pending::default()), Condvar::new()))
+        let pending = Pending {
+            filled_at_ms: NOW,
+            ..Pending::default()
+        };
+        Arc::new((Mutex::new(pending), Condvar::new()))
     }
+
+    const NOW: u64 = 1_000_000;
 
     fn bytes(direction: Direction, n: u64) -> (Increment, u64) {
         (Increment::BodyBytes(direction), n)
@@ -182,11 +244,15 @@ mod tests {
     #[test]
     fn increments_of_many_streams_are_summed_by_counter() {
         let s = shared();
-        assert!(add_to(&s, [bytes(Direction::Request, 3)]));
-        assert!(add_to(
+        assert_eq!(
+            add_to(&s, NOW, [bytes(Direction::Request, 3)]),
+            Added::Batched
+        );
+        add_to(
             &s,
-            [bytes(Direction::Request, 4), bytes(Direction::Response, 1)]
-        ));
+            NOW,
+            [bytes(Direction::Request, 4), bytes(Direction::Response, 1)],
+        );
         let mut taken = take_from(&s);
         taken.sort_by_key(|(_, n)| *n);
         assert_eq!(
@@ -194,6 +260,27 @@ mod tests {
             vec![bytes(Direction::Response, 1), bytes(Direction::Request, 7)]
         );
         assert!(take_from(&s).is_empty(), "a flush empties the batch");
+    }
+
+    #[test]
+    fn a_burst_is_counted_at_once_then_batched_and_the_rate_refills() {
+        let s = Arc::new((Mutex::new(Pending::default()), Condvar::new()));
+        let one = [bytes(Direction::Request, 1)];
+        for i in 0..DIRECT_BURST {
+            assert_eq!(add_to(&s, NOW, one), Added::CountNow, "stream {i}");
+        }
+        assert_eq!(add_to(&s, NOW, one), Added::Batched, "past the burst");
+        assert_eq!(take_from(&s), vec![bytes(Direction::Request, 1)]);
+        // One stream's worth of time later, one more is counted at once.
+        let later = NOW + 1000 / DIRECT_PER_SECOND;
+        assert_eq!(add_to(&s, later, one), Added::CountNow);
+        assert_eq!(add_to(&s, later, one), Added::Batched);
+        // After a quiet spell the whole burst is back, and no more.
+        let quiet = later + 3_600_000;
+        for _ in 0..DIRECT_BURST {
+            assert_eq!(add_to(&s, quiet, one), Added::CountNow);
+        }
+        assert_eq!(add_to(&s, quiet, one), Added::Batched);
     }
 
     #[test]
@@ -207,16 +294,16 @@ mod tests {
             })
         });
         let added = Instant::now();
-        add_to(&s, [bytes(Direction::Request, 1)]);
+        add_to(&s, NOW, [bytes(Direction::Request, 1)]);
         let (event, at) = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(event, FLUSH_EVENT);
         assert!(at.duration_since(added) >= WINDOW, "it waits the window");
         // More increments before the flush ran: no second post.
-        add_to(&s, [bytes(Direction::Request, 1)]);
+        add_to(&s, NOW, [bytes(Direction::Request, 1)]);
         assert!(rx.recv_timeout(WINDOW * 5).is_err(), "one flush at a time");
         assert_eq!(take_from(&s), vec![bytes(Direction::Request, 2)]);
         // After the flush, the next increment asks for the next one.
-        add_to(&s, [bytes(Direction::Response, 1)]);
+        add_to(&s, NOW, [bytes(Direction::Response, 1)]);
         assert_eq!(
             rx.recv_timeout(Duration::from_secs(5)).unwrap().0,
             FLUSH_EVENT
@@ -233,7 +320,10 @@ mod tests {
     fn a_stopped_batch_refuses_increments_so_the_caller_counts_them() {
         let s = shared();
         s.0.lock().unwrap().stopped = true;
-        assert!(!add_to(&s, [bytes(Direction::Request, 1)]));
+        assert_eq!(
+            add_to(&s, NOW, [bytes(Direction::Request, 1)]),
+            Added::CountNow
+        );
         assert!(take_from(&s).is_empty());
     }
 
