@@ -691,7 +691,7 @@ def report(a, results, meta):
         L.append(f"- **{k}**: {LABELS[k]}")
     L += [
         "",
-        f"Header-only requests: `GET {HEADER_PATH}` (a 2-byte text/plain response, never read), `x-user-id` "
+        f"Header-only requests: `GET {HEADER_PATH}` (a 2-byte text/plain response, which a redacting decision reads to find JSON in it, and passes), `x-user-id` "
         f"random among the contender's snapshot, `x-data-purpose: {HEADER_PURPOSE}`. 9 people in 10 granted "
         "it: ~90% are decided `redact` (200; the purpose may not see location and other categories) and ~10% "
         "`consent_missing` (403); RBAC denies the same ids (purpose and user-id suffix `0`).",
