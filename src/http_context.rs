@@ -291,6 +291,7 @@ impl HttpContext for ConsentHttp {
                 || crate::ledger::available(&config),
             )
         });
+        let decision_header_sent = stream.decision_header_sent();
         self.flush_stats();
         let (edits, (name, value), body) = match step {
             RequestStep::Reply(reply) => return Self::send(Some(&config), &reply),
@@ -303,11 +304,7 @@ impl HttpContext for ConsentHttp {
         if apply_edits(Direction::Request, &edits).is_err() {
             return self.fail_closed(&config, "cannot remove forbidden request data");
         }
-        let sent = self
-            .stream
-            .as_ref()
-            .is_some_and(|stream| stream.decision_header_sent());
-        let set = if sent {
+        let set = if decision_header_sent {
             host::set_request_header(&name, &value)
         } else {
             host::add_header(Direction::Request, &name, value.as_bytes())

@@ -146,12 +146,13 @@ impl Filter {
         if stats.is_empty() {
             return;
         }
-        let increments: Vec<_> = metrics::increments(self.stream.mode(), stats).collect();
+        let mode = self.stream.mode();
         let batched = self.shared.stat_batch.as_ref().is_some_and(|batch| {
-            batch.add(unix_ms(), increments.iter().copied()) == stat_batch::Added::Batched
+            batch.add(unix_ms(), metrics::increments(mode, &stats)) == stat_batch::Added::Batched
         });
         if !batched {
-            metrics::record_now(envoy, &self.shared.metrics, &self.config, &increments);
+            let increments = metrics::increments(mode, &stats);
+            metrics::record_now(envoy, &self.shared.metrics, &self.config, increments);
         }
     }
 

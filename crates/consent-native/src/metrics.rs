@@ -33,9 +33,9 @@ pub enum Increment {
 }
 
 /// The increments of a stream's stats events, with the amount of each.
-pub fn increments(mode: Mode, stats: Vec<Stat>) -> impl Iterator<Item = (Increment, u64)> {
-    stats.into_iter().map(move |stat| match stat {
-        Stat::Decision(decision) => (decision_increment(mode, &decision), 1),
+pub fn increments(mode: Mode, stats: &[Stat]) -> impl Iterator<Item = (Increment, u64)> + '_ {
+    stats.iter().map(move |stat| match *stat {
+        Stat::Decision(ref decision) => (decision_increment(mode, decision), 1),
         Stat::Redaction(direction, category) => {
             (Increment::Redaction(mode, direction, category), 1)
         }
@@ -89,11 +89,11 @@ pub fn record_now(
     stream: crate::envoy::Stream,
     ids: &StreamMetrics,
     config: &CompiledConfig,
-    increments: &[(Increment, u64)],
+    increments: impl IntoIterator<Item = (Increment, u64)>,
 ) {
     for (increment, by) in increments {
-        if let Some((id, labels, len)) = resolve(increment, ids, config) {
-            stream.count(id, labels.get(..len).unwrap_or(&[]), *by);
+        if let Some((id, labels, len)) = resolve(&increment, ids, config) {
+            stream.count(id, labels.get(..len).unwrap_or(&[]), by);
         }
     }
 }
