@@ -64,15 +64,16 @@ def wasm_filter(name, root_id, wasm, config, raw=None):
                 configuration: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{value}' }}"""
 
 
-def native_filter(name, config, module="consent_native"):
+def native_filter(name, config, module="consent_native", filter_name="consent"):
     """The consent filter as the native dynamic module (crates/consent-native), with `config`
-    as its JSON configuration; Envoy finds the module in $ENVOY_DYNAMIC_MODULES_SEARCH_PATH."""
+    as its JSON configuration; Envoy finds the module in $ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+    Another `module` and `filter_name` load a floor (crates/empty-native)."""
     return f"""
           - name: {name}
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
               dynamic_module_config: {{ name: {module}, do_not_close: true }}
-              filter_name: consent
+              filter_name: {filter_name}
               filter_config: {{ "@type": type.googleapis.com/google.protobuf.StringValue, value: '{json.dumps(config)}' }}"""
 
 

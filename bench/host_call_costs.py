@@ -11,7 +11,9 @@ filter adds in user space, where all of a filter's work happens.
 
 Contenders: plain, the empty wasm filter, the empty native dynamic module (crates/empty-native,
 `empty-native`: every hook continues, no host calls; what Envoy's dynamic-module machinery
-alone costs, the native module's floor), the host_calls floor filter (crates/empty-filter:
+alone costs, the native module's floor), the native floor (`floor-native`: the same module
+under `filter_name: host_calls`, making the native consent module's Envoy calls and no
+decision), the host_calls floor filter (crates/empty-filter:
 the consent filter's host calls and no decision), the consent filter, the same filter as a
 native dynamic module (crates/consent-native, `native`), and the floor filter
 making one kind of call ten times per request (per-call cost = (that - empty) / 10). With
@@ -161,8 +163,8 @@ def main():
     args = ap.parse_args()
     a = types.SimpleNamespace(envoy=args.envoy, wasm=args.wasm, empty_wasm=args.empty_wasm, native=args.native,
                               empty_native=args.empty_native, small_users=1000, big_users=1000, policy=args.policy)
-    specs = [("plain", None), ("empty-wasm", None), ("empty-native", None), ("host-calls", None), ("consent-1k", None),
-             ("native", None)]
+    specs = [("plain", None), ("empty-wasm", None), ("empty-native", None), ("floor-native", None), ("host-calls", None),
+             ("consent-1k", None), ("native", None)]
     specs += [(f"host-calls:{c}*{REPEAT}", None) for c in SINGLE_CALLS]
     specs += [("plain", "64k"), ("empty-wasm", "64k"), ("empty-native", "64k"), ("host-calls:body", "64k"),
               ("consent-1k", "64k"), ("native", "64k")]
@@ -193,12 +195,14 @@ def main():
     ]
     for kind, label in [("plain", "plain Envoy"), ("empty-wasm", "empty wasm filter"),
                         ("empty-native", "empty native dynamic module"),
+                        ("floor-native", "native floor: the native module's Envoy calls, no decision"),
                         ("host-calls", "floor: the consent filter's host calls, no decision"),
                         ("consent-1k", "consent filter (1k people)"),
                         ("native", "consent filter as a native dynamic module (1k people)")]:
         v = ir[(kind, None)]
         lines.append(f"| {label} | {v:,.0f} | {v - plain:+,.0f} | {v - empty:+,.0f} |")
     native, empty_native = ir[("native", None)], ir[("empty-native", None)]
+    native_floor = ir[("floor-native", None)]
     lines += ["",
               f"The host calls alone cost {floor - empty:,.0f} instructions per request "
               f"({(floor - empty) / (ours - empty):.0%} of what the consent filter adds to the empty "
@@ -207,7 +211,9 @@ def main():
               f"{empty / floor:.2f}x the empty filter, the consent filter at {empty / ours:.2f}x. "
               f"The empty native module (Envoy's dynamic-module machinery alone) runs at "
               f"{plain / empty_native:.2f}x plain and {empty / empty_native:.2f}x the empty wasm filter; "
-              f"the native consent module adds {native - empty_native:,.0f} instructions to it.",
+              f"the native consent module adds {native - empty_native:,.0f} instructions to it, of which "
+              f"the Envoy calls it makes (floor-native) are {native_floor - empty_native:,.0f} and its own "
+              f"work (decision, lookup, plans, stats, body sniffing) {native - native_floor:,.0f}.",
               "", "## One host call (floor filter making it ten times per request)", "",
               "| call | instructions per call |", "|---|---:|"]
     for call in SINGLE_CALLS:

@@ -5,6 +5,8 @@
 
 use std::ffi::{c_char, c_void};
 
+use crate::floor;
+
 /// A pointer to an Envoy object (filter config, filter), owned by Envoy; never used here.
 pub type EnvoyPtr = *mut c_void;
 
@@ -51,6 +53,20 @@ static CONFIG: u8 = 0;
 /// (non-null, since null fails the stream). No allocation per request.
 static FILTER: u8 = 0;
 
+/// The configuration of the native floor (`filter_name: host_calls`, see `floor.rs`).
+static FLOOR_CONFIG: u8 = 0;
+
+fn empty_filter() -> ModulePtr {
+    std::ptr::from_ref(&FILTER).cast()
+}
+
+/// The floor's state of a stream, if this stream is one of the floor's.
+fn floor_stream<'a>(module: ModulePtr) -> Option<&'a mut floor::FloorStream> {
+    // SAFETY: Envoy passes back what `envoy_dynamic_module_on_http_filter_new` returned,
+    // to one hook at a time.
+    unsafe { floor::stream(module, empty_filter()) }
+}
+
 /// The module's program-init hook: returns the ABI version.
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
@@ -61,9 +77,17 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     _config_envoy: EnvoyPtr,
-    _name: EnvoyBuffer,
+    name: EnvoyBuffer,
     _config: EnvoyBuffer,
 ) -> ModulePtr {
+    let floor = !name.ptr.is_null()
+        && name.length == floor::FILTER_NAME.len()
+        // SAFETY: Envoy's buffer holds `length` bytes for the duration of this call.
+        && unsafe { std::slice::from_raw_parts(name.ptr.cast::<u8>(), name.length) }
+            == floor::FILTER_NAME;
+    if floor {
+        return std::ptr::from_ref(&FLOOR_CONFIG).cast();
+    }
     std::ptr::from_ref(&CONFIG).cast()
 }
 
@@ -94,22 +118,30 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_config_http_callout_done(
 ) {
 }
 
-/// A stream starts: its filter, the same static byte for every stream.
+/// A stream starts: its filter, the same static byte for every stream (the floor's
+/// streams get a small state of their own).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
-    _config: ModulePtr,
+    config: ModulePtr,
     _filter_envoy: EnvoyPtr,
 ) -> ModulePtr {
-    std::ptr::from_ref(&FILTER).cast()
+    if config == std::ptr::from_ref(&FLOOR_CONFIG).cast() {
+        return floor::new_stream();
+    }
+    empty_filter()
 }
 
-/// The request headers arrived: `Continue`.
+/// The request headers arrived: `Continue` (the floor makes its calls first).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
-    _envoy_ptr: EnvoyPtr,
-    _module: ModulePtr,
+    envoy_ptr: EnvoyPtr,
+    module: ModulePtr,
     _end_of_stream: bool,
 ) -> u32 {
+    if floor_stream(module).is_some() {
+        // SAFETY: `envoy_ptr` is this hook's stream.
+        return unsafe { floor::on_request_headers(envoy_ptr) };
+    }
     CONTINUE
 }
 
@@ -132,23 +164,31 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_trailers(
     CONTINUE
 }
 
-/// The response headers arrived: `Continue`.
+/// The response headers arrived: `Continue` (the floor may hold them for the body).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
-    _envoy_ptr: EnvoyPtr,
-    _module: ModulePtr,
-    _end_of_stream: bool,
+    envoy_ptr: EnvoyPtr,
+    module: ModulePtr,
+    end_of_stream: bool,
 ) -> u32 {
+    if let Some(stream) = floor_stream(module) {
+        // SAFETY: `envoy_ptr` is this hook's stream.
+        return unsafe { floor::on_response_headers(envoy_ptr, stream, end_of_stream) };
+    }
     CONTINUE
 }
 
-/// Response body data arrived: `Continue`.
+/// Response body data arrived: `Continue` (the floor buffers it and reads it).
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
-    _envoy_ptr: EnvoyPtr,
-    _module: ModulePtr,
-    _end_of_stream: bool,
+    envoy_ptr: EnvoyPtr,
+    module: ModulePtr,
+    end_of_stream: bool,
 ) -> u32 {
+    if let Some(stream) = floor_stream(module) {
+        // SAFETY: `envoy_ptr` is this hook's stream.
+        return unsafe { floor::on_response_body(envoy_ptr, stream, end_of_stream) };
+    }
     CONTINUE
 }
 
@@ -169,9 +209,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
 ) {
 }
 
-/// The stream's filter is destroyed: nothing was allocated.
+/// The stream's filter is destroyed: nothing was allocated (but a floor stream's state).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(_module: ModulePtr) {}
+pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(module: ModulePtr) {
+    // SAFETY: Envoy destroys each filter once, after its last hook.
+    unsafe { floor::drop_stream(module, empty_filter()) }
+}
 
 /// The answer to a stream's HTTP callout (none is made).
 #[no_mangle]

@@ -4,18 +4,26 @@
 //!
 //! It exports what `crates/consent-native` exports (the program-init hook and every HTTP
 //! filter hook Envoy 1.40 looks up), with the same signatures. Every stream hook returns
-//! `Continue`; the rest do nothing. It calls back into Envoy nowhere (it declares no Envoy
-//! callback, so the `.so` needs no Envoy symbol) and allocates nothing: the configuration
-//! and every stream's filter are the addresses of static bytes, which Envoy only passes back.
-//! What it costs over plain Envoy is Envoy's dynamic-module machinery alone (the filter in
-//! the chain, one call per hook), the floor under the native consent module's targets.
+//! `Continue`; the rest do nothing. It calls back into Envoy nowhere and allocates nothing:
+//! the configuration and every stream's filter are the addresses of static bytes, which
+//! Envoy only passes back. What it costs over plain Envoy is Envoy's dynamic-module
+//! machinery alone (the filter in the chain, one call per hook), the floor under the native
+//! consent module's targets.
+//!
+//! Under `filter_name: host_calls` it is the second native floor (`floor-native`, see
+//! `floor.rs`): the Envoy calls the consent module makes on its header-only path, and no
+//! decision.
 //!
 //! Build: `make empty-native` (`target/release/libempty_native.so`); Envoy loads it as
 //! `dynamic_module_config: { name: empty_native }` from `$ENVOY_DYNAMIC_MODULES_SEARCH_PATH`.
 
-// `#[no_mangle]` counts as unsafe code; `hooks` has no `unsafe` block.
+// `#[no_mangle]` counts as unsafe code.
 #[allow(unsafe_code)]
 mod hooks;
+
+// The floor's calls into Envoy.
+#[allow(unsafe_code)]
+mod floor;
 
 #[cfg(test)]
 mod tests {
@@ -105,6 +113,143 @@ mod tests {
             envoy_dynamic_module_on_http_filter_response_trailers(envoy, module),
             CONTINUE
         );
+    }
+
+    fn buffer(bytes: &'static [u8]) -> EnvoyBuffer {
+        EnvoyBuffer {
+            ptr: bytes.as_ptr().cast(),
+            length: bytes.len(),
+        }
+    }
+
+    fn calls() -> Vec<String> {
+        crate::floor::test_envoy::CALLS.with(|c| c.borrow_mut().drain(..).collect())
+    }
+
+    #[test]
+    fn a_filter_named_host_calls_is_the_floor_and_makes_the_consent_modules_calls() {
+        let config = envoy_dynamic_module_on_http_filter_config_new(
+            null_mut(),
+            buffer(b"host_calls"),
+            buffer(b""),
+        );
+        let filter = envoy_dynamic_module_on_http_filter_new(config, null_mut());
+        let _ = calls();
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_request_headers(null_mut(), filter, true),
+            CONTINUE
+        );
+        assert_eq!(
+            calls(),
+            [
+                "get_headers_size",
+                "get_headers",
+                "get_attribute 37",
+                "get_attribute 35",
+                "add_header 18"
+            ]
+        );
+        crate::floor::test_envoy::RESPONSE_TYPE.with(|t| *t.borrow_mut() = b"application/json");
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_headers(null_mut(), filter, false),
+            crate::floor::status::STOP_ITERATION
+        );
+        assert_eq!(
+            calls(),
+            ["get_headers_size", "get_headers", "set_header 14 null=true"]
+        );
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_body(null_mut(), filter, false),
+            crate::floor::status::STOP_ITERATION_AND_BUFFER
+        );
+        assert!(calls().is_empty(), "nothing is read before the end");
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_body(null_mut(), filter, true),
+            CONTINUE
+        );
+        assert_eq!(
+            calls(),
+            [
+                "received_buffered_response_body",
+                "get_body_chunks_size 2",
+                "get_body_chunks",
+                "drain_body 7",
+                "append_body 7"
+            ],
+            "a JSON body is read and written back unchanged"
+        );
+        envoy_dynamic_module_on_http_filter_destroy(filter);
+        envoy_dynamic_module_on_http_filter_config_destroy(config);
+    }
+
+    #[test]
+    fn the_floor_passes_a_response_that_ends_with_its_headers() {
+        let config = envoy_dynamic_module_on_http_filter_config_new(
+            null_mut(),
+            buffer(b"host_calls"),
+            buffer(b""),
+        );
+        let filter = envoy_dynamic_module_on_http_filter_new(config, null_mut());
+        let _ = calls();
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_headers(null_mut(), filter, true),
+            CONTINUE
+        );
+        assert_eq!(calls(), ["get_headers_size", "get_headers"]);
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_body(null_mut(), filter, true),
+            CONTINUE
+        );
+        assert!(calls().is_empty());
+        envoy_dynamic_module_on_http_filter_destroy(filter);
+    }
+
+    #[test]
+    fn any_other_filter_name_is_the_empty_module_and_calls_nothing() {
+        let config = envoy_dynamic_module_on_http_filter_config_new(
+            null_mut(),
+            buffer(b"consent"),
+            buffer(b""),
+        );
+        let filter = envoy_dynamic_module_on_http_filter_new(config, null_mut());
+        let _ = calls();
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_request_headers(null_mut(), filter, false),
+            CONTINUE
+        );
+        assert_eq!(
+            envoy_dynamic_module_on_http_filter_response_headers(null_mut(), filter, false),
+            CONTINUE
+        );
+        assert!(calls().is_empty());
+        envoy_dynamic_module_on_http_filter_destroy(filter);
+    }
+
+    /// The floor's callback declarations, as written in consent-native's bindings.
+    #[test]
+    fn the_floors_callbacks_have_consent_natives_signatures() {
+        let normalise = |s: &str| s.split_whitespace().collect::<String>().replace(",)", ")");
+        let floor = include_str!("floor.rs");
+        let block = floor
+            .split("extern \"C\" {")
+            .nth(1)
+            .and_then(|rest| rest.split("\n}").next())
+            .unwrap();
+        let abi = normalise(&NATIVE_ABI.replace("pub fn ", "fn "));
+        let mut seen = 0;
+        for decl in block
+            .split(';')
+            .map(str::trim)
+            .filter(|d| d.starts_with("fn "))
+        {
+            let decl = normalise(decl);
+            assert!(
+                abi.contains(&decl),
+                "not in consent-native's abi.rs: {decl}"
+            );
+            seen += 1;
+        }
+        assert_eq!(seen, 11);
     }
 
     #[test]
