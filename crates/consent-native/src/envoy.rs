@@ -60,6 +60,20 @@ unsafe fn borrowed<'a>(ptr: *const c_char, len: usize) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }
 }
 
+/// Headers (or body chunks) read into arrays on the stack before a hook needs the heap.
+const STACK_HEADERS: usize = 32;
+
+/// A header name as text. Envoy's names are lowercase ASCII (checked word by word, without
+/// a UTF-8 decoder call per name); one that is not UTF-8 cannot be a name the filter looks
+/// for, so it is passed as U+FFFD, which matches nothing.
+fn header_name(name: &[u8]) -> &str {
+    if name.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return unsafe { std::str::from_utf8_unchecked(name) };
+    }
+    std::str::from_utf8(name).unwrap_or("\u{fffd}")
+}
+
 /// One HTTP stream as Envoy sees it (the `filter_envoy_ptr` of the hooks).
 #[derive(Debug, Clone, Copy)]
 pub struct Stream(pub EnvoyPtr);
@@ -116,7 +130,16 @@ impl Stream {
         // SAFETY: `self.0` is the stream pointer of the current hook.
         let count =
             unsafe { abi::envoy_dynamic_module_callback_http_get_headers_size(self.0, kind) };
-        let mut raw = vec![EnvoyHeader::empty(); count];
+        // A request's or a response's headers fit on the stack; a larger map goes to the heap.
+        let mut raw_stack = [EnvoyHeader::empty(); STACK_HEADERS];
+        let mut raw_heap = Vec::new();
+        let raw: &mut [EnvoyHeader] = match raw_stack.get_mut(..count) {
+            Some(raw) => raw,
+            None => {
+                raw_heap.resize(count, EnvoyHeader::empty());
+                &mut raw_heap
+            }
+        };
         if count > 0 {
             // SAFETY: `raw` has room for the `count` headers Envoy reported.
             let ok = unsafe {
@@ -126,8 +149,16 @@ impl Stream {
                 return None;
             }
         }
-        let mut pairs = Vec::with_capacity(count);
-        for header in &raw {
+        let mut pairs_stack: [(&str, &[u8]); STACK_HEADERS] = [("", &[]); STACK_HEADERS];
+        let mut pairs_heap = Vec::new();
+        let pairs: &mut [(&str, &[u8])] = match pairs_stack.get_mut(..count) {
+            Some(pairs) => pairs,
+            None => {
+                pairs_heap.resize(count, ("", &[][..]));
+                &mut pairs_heap
+            }
+        };
+        for (pair, header) in pairs.iter_mut().zip(raw.iter()) {
             // SAFETY: Envoy filled these from its header map; they stay valid until the end
             // of this hook and no setter is called while `read` runs.
             let (name, value) = unsafe {
@@ -136,12 +167,9 @@ impl Stream {
                     borrowed(header.value_ptr, header.value_length),
                 )
             };
-            // Envoy's header names are lowercase ASCII; one that is not UTF-8 cannot be a
-            // name the filter looks for, so it is passed under a name that matches nothing.
-            let name = std::str::from_utf8(name).unwrap_or("\u{fffd}");
-            pairs.push((name, value));
+            *pair = (header_name(name), value);
         }
-        Some(read(&pairs))
+        Some(read(pairs))
     }
 
     fn set(self, kind: u32, name: &str, value: Option<&[u8]>) -> bool {
@@ -212,7 +240,15 @@ impl Stream {
         if count == 0 {
             return true;
         }
-        let mut raw = vec![EnvoyBuffer::empty(); count];
+        let mut raw_stack = [EnvoyBuffer::empty(); STACK_HEADERS];
+        let mut raw_heap = Vec::new();
+        let raw: &mut [EnvoyBuffer] = match raw_stack.get_mut(..count) {
+            Some(raw) => raw,
+            None => {
+                raw_heap.resize(count, EnvoyBuffer::empty());
+                &mut raw_heap
+            }
+        };
         // SAFETY: `raw` has room for the `count` chunks Envoy reported.
         let ok = unsafe {
             abi::envoy_dynamic_module_callback_http_get_body_chunks(self.0, kind, raw.as_mut_ptr())
@@ -220,7 +256,7 @@ impl Stream {
         if !ok {
             return false;
         }
-        for chunk in &raw {
+        for chunk in raw.iter() {
             // SAFETY: Envoy's body slices, valid until the end of this hook; copied at once.
             out.extend_from_slice(unsafe { borrowed(chunk.ptr, chunk.length) });
         }
@@ -625,5 +661,18 @@ impl CallAnswer {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_name;
+
+    #[test]
+    fn ascii_header_names_pass_as_they_are_and_others_only_when_utf8() {
+        assert_eq!(header_name(b"x-user-id"), "x-user-id");
+        assert_eq!(header_name(b""), "");
+        assert_eq!(header_name("x-名前".as_bytes()), "x-名前");
+        assert_eq!(header_name(b"x-\xff-id"), "\u{fffd}");
     }
 }

@@ -195,10 +195,15 @@ impl BodyHeaders {
         for (name, value) in headers {
             match name {
                 "content-type" => {
-                    let declared = params::split_list(value)
-                        .into_iter()
-                        .map(BodyFormat::of_element)
-                        .fold(BodyFormat::Other, BodyFormat::and);
+                    // One media type (no comma anywhere) is its own list, without the Vec.
+                    let declared = if value.contains(&b',') {
+                        params::split_list(value)
+                            .into_iter()
+                            .map(BodyFormat::of_element)
+                            .fold(BodyFormat::Other, BodyFormat::and)
+                    } else {
+                        BodyFormat::Other.and(BodyFormat::of_element(value))
+                    };
                     out.format = out.format.and(declared);
                 }
                 "content-encoding" => out.encoded |= !is_identity(Some(value)),

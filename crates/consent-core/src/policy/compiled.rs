@@ -2,7 +2,7 @@
 //! function reads, with where each category travels in a request (header names, query
 //! parameters, JSON selectors).
 
-use crate::policy::name_map::NameMap;
+use crate::policy::name_map::{NameFilter, NameMap};
 
 use crate::body::matcher::Matcher;
 use crate::body::redactor::FieldAction;
@@ -104,6 +104,8 @@ pub struct CompiledPolicy {
     party_ids: NameMap<PartyIdx>,
     category_ids: NameMap<CategoryIdx>,
     header_categories: NameMap<CategorySet>,
+    /// Names of `header_categories`, for a quick miss.
+    header_names: NameFilter,
     query_categories: NameMap<CategorySet>,
     cookie_categories: NameMap<CategorySet>,
 }
@@ -380,6 +382,13 @@ impl CompiledPolicy {
             purpose_ids,
             party_ids,
             category_ids,
+            header_names: {
+                let mut filter = NameFilter::default();
+                for name in header_categories.keys() {
+                    filter.insert(name);
+                }
+                filter
+            },
             header_categories,
             query_categories,
             cookie_categories,
@@ -462,6 +471,9 @@ impl CompiledPolicy {
 
     /// Categories carried by a header (name in lowercase).
     pub fn header_categories(&self, lowercase_name: &str) -> CategorySet {
+        if !self.header_names.may_contain(lowercase_name) {
+            return CategorySet::EMPTY;
+        }
         self.header_categories
             .get(lowercase_name)
             .copied()

@@ -36,6 +36,39 @@ impl Hasher for Fnv1a {
     }
 }
 
+/// A quick "certainly not a key" test in front of a [`NameMap`]: a bit per name length
+/// (lengths of 63 and more share one) and a bit per last byte of the names inserted. Most
+/// of a request's headers (`:path`, `user-agent`, `accept`, ...) fail it, so they skip the
+/// hash and the probe; a name that passes is looked up as before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NameFilter {
+    lengths: u64,
+    last: [u64; 4],
+}
+
+impl NameFilter {
+    fn bits(name: &[u8]) -> (u64, usize, u64) {
+        let len = 1u64 << name.len().min(63);
+        let last = name.last().copied().unwrap_or(0);
+        (len, usize::from(last >> 6), 1u64 << (last & 63))
+    }
+
+    /// Lets `name` through from now on.
+    pub fn insert(&mut self, name: &str) {
+        let (len, word, bit) = Self::bits(name.as_bytes());
+        self.lengths |= len;
+        if let Some(w) = self.last.get_mut(word) {
+            *w |= bit;
+        }
+    }
+
+    /// False when `name` was certainly never inserted.
+    pub fn may_contain(&self, name: &str) -> bool {
+        let (len, word, bit) = Self::bits(name.as_bytes());
+        self.lengths & len != 0 && self.last.get(word).is_some_and(|w| w & bit != 0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +84,37 @@ mod tests {
         assert_eq!(map.get("x-device-id"), Some(&2));
         assert_eq!(map.get("x-device-i"), None);
         assert_eq!(map.get(""), None);
+    }
+
+    #[test]
+    fn the_filter_lets_every_inserted_name_through_and_stops_most_others() {
+        let mut filter = NameFilter::default();
+        assert!(!filter.may_contain("x-device-id") && !filter.may_contain(""));
+        let names = [
+            "x-device-id",
+            "x-user-email",
+            "",
+            "x-a-name-longer-than-sixty-three-bytes-which-shares-the-last-length-bit",
+        ];
+        for name in names {
+            filter.insert(name);
+        }
+        for name in names {
+            assert!(filter.may_contain(name), "{name}");
+        }
+        for stranger in [
+            ":path",
+            "user-agent",
+            "accept",
+            "x-user-emaix",
+            "x-device-ie",
+        ] {
+            assert!(!filter.may_contain(stranger), "{stranger}");
+        }
+        assert!(
+            filter.may_contain("x-other-idd"),
+            "same length and last byte as x-device-id: looked up in the map"
+        );
     }
 
     #[test]
